@@ -1,0 +1,165 @@
+"""Thin Typer front: parse, load config, call a pipeline, print a summary.
+
+Errors the user can fix arrive as PenumbraError (or click usage errors) and leave as one line
+per problem on stderr with exit code 2; anything else is an internal error, exit 1. Tracebacks
+only with --debug.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from penumbra import __version__
+from penumbra.errors import PenumbraError
+
+try:  # typer >= 0.20 vendors click; older releases use click itself
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="penumbra",
+    help="Differentially private synthetic media from off-the-shelf foundation models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """penumbra: DP synthetic images and texts, audit ledgers, anonymization."""
+
+
+@app.command()
+def version() -> None:
+    """Print the penumbra version (and the Python and torch it runs on)."""
+    import torch
+
+    console.print(
+        f"penumbra {__version__} (python {platform.python_version()}, torch {torch.__version__})",
+        highlight=False,
+    )
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every backend and builtin model, its role, and whether it is usable here and now."""
+    from penumbra.models import catalogue
+
+    rows = catalogue()
+    if as_json:
+        payload = [
+            {
+                "uri": r.uri,
+                "roles": list(r.roles),
+                "available": r.available,
+                "problem": r.problem,
+                "description": r.description,
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    table = Table(title="penumbra models", show_lines=False)
+    table.add_column("URI", style="bold")
+    table.add_column("role(s)")
+    table.add_column("available")
+    table.add_column("what it is")
+    for r in rows:
+        status = "[green]yes[/green]" if r.available else f"[red]no[/red]: {r.problem}"
+        table.add_row(r.uri, ", ".join(r.roles), status, r.description)
+    console.print(table)
+    console.print(
+        "Local weights: [bold]hf:/path/to/folder[/bold] (or a cached repo id with "
+        "HF_HUB_OFFLINE=1). Servers: [bold]openai:MODEL@http://host:port/v1[/bold].",
+        highlight=False,
+    )
+
+
+@app.command("config")
+def show_config(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Run config YAML to start from.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one field: KEY=VALUE, e.g. --set pe.iterations=5."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the resolved config here.")
+    ] = None,
+) -> None:
+    """Validate a run config and print (or write) the fully resolved result."""
+    from penumbra.config import config_to_yaml, load_config, write_config
+
+    resolved = load_config(config, overrides or [])
+    if out is not None:
+        write_config(resolved, out)
+        console.print(f"resolved config written to {out}", highlight=False)
+    else:
+        sys.stdout.write(config_to_yaml(resolved))
+
+
+def _fail(lines: list[str], code: int) -> int:
+    for line in lines:
+        sys.stderr.write(f"error: {line}\n")
+    sys.stderr.flush()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (tests call it directly)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="penumbra", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as e:
+        sys.stdout.write(e.ctx.get_help() + "\n")
+        return 0
+    except typer.Exit as e:
+        return int(e.exit_code or 0)
+    except typer.Abort:
+        return _fail(["interrupted"], 130)
+    except click_exc.UsageError as e:
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        return _fail([e.format_message().replace("\n", " ") + hint], EXIT_USAGE)
+    except click_exc.ClickException as e:
+        return _fail([e.format_message().replace("\n", " ")], EXIT_USAGE)
+    except PenumbraError as e:
+        if debug:
+            raise
+        return _fail(list(e.problems), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail(["interrupted"], 130)
+    except Exception as e:
+        if debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        return _fail(
+            [f"internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)"],
+            EXIT_INTERNAL,
+        )
+    return int(result) if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Run configuration: pydantic models, loaded from YAML plus `--set key=value` overrides.
+
+Every invalid field becomes one line naming the field, the allowed range and the value given,
+so a user can fix a config without reading a traceback. The resolved config is written back
+out beside each run, so a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from penumbra.data.images import DEFAULT_MAX_PIXELS
+from penumbra.errors import ConfigError
+
+SCHEMA_VERSION = 1
+MODEL_SCHEMES = ("builtin:", "hf:", "openai:")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PrivacyConfig(Section):
+    epsilon: float = Field(1.0, gt=0, description="target ε of the whole run")
+    delta: float | None = Field(
+        None, gt=0, lt=1, description="δ; default 1/(N·ln N) for N private samples, must be < 1/N"
+    )
+
+
+class PEConfig(Section):
+    iterations: int = Field(10, ge=1, le=1000, description="DP releases (PE iterations) T")
+    population: int = Field(200, ge=2, le=1_000_000, description="candidates per iteration")
+    k: int = Field(1, ge=1, le=100, description="nearest candidates each private sample votes for")
+    threshold: float = Field(0.0, ge=0, description="noisy counts below H are zeroed")
+    selection: Literal["rank", "sample"] = "rank"
+    metric: Literal["l2", "cosine"] = "l2"
+
+
+class OpenAIConfig(Section):
+    api_key_env: str = Field("OPENAI_API_KEY", min_length=1)
+    timeout: float = Field(60.0, gt=0, le=3600, description="seconds per request")
+    max_retries: int = Field(5, ge=0, le=20)
+    max_concurrency: int = Field(8, ge=1, le=256)
+
+
+class ModelsConfig(Section):
+    text_generator: str = "builtin:smollm2-135m"
+    text_embedder: str = "builtin:minilm-l6"
+    image_embedder: str = "builtin:effnet-lite0"
+    image_generator: str = "builtin:fashion-t2i"
+    final_image_generator: str | None = Field(
+        None, description="a larger generator for the final render; default image_generator"
+    )
+    captioner: str = "builtin:label-captioner"
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-URI backend options, e.g. {hf:...: {steps: 30}}"
+    )
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+    @field_validator(
+        "text_generator",
+        "text_embedder",
+        "image_embedder",
+        "image_generator",
+        "final_image_generator",
+        "captioner",
+    )
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(MODEL_SCHEMES):
+            raise ValueError(
+                "must be a model URI: builtin:NAME, hf:REPO_OR_PATH or openai:MODEL@BASE_URL"
+            )
+        return value
+
+    def options_for(self, uri: str) -> dict[str, Any]:
+        """Backend options for one URI: the openai transport settings plus per-URI options."""
+        options: dict[str, Any] = {}
+        if uri.startswith("openai:"):
+            options.update(self.openai.model_dump())
+        options.update(self.options.get(uri, {}))
+        return options
+
+
+class DataConfig(Section):
+    on_unreadable: Literal["skip", "fail"] = "skip"
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=10**10)
+
+
+class OutputConfig(Section):
+    num_images: int = Field(100, ge=1, le=10_000_000)
+    image_size: int = Field(256, ge=8, le=4096, description="side of the square output images")
+    image_format: Literal["png", "jpg", "webp"] = "png"
+
+
+class RunConfig(Section):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    domain: str = Field(
+        "a photo", min_length=1, description="public description of the data (public text only)"
+    )
+    voting: Literal["image", "text"] = "image"
+    seed: int | None = Field(
+        None, ge=0, description="seeds generation only; DP noise is always cryptographic"
+    )
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    pe: PEConfig = Field(default_factory=PEConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def _fields_at(loc: Sequence[Any]) -> list[str] | None:
+    model: Any = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return list(model.model_fields)
+
+
+def _problem_lines(error: ValidationError, source: str) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = _fields_at(loc[:-1])
+            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{source}: {where}: unknown field{hint}")
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        given = item.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{source}: {where}: {message}{shown}")
+    return lines
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`pe.iterations=5` -> (["pe", "iterations"], 5); values are read as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. pe.k=2")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({e})") from e
+    return key.split("."), value
+
+
+def _set_path(data: dict[str, Any], path: Sequence[str], value: Any, *, origin: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {part} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    merged: dict[str, Any] = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        _set_path(merged, path, value, origin=f"--set {text!r}")
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from e
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({e.problem})") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, not a list/value")
+    return data
+
+
+def load_config(
+    path: Path | str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve file < `extra` (CLI options such as --epsilon) < `--set` overrides."""
+    source = str(path) if path is not None else "config"
+    data = apply_overrides(read_yaml(Path(path)) if path is not None else {}, ())
+    for dotted, value in (extra or {}).items():
+        if value is not None:
+            _set_path(data, dotted.split("."), value, origin=f"option {dotted}")
+    data = apply_overrides(data, overrides)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(*_problem_lines(e, source)) from None
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def write_config(config: RunConfig, path: Path | str) -> None:
+    """Write the resolved config (atomically: a run must never point at a half-written file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(config_to_yaml(config), encoding="utf-8")
+    tmp.replace(target)
+
+
+def config_hash(config: RunConfig) -> str:
+    """SHA-256 of the canonical JSON of a resolved config (what the ledger records)."""
+    canonical = json.dumps(
+        config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

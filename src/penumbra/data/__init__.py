@@ -1,0 +1,24 @@
+"""Reading private/public media safely; writing Hugging Face imagefolder outputs."""
+
+from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
+from penumbra.data.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    ImageRecord,
+    ReadReport,
+    iter_images,
+    list_image_files,
+    read_image,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "ImageRecord",
+    "ReadReport",
+    "iter_images",
+    "list_image_files",
+    "read_image",
+    "read_imagefolder_metadata",
+    "write_imagefolder",
+]

