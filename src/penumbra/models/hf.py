@@ -6,6 +6,7 @@ path that runs offline in tests is the one users run with their own weights.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +37,20 @@ def _fingerprint(source: HFSource) -> str:
 def _load_error(source: HFSource, role: Role, err: Exception) -> ModelError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ModelError(f"hf:{source.ref}: cannot load as {role} ({first})")
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No per-tensor progress bars (GGUF de-quantisation prints hundreds of lines)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _dtype_for(device: torch.device) -> torch.dtype:
@@ -124,10 +139,11 @@ def load_causal_lm(
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.ref, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            source.ref, dtype=_dtype_for(device), **kwargs
-        )
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source.ref, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                source.ref, dtype=_dtype_for(device), **kwargs
+            )
     except (OSError, ValueError, KeyError) as e:
         raise _load_error(source, "text-generator", e) from e
     model.to(device).eval()

@@ -1,0 +1,3 @@
+from penumbra.cli import entry
+
+entry()

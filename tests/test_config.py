@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from penumbra.config import RunConfig, config_hash, load_config, write_config
+from penumbra.errors import ConfigError
+
+
+def test_defaults_validate() -> None:
+    config = load_config()
+    assert config == RunConfig()
+    assert config.models.text_generator == "builtin:smollm2-135m"
+
+
+def test_yaml_then_options_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("privacy:\n  epsilon: 2.0\npe:\n  iterations: 4\n  k: 2\n", encoding="utf-8")
+    config = load_config(
+        path, ["pe.k=3", "models.options={hf:x: {steps: 4}}"], extra={"privacy.epsilon": 0.5}
+    )
+    assert config.privacy.epsilon == 0.5  # CLI option beats the file
+    assert config.pe.iterations == 4  # file kept where nothing overrides it
+    assert config.pe.k == 3  # --set beats the file
+    assert config.models.options_for("hf:x") == {"steps": 4}
+
+
+def test_round_trip_through_written_file(tmp_path: Path) -> None:
+    config = load_config(None, ["domain=a photo of a bedroom", "seed=7"])
+    write_config(config, tmp_path / "out" / "run.yaml")
+    again = load_config(tmp_path / "out" / "run.yaml")
+    assert again == config
+    assert config_hash(again) == config_hash(config)
+    assert config_hash(load_config(None, ["seed=8"])) != config_hash(config)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("pe.iterations=0", "pe.iterations: Input should be greater than or equal to 1 (got 0)"),
+        ("privacy.delta=1.5", "privacy.delta: Input should be less than 1 (got 1.5)"),
+        ("pe.selection=best", "pe.selection: Input should be 'rank' or 'sample' (got 'best')"),
+        ("voting=audio", "voting: Input should be 'image' or 'text' (got 'audio')"),
+        ("models.openai.timeout=0", "models.openai.timeout: Input should be greater than 0"),
+        ("models.captioner=blip", "models.captioner: must be a model URI"),
+    ],
+)
+def test_invalid_field_names_field_and_range(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert len(info.value.problems) == 1
+    assert expected in info.value.problems[0]
+
+
+def test_unknown_field_lists_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["pe.iteratons=3"])
+    (line,) = info.value.problems
+    assert "pe.iteratons: unknown field" in line and "iterations" in line
+
+
+def test_every_problem_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("pe:\n  k: 0\n  population: 1\nprivacy:\n  epsilon: 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert len(info.value.problems) == 3
+    assert all(p.startswith(f"{path}: ") for p in info.value.problems)
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("pe:\n  k: [1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken.yaml:\d+:\d+: invalid YAML"):
+        load_config(path)
+
+
+def test_top_level_must_be_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_bad_override_syntax() -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, ["pe.k"])
+    with pytest.raises(ConfigError, match="not a section"):
+        load_config(None, ["seed=1", "seed.x=2"])
+
+
+def test_openai_options_merge() -> None:
+    config = load_config(None, ["models.openai.timeout=5", "models.openai.max_retries=1"])
+    options = config.models.options_for("openai:gpt-4o-mini@http://127.0.0.1:1/v1")
+    assert options["timeout"] == 5 and options["max_retries"] == 1
+    assert options["api_key_env"] == "OPENAI_API_KEY"
+    assert config.models.options_for("builtin:minilm-l6") == {}
