@@ -38,12 +38,11 @@ def _word_tokenizer(folder: Path, *, chat_template: str | None = None):
     return tok
 
 
-def _bert_vocab(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+def _bert_tokenizer():
+    from transformers import BertTokenizerFast
+
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    path = folder / "vocab.txt"
-    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    return path
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)})
 
 
 def tiny_llama(folder: Path) -> Path:
@@ -74,11 +73,11 @@ def tiny_llama(folder: Path) -> Path:
 def tiny_sentence_transformer(folder: Path) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     bert_dir = folder.parent / (folder.name + "-bert")
-    tok = BertTokenizerFast(vocab_file=str(_bert_vocab(bert_dir)))
+    tok = _bert_tokenizer()
     tok.save_pretrained(bert_dir)
     config = BertConfig(
         vocab_size=len(tok),
@@ -97,7 +96,6 @@ def tiny_sentence_transformer(folder: Path) -> Path:
 
 def tiny_blip(folder: Path) -> Path:
     from transformers import (
-        BertTokenizerFast,
         BlipConfig,
         BlipForConditionalGeneration,
         BlipImageProcessor,
@@ -105,7 +103,7 @@ def tiny_blip(folder: Path) -> Path:
     )
 
     torch.manual_seed(0)
-    tok = BertTokenizerFast(vocab_file=str(_bert_vocab(folder / "_vocab")))
+    tok = _bert_tokenizer()
     config = BlipConfig(
         text_config={
             "vocab_size": len(tok),
