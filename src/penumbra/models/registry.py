@@ -8,12 +8,14 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from penumbra.errors import ModelError
 from penumbra.models.builtin import BUILTINS
 from penumbra.models.protocols import ROLES, Model, Role
 
+_BOUND = ("source", "name", "client", "model", "base_url")
 _cache: dict[tuple[str, str | None, str], Model] = {}
 _lock = threading.Lock()
 
@@ -24,7 +26,8 @@ def _check_role(role: str | None) -> Role | None:
     return role  # type: ignore[return-value]
 
 
-def _call(uri: str, fn: Callable[..., Model], options: dict[str, Any]) -> Model:
+def _call(uri: str, fn: Callable[..., Any], options: dict[str, Any]) -> Any:
+    """Call a loader with user options, naming unknown ones instead of a TypeError."""
     accepted = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     if not takes_any:
@@ -32,7 +35,7 @@ def _call(uri: str, fn: Callable[..., Model], options: dict[str, Any]) -> Model:
         if unknown:
             raise ModelError(
                 f"{uri}: unknown option(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(k for k in accepted if k not in ('source', 'name'))}"
+                f"allowed: {', '.join(k for k in accepted if k not in _BOUND) or 'none'}"
             )
     try:
         return fn(**options)
@@ -73,7 +76,7 @@ def _load_hf(ref: str, role: Role | None, options: dict[str, Any]) -> Model:
     if role not in loaders:
         raise ModelError(f"hf:{ref}: the hf backend has no {role}; use builtin:effnet-lite0")
     loader = loaders[role]
-    return _call(f"hf:{ref}", lambda **kw: loader(source, name=f"hf:{ref}", **kw), options)
+    return _call(f"hf:{ref}", partial(loader, source, name=f"hf:{ref}"), options)
 
 
 _CLIENT_OPTIONS = ("api_key_env", "timeout", "max_retries", "max_concurrency", "backoff")
@@ -92,9 +95,8 @@ def _load_openai(rest: str, role: Role | None, options: dict[str, Any]) -> Model
     if role not in ROLE_CLASSES:
         raise ModelError(f"{uri}: the openai backend has no {role}")
     client_options = {k: options.pop(k) for k in _CLIENT_OPTIONS if k in options}
-    client = _call(uri, lambda **kw: OpenAIClient(model, base_url, **kw), client_options)  # type: ignore[arg-type,return-value]
-    cls = ROLE_CLASSES[role]
-    return _call(uri, lambda **kw: cls(client, **kw), options)
+    client = _call(uri, partial(OpenAIClient, model, base_url), client_options)
+    return _call(uri, partial(ROLE_CLASSES[role], client), options)
 
 
 def load(uri: str, *, role: Role | None = None, **options: Any) -> Model:
