@@ -1,0 +1,137 @@
+"""Reading image folders as users actually have them."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from penumbra.data import ReadReport, iter_images, list_image_files, read_image
+from penumbra.errors import DataError
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height (a decompression bomb, without the RAM)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_corrupt_and_truncated_files_are_skipped_and_counted(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "good.png")
+    (tmp_path / "corrupt.jpg").write_bytes(os.urandom(512))
+    full = tmp_path / "full.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(full)
+    (tmp_path / "truncated.png").write_bytes(full.read_bytes()[:-200])
+    full.unlink()
+    report = ReadReport()
+    records = list(iter_images(tmp_path, report=report))
+    assert [r.relpath for r in records] == ["good.png"]
+    assert report.read == 1
+    assert sorted(name for name, _ in report.skipped) == ["corrupt.jpg", "truncated.png"]
+    assert all(name in reason for name, reason in report.skipped)
+    assert report.summary() == "1 image(s) read, 2 skipped as unreadable"
+
+
+def test_fail_mode_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a-corrupt.jpg").write_bytes(b"not an image")
+    Image.new("RGB", (4, 4)).save(tmp_path / "b.png")
+    with pytest.raises(DataError, match="a-corrupt.jpg"):
+        list(iter_images(tmp_path, on_error="fail"))
+
+
+def test_tiny_and_huge_images(tmp_path: Path) -> None:
+    Image.new("RGB", (1, 1), (1, 2, 3)).save(tmp_path / "one.png")
+    _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    assert read_image(tmp_path / "one.png").getpixel((0, 0)) == (1, 2, 3)
+    with pytest.raises(DataError, match=r"bomb.png: .*decompression-bomb guard"):
+        read_image(tmp_path / "bomb.png")
+    report = ReadReport()
+    assert [r.relpath for r in iter_images(tmp_path, report=report)] == ["one.png"]
+    assert report.skipped[0][0] == "bomb.png"
+
+
+def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
+    Image.new("RGB", (100, 100)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match="exceeds the 5,000-pixel limit"):
+        read_image(tmp_path / "a.png", max_pixels=5000)
+
+
+def test_cmyk_16bit_alpha_and_palette_become_rgb(tmp_path: Path) -> None:
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=100)
+    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(tmp_path / "sixteen.png")
+    Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "sixteen-mid.png")
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (0, 0, 255, 255))
+    rgba.save(tmp_path / "alpha.png")
+    Image.new("LA", (4, 4), (0, 0)).save(tmp_path / "la.png")
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([0, 255, 0] * 256)
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "palette.png", transparency=0)
+
+    images = {r.relpath: r.image for r in iter_images(tmp_path, on_error="fail")}
+    assert all(im.mode == "RGB" for im in images.values())
+    red = images["cmyk.jpg"].getpixel((1, 1))
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    assert images["sixteen.png"].getpixel((0, 0)) == (255, 255, 255)  # scaled, not clipped
+    assert images["sixteen-mid.png"].getpixel((0, 0)) == (128, 128, 128)
+    assert images["alpha.png"].getpixel((0, 0)) == (0, 0, 255)
+    assert images["alpha.png"].getpixel((2, 2)) == (255, 255, 255)  # transparent -> white
+    assert images["la.png"].getpixel((1, 1)) == (255, 255, 255)
+    assert images["palette.png"].getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert read_image(tmp_path / "rotated.jpg").size == (20, 40)
+
+
+def test_unicode_names_and_nested_folders(tmp_path: Path) -> None:
+    (tmp_path / "ünïcødé" / "日本").mkdir(parents=True)
+    Image.new("RGB", (3, 3)).save(tmp_path / "ünïcødé" / "日本" / "café ☕.webp")
+    Image.new("RGB", (3, 3)).save(tmp_path / "B.BMP")
+    Image.new("RGB", (3, 3)).save(tmp_path / "c.tiff")
+    (tmp_path / "notes.txt").write_text("not an image")
+    records = list(iter_images(tmp_path, on_error="fail"))
+    assert [r.relpath for r in records] == ["B.BMP", "c.tiff", "ünïcødé/日本/café ☕.webp"]
+
+
+def test_symlink_loop_terminates(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (2, 2)).save(tmp_path / "sub" / "x.png")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    files = list_image_files(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["sub/x.png"]
+
+
+def test_empty_and_missing_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no images found"):
+        list_image_files(tmp_path)
+    assert list_image_files(tmp_path, allow_empty=True) == []
+    with pytest.raises(DataError, match="does not exist"):
+        list(iter_images(tmp_path / "missing"))
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(DataError, match="is not a folder"):
+        list_image_files(tmp_path / "file.png")
+
+
+def test_reading_streams_one_image_at_a_time(tmp_path: Path) -> None:
+    for i in range(3):
+        Image.new("RGB", (2, 2)).save(tmp_path / f"{i}.png")
+    report = ReadReport()
+    stream = iter_images(tmp_path, report=report)
+    next(stream)
+    assert report.read == 1  # nothing beyond the first image has been decoded yet
+    assert len(list(stream)) == 2 and report.read == 3
