@@ -59,16 +59,14 @@ def test_models_table_is_human_readable(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_unknown_command_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "frobnicate")
+    code, _out, err = run(capsys, "frobnicate")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "frobnicate" in err and "Traceback" not in err
 
 
 def test_config_errors_one_line_each_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(
-        capsys, "config", "--set", "pe.iterations=0", "--set", "privacy.epsilon=-1"
-    )
+    code, _, err = run(capsys, "config", "--set", "pe.iterations=0", "--set", "privacy.epsilon=-1")
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 2

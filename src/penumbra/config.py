@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from penumbra.data.images import DEFAULT_MAX_PIXELS
 from penumbra.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MODEL_SCHEMES = ("builtin:", "hf:", "openai:")
 
 

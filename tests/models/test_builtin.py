@@ -83,7 +83,10 @@ def test_wrong_role_unknown_builtin_and_bad_option() -> None:
         load("builtin:minilm-l6", role="captioner")
     with pytest.raises(ModelError, match="unknown builtin model 'builtin:sdxl'.*minilm-l6"):
         load("builtin:sdxl")
-    with pytest.raises(ModelError, match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size"):
+    with pytest.raises(
+        ModelError,
+        match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size",
+    ):
         load("builtin:effnet-lite0", image_sise=64)
     with pytest.raises(ModelError, match="no scheme"):
         load("minilm-l6")

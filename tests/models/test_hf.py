@@ -71,7 +71,8 @@ def test_diffusers_pipeline(tiny_models: dict[str, Path]) -> None:
     assert [im.size for im in images] == [(16, 16)] * 3
     assert all(im.mode == "RGB" for im in images)
     again = model.generate(["a red shoe", "a cat", "a dark coat"], seed=5)
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again))
+    for a, b in zip(images, again, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_fingerprint_follows_weights(tiny_models: dict[str, Path], tmp_path: Path) -> None:

@@ -71,7 +71,9 @@ def test_client_errors_are_not_retried() -> None:
 
 def test_server_that_never_answers_times_out() -> None:
     with serve(Script(hang_seconds=3.0)) as url:
-        model = load(f"openai:m@{url}", role="text-generator", timeout=0.3, max_retries=1, backoff=0.01)
+        model = load(
+            f"openai:m@{url}", role="text-generator", timeout=0.3, max_retries=1, backoff=0.01
+        )
         start = time.monotonic()
         with pytest.raises(ModelError, match="timed out"):
             model.generate(["x"], max_new_tokens=1, temperature=0, seed=None)

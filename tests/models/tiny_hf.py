@@ -10,10 +10,40 @@ from pathlib import Path
 
 import torch
 
-WORDS = (
-    "a an the photo of red blue green dark light shoe shirt dress bag coat boot cat dog "
-    "small large striped plain on in with and is describe image one short sentence"
-).split()
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "photo",
+    "of",
+    "red",
+    "blue",
+    "green",
+    "dark",
+    "light",
+    "shoe",
+    "shirt",
+    "dress",
+    "bag",
+    "coat",
+    "boot",
+    "cat",
+    "dog",
+    "small",
+    "large",
+    "striped",
+    "plain",
+    "on",
+    "in",
+    "with",
+    "and",
+    "is",
+    "describe",
+    "image",
+    "one",
+    "short",
+    "sentence",
+]
 
 
 def _word_tokenizer(folder: Path, *, chat_template: str | None = None):
@@ -146,7 +176,12 @@ def _clip_tokenizer(folder: Path):
 
 
 def tiny_stable_diffusion(folder: Path) -> Path:
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)

@@ -41,7 +41,7 @@ def weights_path() -> Path:
     return path
 
 
-def load_network() -> tuple[torch.nn.Module, str]:
+def load_network() -> tuple[Any, str]:
     """The ImageNet network with its weights, and the weights' SHA-256."""
     if importlib.util.find_spec(CODE_PACKAGE) is None:
         raise ModelError(

@@ -103,7 +103,9 @@ class HFTextGenerator:
         for index, batch in enumerate(batched(prompts, self.batch_size)):
             if seed is not None:
                 torch.manual_seed(seed + index)
-            enc = self._tokenizer([self._format(p) for p in batch], return_tensors="pt", padding=True)
+            enc = self._tokenizer(
+                [self._format(p) for p in batch], return_tensors="pt", padding=True
+            )
             enc = {k: v.to(device) for k, v in enc.items()}
             sampling: dict[str, Any] = (
                 {"do_sample": True, "temperature": temperature, "top_p": 0.95}
@@ -119,7 +121,8 @@ class HFTextGenerator:
                 )
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             outputs.extend(
-                t.strip() for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+                t.strip()
+                for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             )
         return outputs
 
@@ -141,7 +144,7 @@ def load_causal_lm(
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source.ref, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(
+            model: Any = AutoModelForCausalLM.from_pretrained(
                 source.ref, dtype=_dtype_for(device), **kwargs
             )
     except (OSError, ValueError, KeyError) as e:
@@ -169,9 +172,8 @@ class HFTextEmbedder:
 
     @property
     def dim(self) -> int:
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
-        )
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        get_dim = get_dim or self._model.get_sentence_embedding_dimension
         return int(get_dim())
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -275,7 +277,7 @@ def load_captioner(
     local = hub_offline() or source.local_dir is not None
     try:
         processor = AutoProcessor.from_pretrained(source.ref, local_files_only=local)
-        model = AutoModelForImageTextToText.from_pretrained(
+        model: Any = AutoModelForImageTextToText.from_pretrained(
             source.ref, dtype=_dtype_for(device), local_files_only=local
         )
     except (OSError, ValueError, KeyError) as e:

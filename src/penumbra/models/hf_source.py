@@ -81,7 +81,9 @@ def infer_hf_role(folder: Path) -> Role:
     """Tell a model's role from the files a library writes with save_pretrained."""
     if (folder / "model_index.json").is_file():
         return "image-generator"
-    if (folder / "modules.json").is_file() or (folder / "config_sentence_transformers.json").is_file():
+    if (folder / "modules.json").is_file() or (
+        folder / "config_sentence_transformers.json"
+    ).is_file():
         return "text-embedder"
     config_path = folder / "config.json"
     if config_path.is_file():

@@ -87,10 +87,10 @@ class OpenAIClient:
             retry_after = response.headers.get("retry-after")
             if retry_after:
                 try:
-                    return min(self.max_backoff, max(0.0, float(retry_after)))
+                    return float(min(self.max_backoff, max(0.0, float(retry_after))))
                 except ValueError:
                     pass
-        base = min(self.max_backoff, self.backoff * (2**attempt))
+        base = min(self.max_backoff, self.backoff * (2.0**attempt))
         return base * (0.5 + random.random() / 2)
 
     @staticmethod
@@ -134,7 +134,9 @@ class OpenAIClient:
                 delay = self._delay(attempt, response)
                 log.info("%s %s: %s; retrying in %.2f s", self.uri, path, last, delay)
                 time.sleep(delay)
-        raise ModelError(f"{self.uri}: {path} failed after {self.max_retries + 1} attempts ({last})")
+        raise ModelError(
+            f"{self.uri}: {path} failed after {self.max_retries + 1} attempts ({last})"
+        )
 
     def map(self, fn: Callable[[T], R], items: list[T]) -> list[R]:
         """Apply fn to items with at most max_concurrency requests in flight; keeps order."""
@@ -208,10 +210,13 @@ class OpenAITextEmbedder(_Remote):
                 rows = sorted(data["data"], key=lambda r: int(r["index"]))
                 vectors = [list(map(float, r["embedding"])) for r in rows]
             except (KeyError, TypeError, ValueError) as e:
-                raise ModelError(f"{self.name}: /embeddings reply is not a list of embeddings") from e
+                raise ModelError(
+                    f"{self.name}: /embeddings reply is not a list of embeddings"
+                ) from e
             if len(vectors) != len(chunk):
                 raise ModelError(
-                    f"{self.name}: /embeddings returned {len(vectors)} vectors for {len(chunk)} texts"
+                    f"{self.name}: /embeddings returned {len(vectors)} vectors "
+                    f"for {len(chunk)} texts"
                 )
             return vectors
 

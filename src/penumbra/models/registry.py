@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from penumbra.errors import ModelError
 from penumbra.models.builtin import BUILTINS
@@ -52,7 +52,7 @@ def _load_builtin(name: str, role: Role | None, options: dict[str, Any]) -> Mode
         )
     if role is not None and role != builtin.role:
         raise ModelError(f"{builtin.uri} is a {builtin.role}, not a {role}")
-    return _call(builtin.uri, builtin.loader, options)
+    return cast(Model, _call(builtin.uri, builtin.loader, options))
 
 
 def _load_hf(ref: str, role: Role | None, options: dict[str, Any]) -> Model:
@@ -76,7 +76,7 @@ def _load_hf(ref: str, role: Role | None, options: dict[str, Any]) -> Model:
     if role not in loaders:
         raise ModelError(f"hf:{ref}: the hf backend has no {role}; use builtin:effnet-lite0")
     loader = loaders[role]
-    return _call(f"hf:{ref}", partial(loader, source, name=f"hf:{ref}"), options)
+    return cast(Model, _call(f"hf:{ref}", partial(loader, source, name=f"hf:{ref}"), options))
 
 
 _CLIENT_OPTIONS = ("api_key_env", "timeout", "max_retries", "max_concurrency", "backoff")
@@ -96,7 +96,7 @@ def _load_openai(rest: str, role: Role | None, options: dict[str, Any]) -> Model
         raise ModelError(f"{uri}: the openai backend has no {role}")
     client_options = {k: options.pop(k) for k in _CLIENT_OPTIONS if k in options}
     client = _call(uri, partial(OpenAIClient, model, base_url), client_options)
-    return _call(uri, partial(ROLE_CLASSES[role], client), options)
+    return cast(Model, _call(uri, partial(ROLE_CLASSES[role], client), options))
 
 
 def load(uri: str, *, role: Role | None = None, **options: Any) -> Model:
