@@ -1,0 +1,1 @@
+"""Private Evolution, modality-agnostic: voting, mechanism, population table, loop."""

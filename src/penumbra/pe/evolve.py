@@ -1,0 +1,353 @@
+"""The Private Evolution loop, modality-agnostic and crash-safe.
+
+Per iteration: candidates (random API, then variations of the last selection) → embeddings →
+`voter(embeddings)` (the only contact with private data) → Gaussian noise → threshold →
+selection. Each population and each noisy histogram is written atomically before it is used;
+a resumed run reloads them and never draws new noise for a finished release. σ is calibrated
+once from (ε, δ, T) and the run refuses any iteration that would overspend ε.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from penumbra.pe.mechanism import Selection, add_gaussian_noise, apply_threshold, select
+from penumbra.pe.store import read_json, read_population, write_json, write_population
+from penumbra.pe.voting import Voter
+from penumbra.privacy import gaussian_epsilon, gaussian_sigma, iteration_generator
+
+STATE_VERSION = 1
+
+
+class PrivacyBudgetError(RuntimeError):
+    """Starting the next DP release would spend more ε than the run's target."""
+
+
+class RandomAPI(Protocol):
+    def random(self, count: int, *, seed: int) -> list[str]:
+        """`count` fresh candidate payloads (caption text, or a path to an image file)."""
+        ...
+
+
+class VariationAPI(Protocol):
+    def vary(self, payloads: list[str], *, seed: int) -> list[str]:
+        """One variation per payload, same order."""
+        ...
+
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class EvolveSettings:
+    epsilon: float
+    delta: float
+    iterations: int
+    population: tuple[int, ...]  # candidates per iteration; one value repeats
+    num_outputs: int
+    lookahead: int = 0
+    keep_selected: bool = False
+    threshold: float = 0.0
+    selection: Selection = "rank"
+    seed: int = 0  # public randomness (generation, selection), safe to record
+    noise_seed: int | None = None  # tests only: fixed DP noise; recorded when used
+
+    def sizes(self) -> list[int]:
+        if len(self.population) == 1:
+            return [self.population[0]] * self.iterations
+        if len(self.population) != self.iterations:
+            raise ValueError(
+                f"population schedule has {len(self.population)} sizes for "
+                f"{self.iterations} iterations"
+            )
+        return list(self.population)
+
+    def validate(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if any(s < 1 for s in self.sizes()):
+            raise ValueError("every population size must be >= 1")
+        if self.num_outputs < 1:
+            raise ValueError(f"num_outputs must be >= 1, got {self.num_outputs}")
+        if self.lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One DP release: publishing it costs no privacy beyond the accounted ε."""
+
+    iteration: int
+    sigma: float
+    threshold: float
+    candidate_ids: list[str]
+    candidate_hash: str
+    noisy: list[float]
+    selected: list[int]
+    cumulative_epsilon: float
+    delta: float
+    fixed_noise_seed: bool
+    reused: bool = field(default=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("reused")
+        return data
+
+
+@dataclass
+class Plan:
+    """What a run will do, before it touches anything."""
+
+    sigma: float
+    sizes: list[int]
+    random_calls: int
+    variation_calls: int
+    embeddings: int
+    votes_per_candidate: float
+    warnings: list[str]
+
+
+@dataclass
+class EvolveResult:
+    outputs: dict[str, list[Any]]  # the final selection, with lineage columns
+    releases: list[Release]
+    sigma: float
+    epsilon_spent: float
+
+
+def candidate_hash(ids: Sequence[str], payloads: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for cid, payload in zip(ids, payloads, strict=True):
+        h.update(cid.encode() + b"\0" + payload.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def _seed(seed: int, iteration: int, purpose: str) -> int:
+    tag = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:4], "big")
+    return int(np.random.SeedSequence([seed, iteration, tag]).generate_state(1)[0])
+
+
+def plan_run(settings: EvolveSettings, n_private: int) -> Plan:
+    """Model calls and signal-to-noise of a run, with suggestions when noise will dominate."""
+    settings.validate()
+    sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
+    sizes = settings.sizes()
+    look = max(1, settings.lookahead) if settings.lookahead else 0
+    variation_calls = sum(sizes[1:]) + settings.lookahead * sum(sizes)
+    embeddings = sum(sizes) * (look or 1)
+    per_candidate = n_private / max(sizes)
+    warnings = []
+    if per_candidate < 2 * sigma:
+        warnings.append(
+            f"expected votes per candidate ({per_candidate:.1f}) is below 2σ ({2 * sigma:.1f}): "
+            "the noise will drown the signal; use fewer candidates "
+            f"(<= {max(1, int(n_private / (2 * sigma)))}), fewer iterations, or a larger ε"
+        )
+    return Plan(sigma, sizes, sizes[0], variation_calls, embeddings, per_candidate, warnings)
+
+
+class _Loop:
+    def __init__(
+        self,
+        folder: Path,
+        settings: EvolveSettings,
+        random_api: RandomAPI,
+        variation_api: VariationAPI,
+        embed: Embed,
+        voter: Voter,
+        on_release: Callable[[Release], None] | None,
+    ) -> None:
+        self.folder = folder
+        self.s = settings
+        self.random_api = random_api
+        self.variation_api = variation_api
+        self.embed = embed
+        self.voter = voter
+        self.on_release = on_release
+        self.sizes = settings.sizes()
+        self.sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
+
+    def check_state(self) -> None:
+        """Record the run's privacy parameters; refuse to resume with different ones."""
+        path = self.folder / "state.json"
+        settings = {k: v for k, v in asdict(self.s).items() if k != "noise_seed"}
+        settings["population"] = list(self.s.population)
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "settings": settings,
+            "fixed_noise_seed": self.s.noise_seed is not None,
+            "sigma": self.sigma,
+        }
+        if path.exists():
+            old = read_json(path)
+            if old != state:
+                raise ValueError(
+                    f"{path}: this run was started with other settings; resume it with the same "
+                    "settings or start a new run directory"
+                )
+        else:
+            write_json(path, state)
+
+    def population(self, t: int, previous: Release | None) -> dict[str, list[Any]]:
+        path = self.folder / f"population-{t:03d}.parquet"
+        if path.exists():
+            return read_population(path)
+        size = self.sizes[t]
+        if t == 0:
+            payloads = self.random_api.random(size, seed=_seed(self.s.seed, 0, "random"))
+            parents: list[str] = [""] * size
+            folds = [0] * size
+        else:
+            assert previous is not None
+            prev = read_population(self.folder / f"population-{t - 1:03d}.parquet")
+            chosen = previous.selected
+            kept: list[int] = []
+            if self.s.keep_selected:
+                kept = list(dict.fromkeys(chosen))[:size]
+            fill = size - len(kept)
+            sources = [chosen[i % len(chosen)] for i in range(fill)]
+            varied = self.variation_api.vary(
+                [prev["payload"][i] for i in sources], seed=_seed(self.s.seed, t, "vary")
+            )
+            payloads = [prev["payload"][i] for i in kept] + varied
+            parents = [prev["id"][i] for i in kept + sources]
+            folds = [0] * len(kept) + [1 + sources[:i].count(j) for i, j in enumerate(sources)]
+        if len(payloads) != size:
+            raise RuntimeError(f"iteration {t}: expected {size} candidates, got {len(payloads)}")
+        rows: dict[str, list[Any]] = {
+            "id": [f"{t}-{i}" for i in range(size)],
+            "parent_id": parents,
+            "iteration": [t] * size,
+            "fold": folds,
+            "payload": payloads,
+        }
+        write_population(path, rows)
+        return rows
+
+    def embeddings(self, t: int, payloads: list[str]) -> np.ndarray:
+        if self.s.lookahead == 0:
+            return np.asarray(self.embed(payloads), dtype=np.float32)
+        # PE lookahead: a candidate is represented by the mean embedding of its variations.
+        repeated = payloads * self.s.lookahead
+        varied = self.variation_api.vary(repeated, seed=_seed(self.s.seed, t, "lookahead"))
+        emb = np.asarray(self.embed(varied), dtype=np.float32)
+        mean: np.ndarray = emb.reshape(self.s.lookahead, len(payloads), -1).mean(axis=0)
+        return mean
+
+    def release(self, t: int, rows: dict[str, list[Any]]) -> Release:
+        path = self.folder / f"release-{t:03d}.json"
+        ids, payloads = rows["id"], rows["payload"]
+        digest = candidate_hash(ids, payloads)
+        if path.exists():
+            data = read_json(path)
+            if data["candidate_hash"] != digest:
+                raise RuntimeError(f"{path}: release does not match population {t}; run corrupted")
+            return Release(**data, reused=True)
+        spent = gaussian_epsilon(self.sigma, t + 1, self.s.delta)
+        if spent > self.s.epsilon * (1 + 1e-9):
+            raise PrivacyBudgetError(
+                f"iteration {t} would spend ε={spent:.6g} > target {self.s.epsilon:g}"
+            )
+        clean = np.asarray(self.voter(self.embeddings(t, payloads)), dtype=np.float64)
+        if clean.shape != (len(ids),):
+            raise RuntimeError(f"voter returned shape {clean.shape} for {len(ids)} candidates")
+        noisy = add_gaussian_noise(clean, self.sigma, iteration_generator(self.s.noise_seed, t))
+        del clean  # only the noisy histogram may leave this function
+        weights = apply_threshold(noisy, self.s.threshold)
+        count = self.sizes[t + 1] if t + 1 < self.s.iterations else self.s.num_outputs
+        rng = np.random.default_rng(_seed(self.s.seed, t, "select"))
+        selected = select(weights, count, self.s.selection, rng)
+        release = Release(
+            iteration=t,
+            sigma=self.sigma,
+            threshold=self.s.threshold,
+            candidate_ids=list(ids),
+            candidate_hash=digest,
+            noisy=[float(v) for v in noisy],
+            selected=[int(i) for i in selected],
+            cumulative_epsilon=spent,
+            delta=self.s.delta,
+            fixed_noise_seed=self.s.noise_seed is not None,
+        )
+        write_json(path, release.to_json())  # durable before anything uses it
+        return release
+
+
+def evolve(
+    folder: Path | str,
+    *,
+    random_api: RandomAPI,
+    variation_api: VariationAPI,
+    embed: Embed,
+    voter: Voter,
+    settings: EvolveSettings,
+    on_release: Callable[[Release], None] | None = None,
+    on_iteration: Callable[[int, int], None] | None = None,
+) -> EvolveResult:
+    """Run (or resume) Private Evolution in `folder` and return the DP-selected outputs.
+
+    `on_release` sees every release the run uses, new or reused (`release.reused`), after it
+    is on disk and before it is used; `on_iteration(t, T)` reports progress.
+    """
+    settings.validate()
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    loop = _Loop(root, settings, random_api, variation_api, embed, voter, on_release)
+    loop.check_state()
+    releases: list[Release] = []
+    previous: Release | None = None
+    rows: dict[str, list[Any]] = {}
+    for t in range(settings.iterations):
+        rows = loop.population(t, previous)
+        previous = loop.release(t, rows)
+        if on_release is not None:
+            on_release(previous)
+        releases.append(previous)
+        if on_iteration is not None:
+            on_iteration(t + 1, settings.iterations)
+    assert previous is not None
+    outputs: dict[str, list[Any]] = {name: [] for name in ("id", "payload", "iteration", "lineage")}
+    lineage = _lineage(root, settings.iterations)
+    for i in previous.selected:
+        cid = rows["id"][i]
+        outputs["id"].append(cid)
+        outputs["payload"].append(rows["payload"][i])
+        outputs["iteration"].append(rows["iteration"][i])
+        outputs["lineage"].append(lineage[cid])
+    spent = gaussian_epsilon(loop.sigma, settings.iterations, settings.delta)
+    return EvolveResult(outputs, releases, loop.sigma, spent)
+
+
+def _lineage(root: Path, iterations: int) -> dict[str, list[str]]:
+    """Candidate id → chain of ancestor ids (itself first, back to the random population)."""
+    parent: dict[str, str] = {}
+    for t in range(iterations):
+        rows = read_population(root / f"population-{t:03d}.parquet")
+        parent.update(zip(rows["id"], rows["parent_id"], strict=True))
+    chains: dict[str, list[str]] = {}
+    for cid in parent:
+        chain = [cid]
+        while parent.get(chain[-1]):
+            chain.append(parent[chain[-1]])
+        chains[cid] = chain
+    return chains
+
+
+__all__ = [
+    "EvolveResult",
+    "EvolveSettings",
+    "Plan",
+    "PrivacyBudgetError",
+    "RandomAPI",
+    "Release",
+    "VariationAPI",
+    "evolve",
+    "plan_run",
+]
