@@ -54,7 +54,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 def exact_sq_distances(private: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """float64 squared distances, (x − c)² summed: the brute-force reference formula."""
     diff = private[:, None, :] - candidates[None, :, :]
-    return np.einsum("ijk,ijk->ij", diff, diff)
+    out: np.ndarray = np.einsum("ijk,ijk->ij", diff, diff)
+    return out
 
 
 def _available_memory() -> int:
