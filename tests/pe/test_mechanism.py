@@ -49,7 +49,9 @@ def test_threshold_and_selection() -> None:
     np.testing.assert_array_equal(apply_threshold(noisy, 1.0), [2.0, 0.0, 6.0, 6.0, 0.0])
     rng = np.random.default_rng(0)
     # rank: highest first, ties to the lowest index, cycling over positive bins only
-    np.testing.assert_array_equal(select(apply_threshold(noisy, 1.0), 5, "rank", rng), [2, 3, 0, 2, 3])
+    np.testing.assert_array_equal(
+        select(apply_threshold(noisy, 1.0), 5, "rank", rng), [2, 3, 0, 2, 3]
+    )
     # all-zero weights fall back to every bin rather than stalling
     np.testing.assert_array_equal(select(np.zeros(3), 4, "rank", rng), [0, 1, 2, 0])
     with pytest.raises(ValueError, match="threshold"):
@@ -70,7 +72,11 @@ def test_sample_selection_is_proportional() -> None:
 
 def _clopper_pearson(successes: int, trials: int, alpha: float) -> tuple[float, float]:
     lo = stats.beta.ppf(alpha / 2, successes, trials - successes + 1) if successes else 0.0
-    hi = stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes) if successes < trials else 1.0
+    hi = (
+        stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes)
+        if successes < trials
+        else 1.0
+    )
     return float(lo), float(hi)
 
 

@@ -88,7 +88,7 @@ def test_default_block_size_bounds_memory() -> None:
     import torch
 
     rows = voting.default_block_size(100_000, 1280, torch.device("cpu"))
-    assert 1 <= rows
+    assert rows >= 1
     assert rows * 100_000 * 4 <= 256 * 1024 * 1024  # the score block fits the budget
 
 

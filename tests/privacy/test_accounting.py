@@ -26,7 +26,9 @@ GRID = [
 def closed_form_delta(epsilon: float, sigma: float, steps: int) -> float:
     """Balle & Wang's analytic Gaussian, written directly (no log space) as a reference."""
     mu = math.sqrt(steps) / sigma
-    return float(norm.cdf(-epsilon / mu + mu / 2) - math.exp(epsilon) * norm.cdf(-epsilon / mu - mu / 2))
+    return float(
+        norm.cdf(-epsilon / mu + mu / 2) - math.exp(epsilon) * norm.cdf(-epsilon / mu - mu / 2)
+    )
 
 
 @pytest.mark.parametrize(("sigma", "steps", "delta"), GRID)
@@ -49,7 +51,9 @@ def test_epsilon_matches_closed_form_and_dp_accounting(
     assert closed_form_delta(eps * (1 + 1e-6), sigma, steps) < delta
 
 
-@pytest.mark.parametrize(("sigma", "steps", "delta"), [(2.0, 5, 1e-5), (10.0, 20, 1e-6), (1.0, 1, 1e-3)])
+@pytest.mark.parametrize(
+    ("sigma", "steps", "delta"), [(2.0, 5, 1e-5), (10.0, 20, 1e-6), (1.0, 1, 1e-3)]
+)
 def test_pld_accountant_agrees(sigma: float, steps: int, delta: float) -> None:
     from dp_accounting.pld import privacy_loss_distribution as pld
 
@@ -63,7 +67,10 @@ def test_pld_accountant_agrees(sigma: float, steps: int, delta: float) -> None:
     assert pld_eps == pytest.approx(eps, rel=2e-3)
 
 
-@pytest.mark.parametrize(("epsilon", "delta", "steps"), [(0.5, 1e-5, 10), (1.0, 1e-6, 1), (4.0, 1e-8, 30), (0.05, 1e-3, 3)])
+@pytest.mark.parametrize(
+    ("epsilon", "delta", "steps"),
+    [(0.5, 1e-5, 10), (1.0, 1e-6, 1), (4.0, 1e-8, 30), (0.05, 1e-3, 3)],
+)
 def test_sigma_is_the_smallest_that_meets_the_target(
     epsilon: float, delta: float, steps: int
 ) -> None:

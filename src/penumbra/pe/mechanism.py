@@ -13,9 +13,7 @@ import numpy as np
 Selection = Literal["rank", "sample"]
 
 
-def add_gaussian_noise(
-    histogram: np.ndarray, sigma: float, rng: np.random.Generator
-) -> np.ndarray:
+def add_gaussian_noise(histogram: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """histogram + N(0, σ²) independently on every bin (the DP release)."""
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")

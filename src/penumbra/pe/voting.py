@@ -194,8 +194,10 @@ def nearest_candidates(
         backend = "torch"
     if backend not in ("torch", "faiss"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
-    dev = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu"
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     rows = block_size or default_block_size(m, x.shape[1], dev)
     if block_size is not None and block_size < 1:

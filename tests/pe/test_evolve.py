@@ -1,0 +1,129 @@
+"""The PE loop: learns the private distribution, resumes after kill -9, guards the budget."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from penumbra.pe import evolve as evolve_module
+from penumbra.pe.evolve import PrivacyBudgetError, plan_run
+from penumbra.pe.store import read_json, read_population
+from penumbra.privacy import gaussian_epsilon
+
+from . import toy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _distance_to_private(payloads: list[str]) -> float:
+    return float(np.linalg.norm(toy.parse(payloads) - toy.PRIVATE_CENTRE, axis=1).mean())
+
+
+def test_evolution_moves_towards_private_data(tmp_path: Path) -> None:
+    outputs = toy.run(tmp_path)
+    first = read_population(tmp_path / "population-000.parquet")["payload"]
+    assert _distance_to_private(outputs["payload"]) < 0.5 * _distance_to_private(first)
+    assert len(outputs["payload"]) == 40
+    # lineage: every output's chain walks back to a random candidate of iteration 0
+    for cid, chain, it in zip(outputs["id"], outputs["lineage"], outputs["iteration"], strict=True):
+        assert chain[0] == cid and chain[-1].startswith("0-") and len(chain) == it + 1
+
+
+def test_releases_and_accounting(tmp_path: Path) -> None:
+    toy.run(tmp_path)
+    state = read_json(tmp_path / "state.json")
+    sigma = state["sigma"]
+    assert "noise_seed" not in state["settings"] and state["fixed_noise_seed"] is True
+    for t in range(5):
+        release = read_json(tmp_path / f"release-{t:03d}.json")
+        assert release["cumulative_epsilon"] == pytest.approx(gaussian_epsilon(sigma, t + 1, 1e-5))
+        assert len(release["noisy"]) == 60
+    assert read_json(tmp_path / "release-004.json")["cumulative_epsilon"] <= 4.0
+
+
+@pytest.mark.parametrize("kill_at", ["release:1", "vary:3", "release:4"])
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, kill_at: str) -> None:
+    script = [sys.executable, "-m", "tests.pe.toy"]
+    clean = subprocess.run(
+        [*script, str(tmp_path / "clean")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    killed = subprocess.run(
+        [*script, str(tmp_path / "run"), "--kill-at", kill_at],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").glob("release-*.json")}
+    resumed = subprocess.run(
+        [*script, str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert json.loads(resumed.stdout) == json.loads(clean.stdout)
+    for name, data in before.items():  # finished releases were reused, not redrawn
+        assert (tmp_path / "run" / name).read_bytes() == data
+    for path in (tmp_path / "clean").glob("*.json"):
+        assert (tmp_path / "run" / path.name).read_bytes() == path.read_bytes()
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_refuses_to_overspend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = evolve_module.gaussian_sigma
+    # calibrate as if the run had 2 iterations while it runs 5: iteration 2 would overspend
+    monkeypatch.setattr(evolve_module, "gaussian_sigma", lambda e, d, t: real(e, d, 2))
+    with pytest.raises(PrivacyBudgetError, match="iteration 2 would spend"):
+        toy.run(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("release-*.json")) == [
+        "release-000.json",
+        "release-001.json",
+    ]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    toy.run(tmp_path, iterations=2)
+    with pytest.raises(ValueError, match="started with other settings"):
+        toy.run(tmp_path, iterations=2, epsilon=8.0)
+
+
+def test_schedule_lookahead_keep_selected(tmp_path: Path) -> None:
+    outputs = toy.run(
+        tmp_path,
+        iterations=3,
+        population=(40, 30, 20),
+        lookahead=2,
+        keep_selected=True,
+        selection="sample",
+        threshold=1.0,
+        num_outputs=10,
+    )
+    sizes = [len(read_population(tmp_path / f"population-{t:03d}.parquet")["id"]) for t in range(3)]
+    assert sizes == [40, 30, 20] and len(outputs["id"]) == 10
+    second = read_population(tmp_path / "population-001.parquet")
+    kept = [i for i, f in enumerate(second["fold"]) if f == 0]
+    assert kept, "keep_selected carries parents over unchanged"
+    first = read_population(tmp_path / "population-000.parquet")
+    payload_of = dict(zip(first["id"], first["payload"], strict=True))
+    assert all(second["payload"][i] == payload_of[second["parent_id"][i]] for i in kept)
+
+
+def test_plan_warns_when_noise_dominates() -> None:
+    plan = plan_run(toy.settings(population=(500,), epsilon=0.5), n_private=300)
+    assert plan.warnings and "fewer candidates" in plan.warnings[0]
+    assert plan.random_calls == 500 and plan.embeddings == 2500
+    assert not plan_run(toy.settings(), n_private=100_000).warnings
