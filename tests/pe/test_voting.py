@@ -51,9 +51,13 @@ def test_ties_go_to_lowest_index(backend: str) -> None:
 
 
 def test_lattice_near_ties_force_the_exact_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Integer points: many exact ties at large coordinates, where fp32 cannot tell them apart,
-    # and a shortlist of width k alone, so the exact fallback has to do the work.
-    monkeypatch.setattr(voting, "_SHORTLIST_EXTRA", 0)
+    # Integer points far from the origin: many exact ties, and distances fp32 cannot resolve,
+    # so most rows must go through the exact fallback.
+    calls: list[int] = []
+    exact = voting._exact_topk_rows
+    monkeypatch.setattr(
+        voting, "_exact_topk_rows", lambda x, c, k: calls.append(len(x)) or exact(x, c, k)
+    )
     rng = np.random.default_rng(3)
     candidates = (rng.integers(-3, 4, size=(60, 6)) + 3000).astype(np.float32)
     private = (rng.integers(-3, 4, size=(400, 6)) + 3000).astype(np.float32)
@@ -62,6 +66,7 @@ def test_lattice_near_ties_force_the_exact_fallback(monkeypatch: pytest.MonkeyPa
             count_votes(private, candidates, k=k, block_size=64),
             reference_votes(private, candidates, k, "l2"),
         )
+    assert sum(calls) > 100
 
 
 def test_low_precision_path_is_still_exact() -> None:

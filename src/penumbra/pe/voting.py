@@ -1,12 +1,12 @@
 """Nearest-neighbour vote histograms: the only place private embeddings are read.
 
 Each private sample adds 1/√k to each of its k nearest candidates, so its contribution to the
-histogram has L2 norm exactly 1 (DESIGN.md invariant 5). Distances are first ranked with a fast
-fp32 (or bf16/fp16) GEMM, then the shortlisted candidates are re-ranked with float64 distances
-computed the way a brute-force reference would, and any row whose shortlist might have missed
-a true neighbour (a near-tie within the fp32 error bound) is recomputed exactly. So the votes
-are exact, ties going to the lowest candidate index, and memory stays bounded: blocks of
-private rows against all candidates, never the full n×m matrix.
+histogram has L2 norm exactly 1 (DESIGN.md invariant 5). Candidates are ranked with a fast
+fp32 (or bf16) GEMM; a row's fast top-k is kept only when the gap to its (k+1)-th candidate is
+larger than the rounding-error bound of the scores, and every other row (near-ties, exact
+ties) is recomputed in float64 against all candidates. So the votes equal a brute-force float64
+reference exactly, ties going to the lowest candidate index, and memory stays bounded: blocks
+of private rows against all candidates, never the full n×m matrix.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ Metric = Literal["l2", "cosine"]
 Backend = Literal["auto", "torch", "faiss"]
 Voter = Callable[[np.ndarray], np.ndarray]
 
-_SHORTLIST_EXTRA = 8  # candidates beyond k kept for the exact re-rank
 _DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
+_SHORTLIST = 32  # fast-path candidates kept per row for the exact re-rank of near-ties
 
 
 def _check_inputs(private: np.ndarray, candidates: np.ndarray, k: int, metric: str) -> None:
@@ -72,62 +72,61 @@ def default_block_size(m: int, d: int, device: torch.device) -> int:
         budget = free // 4
     else:
         budget = min(_DEFAULT_BUDGET_BYTES, _available_memory() // 8)
-    per_row = 4 * (m + d) + 8 * d * (_SHORTLIST_EXTRA + 8)
+    per_row = 4 * m + 16 * d + 64  # fp32 scores + the row in fp32/float64
     return int(max(1, min(65536, budget // max(per_row, 1))))
 
 
-def _shortlist_torch(
-    private: np.ndarray,
-    candidates: np.ndarray,
-    width: int,
-    block_size: int,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-`width` candidates per private row (ascending score) and the scores."""
-    c = torch.from_numpy(np.ascontiguousarray(candidates, dtype=np.float32)).to(device)
-    c_sq = (c * c).sum(dim=1)
-    c_low = c.to(dtype)
-    n = private.shape[0]
-    idx_out = np.empty((n, width), dtype=np.int64)
-    score_out = np.empty((n, width), dtype=np.float64)
-    for start in range(0, n, block_size):
-        x = torch.from_numpy(
-            np.ascontiguousarray(private[start : start + block_size], dtype=np.float32)
-        ).to(device)
+def _unit_roundoff(device: torch.device, low_precision: bool) -> float:
+    if low_precision:
+        return 2.0**-8  # bf16
+    if device.type == "cuda" and torch.get_float32_matmul_precision() != "highest":
+        return 2.0**-11  # TF32 tensor cores
+    return 2.0**-24
+
+
+class _Shortlister:
+    """Approximate scores ||x − c||² for the `width` best candidates of each private row."""
+
+    def __init__(
+        self, candidates: np.ndarray, backend: str, device: torch.device, low_precision: bool
+    ) -> None:
+        self.backend = backend
+        self.device = device
+        c32 = np.ascontiguousarray(candidates, dtype=np.float32)
+        if backend == "faiss":
+            import faiss
+
+            self.index = faiss.IndexFlatL2(c32.shape[1])
+            self.index.add(c32)
+        else:
+            self.c = torch.from_numpy(c32).to(device)
+            self.c_sq = (self.c * self.c).sum(dim=1)
+            self.c_gemm = self.c.to(torch.bfloat16) if low_precision else self.c
+
+    def __call__(self, x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        if self.backend == "faiss":
+            dist, idx = self.index.search(x32, width)
+            return idx.astype(np.int64), dist.astype(np.float64)
+        xt = torch.from_numpy(x32).to(self.device)
         # ||x||² is constant per row, so ranking by ||c||² − 2x·c ranks by distance.
-        scores = c_sq[None, :] - 2.0 * (x.to(dtype) @ c_low.T).float()
+        dots = (xt.to(self.c_gemm.dtype) @ self.c_gemm.T).float()
+        scores = self.c_sq[None, :] - 2.0 * dots
         top = torch.topk(scores, width, dim=1, largest=False, sorted=True)
-        x_sq = (x * x).sum(dim=1, keepdim=True)
-        idx_out[start : start + len(x)] = top.indices.cpu().numpy()
-        score_out[start : start + len(x)] = (top.values + x_sq).double().cpu().numpy()
-    return idx_out, score_out
+        values = top.values + (xt * xt).sum(dim=1, keepdim=True)
+        return top.indices.cpu().numpy(), values.double().cpu().numpy()
 
 
-def _shortlist_faiss(
-    private: np.ndarray, candidates: np.ndarray, width: int, block_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    index = faiss.IndexFlatL2(candidates.shape[1])
-    index.add(np.ascontiguousarray(candidates, dtype=np.float32))
-    n = private.shape[0]
-    idx_out = np.empty((n, width), dtype=np.int64)
-    score_out = np.empty((n, width), dtype=np.float64)
-    for start in range(0, n, block_size):
-        block = np.ascontiguousarray(private[start : start + block_size], dtype=np.float32)
-        dist, idx = index.search(block, width)
-        idx_out[start : start + len(block)] = idx
-        score_out[start : start + len(block)] = dist
-    return idx_out, score_out
-
-
-def _exact_topk_rows(x: np.ndarray, c: np.ndarray, k: int, chunk: int = 4096) -> np.ndarray:
+def _exact_topk_rows(
+    x: np.ndarray, c: np.ndarray, k: int, max_elements: int = 1 << 22
+) -> np.ndarray:
     """Exact k nearest (float64, ties to the lowest index) for a few rows, chunked over c."""
+    x = np.asarray(x, dtype=np.float64)
+    chunk = max(1, max_elements // max(1, x.shape[0] * x.shape[1]))
     best_d = np.full((x.shape[0], 0), np.inf)
     best_i = np.zeros((x.shape[0], 0), dtype=np.int64)
     for start in range(0, c.shape[0], chunk):
-        d = exact_sq_distances(x, c[start : start + chunk])
+        d = exact_sq_distances(x, np.asarray(c[start : start + chunk], dtype=np.float64))
         i = np.broadcast_to(np.arange(start, start + d.shape[1]), d.shape)
         all_d = np.concatenate([best_d, d], axis=1)
         all_i = np.concatenate([best_i, i], axis=1)
@@ -137,33 +136,28 @@ def _exact_topk_rows(x: np.ndarray, c: np.ndarray, k: int, chunk: int = 4096) ->
     return best_i
 
 
-def _exact_from_shortlist(
+def _rerank_shortlist(
     x: np.ndarray,
     c: np.ndarray,
-    shortlist: np.ndarray,
+    idx: np.ndarray,
     approx: np.ndarray,
+    bound: np.ndarray,
     k: int,
-    unit: float = 2.0**-24,
 ) -> np.ndarray:
-    """Re-rank a shortlist in float64; recompute rows whose shortlist may be incomplete."""
-    width = shortlist.shape[1]
-    cand = c[shortlist]  # [n, width, d]
-    diff = x[:, None, :] - cand
-    exact = np.einsum("ijk,ijk->ij", diff, diff)
-    order = np.lexsort((shortlist, exact), axis=1)[:, :k]
-    chosen = np.take_along_axis(shortlist, order, axis=1)
-    if width >= c.shape[0]:
-        return chosen
-    kth_exact = np.take_along_axis(exact, order[:, -1:], axis=1)[:, 0]
-    # GEMM error on ||x||² + ||c||² − 2x·c is below ~d·u·(||x||² + ||c||²) in size (u: unit
-    # roundoff, 2⁻²⁴ for fp32);
-    # a candidate outside the shortlist scored at least approx[:, -1], so if that bound still
-    # separates it from the k-th exact distance, nothing outside the shortlist can win.
-    scale = (x * x).sum(axis=1) + float((c * c).sum(axis=1).max())
-    bound = 4.0 * max(x.shape[1], 16) * unit * scale
-    unsafe = approx[:, -1] - bound <= kth_exact
-    if unsafe.any():
-        chosen[unsafe] = _exact_topk_rows(x[unsafe], c, k)
+    """Exact top-k of rows from their shortlist, or from all candidates when the shortlist
+    might have missed one (its last fast score is within the error bound of the k-th)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    exact = np.empty(idx.shape)
+    for j in range(idx.shape[1]):  # column by column: memory stays at rows × d
+        diff = x64 - np.asarray(c[idx[:, j]], dtype=np.float64)
+        exact[:, j] = np.einsum("ij,ij->i", diff, diff)
+    order = np.lexsort((idx, exact), axis=1)[:, :k]
+    chosen = np.take_along_axis(idx, order, axis=1)
+    if idx.shape[1] < c.shape[0]:
+        kth = np.take_along_axis(exact, order[:, -1:], axis=1)[:, 0]
+        missed = approx[:, -1] - bound <= kth
+        if missed.any():
+            chosen[missed] = _exact_topk_rows(x64[missed], c, k)
     return chosen
 
 
@@ -178,39 +172,55 @@ def nearest_candidates(
     low_precision: bool = False,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """Exact indices [n, k] of each private row's k nearest candidates, nearest first."""
+    """Exact k nearest candidates of each private row, as a set per row: [n, k] indices.
+
+    A row's fast (fp32 or bf16) top-k is accepted only when the gap between its k-th and
+    (k+1)-th score exceeds twice the rounding-error bound of the scores; otherwise (near-ties,
+    exact ties) the row is recomputed in float64 against all candidates, ties to the lowest
+    index. The result is the brute-force float64 answer, whatever the fast path's precision.
+    """
     _check_inputs(private, candidates, k, metric)
-    if metric == "cosine":
-        x, c = _normalise(private), _normalise(candidates)
-    else:
-        x, c = np.asarray(private, np.float64), np.asarray(candidates, np.float64)
-    n, m = x.shape[0], c.shape[0]
-    if n == 0:
-        return np.zeros((0, k), dtype=np.int64)
-    dtype = torch.bfloat16 if low_precision else torch.float32
-    unit = 2.0**-8 if low_precision else 2.0**-24  # unit roundoff of the ranking GEMM
-    width = min(m, k + (4 * _SHORTLIST_EXTRA if low_precision else _SHORTLIST_EXTRA))
     if backend == "auto":
         backend = "torch"
     if backend not in ("torch", "faiss"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    n, m = private.shape[0], candidates.shape[0]
+    if n == 0:
+        return np.zeros((0, k), dtype=np.int64)
+    if k == m:
+        return np.broadcast_to(np.arange(m), (n, m)).copy()
+    c = _normalise(candidates) if metric == "cosine" else candidates
     dev = (
         torch.device(device)
         if device is not None
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
-    rows = block_size or default_block_size(m, x.shape[1], dev)
-    if block_size is not None and block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if backend == "faiss":
+        low_precision = False
+    unit = _unit_roundoff(dev, low_precision)
+    shortlister = _Shortlister(c, backend, dev, low_precision)
+    c_sq_max = float(np.max(np.einsum("ij,ij->i", c, c, dtype=np.float64)))
+    d = c.shape[1]
+    rows = block_size or default_block_size(m, d, dev)
     out = np.empty((n, k), dtype=np.int64)
-    # Shortlists are made and re-ranked block by block so memory stays bounded.
     for start in range(0, n, rows):
-        xb = x[start : start + rows]
-        if backend == "faiss":
-            short, approx = _shortlist_faiss(xb, c, width, rows)
-        else:
-            short, approx = _shortlist_torch(xb, c, width, rows, dev, dtype)
-        out[start : start + len(xb)] = _exact_from_shortlist(xb, c, short, approx, k, unit)
+        xb = private[start : start + rows]
+        if metric == "cosine":
+            xb = _normalise(xb)
+        idx, approx = shortlister(xb, min(m, k + _SHORTLIST))
+        # Rounding error of an fp32 score ||x||² + ||c||² − 2x·c (inputs rounded to fp32, a GEMM
+        # of length d) is below (2d + 4)·u·(||x||² + ||c||²); use twice that.
+        scale = np.einsum("ij,ij->i", xb, xb, dtype=np.float64) + c_sq_max
+        bound = 4.0 * (d + 2) * unit * scale
+        unsafe = approx[:, k] - approx[:, k - 1] <= 2.0 * bound
+        chosen = idx[:, :k]
+        if unsafe.any():
+            chosen[unsafe] = _rerank_shortlist(
+                xb[unsafe], c, idx[unsafe], approx[unsafe], bound[unsafe], k
+            )
+        out[start : start + len(xb)] = chosen
     return out
 
 
