@@ -41,8 +41,8 @@ def _check_inputs(private: np.ndarray, candidates: np.ndarray, k: int, metric: s
         raise ValueError(f"k must be in [1, {candidates.shape[0]}] (number of candidates), got {k}")
     if metric not in ("l2", "cosine"):
         raise ValueError(f"metric must be 'l2' or 'cosine', got {metric!r}")
-    if not (np.isfinite(private).all() and np.isfinite(candidates).all()):
-        raise ValueError("embeddings contain NaN or infinity")
+    if not np.isfinite(candidates).all():
+        raise ValueError("candidate embeddings contain NaN or infinity")
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -109,10 +109,14 @@ class _Shortlister:
             dist, idx = self.index.search(x32, width)
             return idx.astype(np.int64), dist.astype(np.float64)
         xt = torch.from_numpy(x32).to(self.device)
-        # ||x||² is constant per row, so ranking by ||c||² − 2x·c ranks by distance.
-        dots = (xt.to(self.c_gemm.dtype) @ self.c_gemm.T).float()
-        scores = self.c_sq[None, :] - 2.0 * dots
+        # ||x||² is constant per row, so ranking by ||c||² − 2x·c ranks by distance; addmm
+        # writes the score block once instead of three temporaries.
+        if self.c_gemm.dtype == torch.float32:
+            scores = torch.addmm(self.c_sq[None, :], xt, self.c_gemm.T, alpha=-2.0)
+        else:
+            scores = self.c_sq[None, :] - 2.0 * (xt.to(self.c_gemm.dtype) @ self.c_gemm.T).float()
         top = torch.topk(scores, width, dim=1, largest=False, sorted=True)
+        del scores
         values = top.values + (xt * xt).sum(dim=1, keepdim=True)
         return top.indices.cpu().numpy(), values.double().cpu().numpy()
 
@@ -147,10 +151,16 @@ def _rerank_shortlist(
     """Exact top-k of rows from their shortlist, or from all candidates when the shortlist
     might have missed one (its last fast score is within the error bound of the k-th)."""
     x64 = np.asarray(x, dtype=np.float64)
-    exact = np.empty(idx.shape)
+    exact = np.full(idx.shape, np.inf)
+    # A candidate whose fast score exceeds the k-th by more than 2·bound has at least k
+    # candidates certainly closer: it cannot win, so only the rest are computed exactly.
+    contender = approx <= approx[:, k - 1 : k] + 2.0 * bound[:, None]
     for j in range(idx.shape[1]):  # column by column: memory stays at rows × d
-        diff = x64 - np.asarray(c[idx[:, j]], dtype=np.float64)
-        exact[:, j] = np.einsum("ij,ij->i", diff, diff)
+        rows = np.flatnonzero(contender[:, j])
+        if len(rows) == 0:
+            continue
+        diff = x64[rows] - np.asarray(c[idx[rows, j]], dtype=np.float64)
+        exact[rows, j] = np.einsum("ij,ij->i", diff, diff)
     order = np.lexsort((idx, exact), axis=1)[:, :k]
     chosen = np.take_along_axis(idx, order, axis=1)
     if idx.shape[1] < c.shape[0]:
@@ -209,17 +219,21 @@ def nearest_candidates(
         xb = private[start : start + rows]
         if metric == "cosine":
             xb = _normalise(xb)
-        idx, approx = shortlister(xb, min(m, k + _SHORTLIST))
+        idx, approx = shortlister(xb, k + 1)
         # Rounding error of an fp32 score ||x||² + ||c||² − 2x·c (inputs rounded to fp32, a GEMM
         # of length d) is below (2d + 4)·u·(||x||² + ||c||²); use twice that.
-        scale = np.einsum("ij,ij->i", xb, xb, dtype=np.float64) + c_sq_max
+        x_sq = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+        if not np.isfinite(x_sq).all():
+            raise ValueError("private embeddings contain NaN or infinity")
+        scale = x_sq + c_sq_max
         bound = 4.0 * (d + 2) * unit * scale
         unsafe = approx[:, k] - approx[:, k - 1] <= 2.0 * bound
         chosen = idx[:, :k]
         if unsafe.any():
-            chosen[unsafe] = _rerank_shortlist(
-                xb[unsafe], c, idx[unsafe], approx[unsafe], bound[unsafe], k
-            )
+            # Near-ties are rare: only their rows get a wider shortlist and an exact re-rank.
+            x_unsafe = xb[unsafe]
+            wide_idx, wide_approx = shortlister(x_unsafe, min(m, k + _SHORTLIST))
+            chosen[unsafe] = _rerank_shortlist(x_unsafe, c, wide_idx, wide_approx, bound[unsafe], k)
         out[start : start + len(xb)] = chosen
     return out
 
