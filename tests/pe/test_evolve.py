@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from penumbra.pe import evolve as evolve_module
-from penumbra.pe.evolve import PrivacyBudgetError, plan_run
+from penumbra.pe.evolve import CallCosts, PrivacyBudgetError, plan_run
 from penumbra.pe.store import read_json, read_population
 from penumbra.privacy import gaussian_epsilon
 
@@ -127,3 +127,10 @@ def test_plan_warns_when_noise_dominates() -> None:
     assert plan.warnings and "fewer candidates" in plan.warnings[0]
     assert plan.random_calls == 500 and plan.embeddings == 2500
     assert not plan_run(toy.settings(), n_private=100_000).warnings
+    costs = CallCosts(random=0.1, variation=0.2, embed=0.01, vote_throughput=1e9)
+    timed = plan_run(
+        toy.settings(population=(10,), lookahead=2), n_private=1000, costs=costs, dim=2
+    )
+    # 10 random + (4·10 + 2·50) variations + 2·50 embeddings + 5·1000·10·2 vote work
+    assert timed.seconds == pytest.approx(10 * 0.1 + 140 * 0.2 + 100 * 0.01 + 1e5 / 1e9)
+    assert any("estimated wall time" in line for line in timed.lines())

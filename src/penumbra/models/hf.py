@@ -319,37 +319,72 @@ class DiffusersImageGenerator:
         self.height = height
         self.width = width
         self.batch_size = batch_size
+        self._img2img: Any = None
 
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    def _generators(self, seed: int | None, start: int, count: int) -> list[Any] | None:
+        if seed is None:
+            return None
+        device = self._pipeline.device
+        return [torch.Generator(device).manual_seed(seed + start + i) for i in range(count)]
+
     def generate(self, prompts: list[str], *, seed: int | None) -> list[Image.Image]:
         images: list[Image.Image] = []
-        device = self._pipeline.device
+        extra: dict[str, Any] = {}
+        if self.height is not None:
+            extra["height"] = self.height
+        if self.width is not None:
+            extra["width"] = self.width
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
-            generators = (
-                [torch.Generator(device).manual_seed(seed + start + i) for i in range(len(batch))]
-                if seed is not None
-                else None
-            )
-            extra: dict[str, Any] = {}
-            if self.height is not None:
-                extra["height"] = self.height
-            if self.width is not None:
-                extra["width"] = self.width
             with torch.inference_mode():
                 result = self._pipeline(
                     prompt=batch,
                     num_inference_steps=self.steps,
                     guidance_scale=self.guidance_scale,
-                    generator=generators,
+                    generator=self._generators(seed, start, len(batch)),
                     output_type="pil",
                     **extra,
                 )
             images.extend(im.convert("RGB") for im in result.images)
         return images
+
+    def vary(
+        self,
+        images: list[Image.Image],
+        prompts: list[str],
+        *,
+        strength: float,
+        seed: int | None,
+    ) -> list[Image.Image]:
+        """SDEdit-style variations (img2img): strength 0 keeps the image, 1 ignores it."""
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self._pipeline)
+            self._img2img.set_progress_bar_config(disable=True)
+        out: list[Image.Image] = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
+            with torch.inference_mode():
+                result = self._img2img(
+                    prompt=list(prompts[start : start + self.batch_size]),
+                    image=batch,
+                    strength=strength,
+                    num_inference_steps=self.steps,
+                    guidance_scale=self.guidance_scale,
+                    generator=self._generators(seed, start, len(batch)),
+                    output_type="pil",
+                )
+            out.extend(im.convert("RGB") for im in result.images)
+        return out
 
 
 def load_diffusers_pipeline(

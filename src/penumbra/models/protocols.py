@@ -73,3 +73,19 @@ class Captioner(Model, Protocol):
     def caption(self, images: list[Image.Image]) -> list[str]:
         """One caption per image, same order."""
         ...
+
+
+@runtime_checkable
+class ImageVariator(ImageGenerator, Protocol):
+    """An image generator that can also vary images (SDEdit/img2img): image-domain PE."""
+
+    def vary(
+        self,
+        images: list[Image.Image],
+        prompts: list[str],
+        *,
+        strength: float,
+        seed: int | None,
+    ) -> list[Image.Image]:
+        """One variation per image; strength in (0, 1]: how far from the original."""
+        ...

@@ -101,6 +101,16 @@ class Release:
         return data
 
 
+@dataclass(frozen=True)
+class CallCosts:
+    """Seconds per item for each model call, measured on a small probe or assumed."""
+
+    random: float = 0.0
+    variation: float = 0.0
+    embed: float = 0.0
+    vote_throughput: float = 1e11  # n·m·d per second (bench/voting.py; ~1e11 on 2 CPU cores)
+
+
 @dataclass
 class Plan:
     """What a run will do, before it touches anything."""
@@ -111,7 +121,19 @@ class Plan:
     variation_calls: int
     embeddings: int
     votes_per_candidate: float
+    seconds: float
     warnings: list[str]
+
+    def lines(self) -> list[str]:
+        return [
+            f"σ = {self.sigma:.4g} per release, {len(self.sizes)} releases",
+            f"population sizes: {self.sizes}",
+            f"random-API items: {self.random_calls}, variation-API items: {self.variation_calls}",
+            f"embeddings: {self.embeddings}",
+            f"expected votes per candidate: {self.votes_per_candidate:.1f}",
+            f"estimated wall time: {self.seconds / 60:.1f} min",
+            *[f"warning: {w}" for w in self.warnings],
+        ]
 
 
 @dataclass
@@ -134,15 +156,28 @@ def _seed(seed: int, iteration: int, purpose: str) -> int:
     return int(np.random.SeedSequence([seed, iteration, tag]).generate_state(1)[0])
 
 
-def plan_run(settings: EvolveSettings, n_private: int) -> Plan:
-    """Model calls and signal-to-noise of a run, with suggestions when noise will dominate."""
+def plan_run(
+    settings: EvolveSettings,
+    n_private: int,
+    *,
+    costs: CallCosts | None = None,
+    dim: int = 384,
+) -> Plan:
+    """Model calls, wall time and signal-to-noise of a run, with suggestions when the noise
+    will dominate. Uses only public quantities (N is the size of the private set)."""
     settings.validate()
+    costs = costs or CallCosts()
     sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
     sizes = settings.sizes()
-    look = max(1, settings.lookahead) if settings.lookahead else 0
     variation_calls = sum(sizes[1:]) + settings.lookahead * sum(sizes)
-    embeddings = sum(sizes) * (look or 1)
+    embeddings = sum(sizes) * max(1, settings.lookahead)
     per_candidate = n_private / max(sizes)
+    seconds = (
+        sizes[0] * costs.random
+        + variation_calls * costs.variation
+        + embeddings * costs.embed
+        + sum(n_private * m * dim for m in sizes) / costs.vote_throughput
+    )
     warnings = []
     if per_candidate < 2 * sigma:
         warnings.append(
@@ -150,7 +185,9 @@ def plan_run(settings: EvolveSettings, n_private: int) -> Plan:
             "the noise will drown the signal; use fewer candidates "
             f"(<= {max(1, int(n_private / (2 * sigma)))}), fewer iterations, or a larger ε"
         )
-    return Plan(sigma, sizes, sizes[0], variation_calls, embeddings, per_candidate, warnings)
+    return Plan(
+        sigma, sizes, sizes[0], variation_calls, embeddings, per_candidate, seconds, warnings
+    )
 
 
 class _Loop:
@@ -341,6 +378,7 @@ def _lineage(root: Path, iterations: int) -> dict[str, list[str]]:
 
 
 __all__ = [
+    "CallCosts",
     "EvolveResult",
     "EvolveSettings",
     "Plan",
