@@ -6,7 +6,7 @@ against faiss-cpu IndexFlatL2 (exact, k=1) and against a naive torch.cdist + top
 the full n×m matrix, measured in the same run.
 
     .venv/bin/python bench/voting.py                 # CPU sizes (a few minutes on 2 cores)
-    .venv/bin/python bench/voting.py --sizes 1000000x100000x512 --methods penumbra  # GPU
+    .venv/bin/python bench/voting.py --sizes 1000000x100000x512 --methods penumbra triton  # GPU
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ def run_one(method: str, n: int, m: int, d: int) -> dict[str, float | str]:
 
         start = time.perf_counter()
         votes = count_votes(private, candidates, k=1)
+    elif method == "triton":
+        from penumbra.pe.voting import count_votes
+
+        start = time.perf_counter()
+        votes = count_votes(private, candidates, k=1, backend="triton")
     elif method == "faiss":
         import faiss
 

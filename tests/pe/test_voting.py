@@ -118,3 +118,44 @@ def test_local_voter_hides_private_data() -> None:
     voter = local_voter(private, k=1)
     candidates = rng.standard_normal((6, 4)).astype(np.float32)
     np.testing.assert_array_equal(voter(candidates), reference_votes(private, candidates, 1, "l2"))
+
+
+TRITON_CHECK = """
+import numpy as np
+from tests.pe.test_voting import reference_votes
+from penumbra.pe.voting import count_votes
+rng = np.random.default_rng(8)
+private = rng.standard_normal((150, 20)).astype(np.float32)
+candidates = rng.standard_normal((70, 20)).astype(np.float32)
+candidates[7] = candidates[3]  # an exact tie: the kernel cannot decide it, the host must
+private[:5] = candidates[3]
+votes = count_votes(private, candidates, k=1, backend="triton", block_size=64)
+np.testing.assert_array_equal(votes, reference_votes(private, candidates, 1, "l2"))
+print("exact", int(votes.sum()))
+"""
+
+
+def test_triton_kernel_under_the_interpreter() -> None:
+    """The fused GEMM + top-2 kernel, run by Triton's CPU interpreter (no GPU here). The
+    interpreter is chosen when triton is imported, so this runs in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK],
+        cwd=root,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "exact 150"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="k=1"):
+        count_votes(x, x, k=2, backend="triton")

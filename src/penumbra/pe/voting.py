@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 Metric = Literal["l2", "cosine"]
-Backend = Literal["auto", "torch", "faiss"]
+Backend = Literal["auto", "torch", "faiss", "triton"]
 Voter = Callable[[np.ndarray], np.ndarray]
 
 _DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
@@ -98,7 +98,7 @@ class _Shortlister:
 
             self.index = faiss.IndexFlatL2(c32.shape[1])
             self.index.add(c32)
-        else:
+        else:  # torch, and triton (whose wider shortlists for near-tie rows use torch)
             self.c = torch.from_numpy(c32).to(device)
             self.c_sq = (self.c * self.c).sum(dim=1)
             self.c_gemm = self.c.to(torch.bfloat16) if low_precision else self.c
@@ -109,6 +109,14 @@ class _Shortlister:
             dist, idx = self.index.search(x32, width)
             return idx.astype(np.int64), dist.astype(np.float64)
         xt = torch.from_numpy(x32).to(self.device)
+        if self.backend == "triton" and width == 2:
+            from penumbra.pe.triton_nn import nearest_two
+
+            best_idx, best, second = nearest_two(xt, self.c, self.c_sq)
+            x_sq = (xt * xt).sum(dim=1)
+            idx = torch.stack([best_idx, torch.full_like(best_idx, -1)], dim=1)
+            values = torch.stack([best + x_sq, second + x_sq], dim=1)
+            return idx.cpu().numpy(), values.double().cpu().numpy()
         # ||x||² is constant per row, so ranking by ||c||² − 2x·c ranks by distance; addmm
         # writes the score block once instead of three temporaries.
         if self.c_gemm.dtype == torch.float32:
@@ -192,8 +200,15 @@ def nearest_candidates(
     _check_inputs(private, candidates, k, metric)
     if backend == "auto":
         backend = "torch"
-    if backend not in ("torch", "faiss"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
+    if backend not in ("torch", "faiss", "triton"):
+        raise ValueError(f"backend must be 'auto', 'torch', 'faiss' or 'triton', got {backend!r}")
+    if backend == "triton":
+        from penumbra.pe.triton_nn import triton_available
+
+        if k != 1 or low_precision:
+            raise ValueError("the triton backend computes exact 1-NN votes: use k=1, fp32")
+        if not triton_available():
+            raise ValueError("the triton backend needs the triton package: pip install triton")
     if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     n, m = private.shape[0], candidates.shape[0]
