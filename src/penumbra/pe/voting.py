@@ -114,9 +114,9 @@ class _Shortlister:
 
             best_idx, best, second = nearest_two(xt, self.c, self.c_sq)
             x_sq = (xt * xt).sum(dim=1)
-            idx = torch.stack([best_idx, torch.full_like(best_idx, -1)], dim=1)
-            values = torch.stack([best + x_sq, second + x_sq], dim=1)
-            return idx.cpu().numpy(), values.double().cpu().numpy()
+            pair = torch.stack([best_idx, torch.full_like(best_idx, -1)], dim=1)
+            pair_values = torch.stack([best + x_sq, second + x_sq], dim=1)
+            return pair.cpu().numpy(), pair_values.double().cpu().numpy()
         # ||x||² is constant per row, so ranking by ||c||² − 2x·c ranks by distance; addmm
         # writes the score block once instead of three temporaries.
         if self.c_gemm.dtype == torch.float32:
