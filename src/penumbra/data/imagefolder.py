@@ -16,17 +16,10 @@ from typing import Any
 
 from PIL import Image
 
+from penumbra.durable import fsync_dir
 from penumbra.errors import DataError
 
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_imagefolder(
@@ -63,11 +56,11 @@ def write_imagefolder(
                 meta.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
             meta.flush()
             os.fsync(meta.fileno())
-        _fsync_dir(staging)
+        fsync_dir(staging)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from penumbra.durable import atomic_write_bytes
 from penumbra.models.protocols import ImageEmbedder, ImageVariator
-from penumbra.pe.store import atomic_write_bytes
 
 
 class ImageFileAPI:

@@ -1,0 +1,162 @@
+"""The append-only run log: canonical JSON lines, a signed checkpoint after every append.
+
+Layout in a run directory:
+    ledger/entries.jsonl          one canonical JSON object per line (sorted keys, no spaces)
+    ledger/checkpoints/NNNNNNNN   signed note for the tree of the first N entries
+    ledger/pubkey                 the verifier key (public)
+    private/ledger.key            the Ed25519 signing key, mode 0600 (unless --signing-key)
+
+A checkpoint after every entry lets a verifier name the exact entry that changed. Appends are
+fsynced; a torn last line (the process died mid-write) is reported, never dropped or accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from penumbra.durable import atomic_write_bytes
+from penumbra.errors import PenumbraError
+from penumbra.ledger.merkle import leaf_hash, root_from_hashes
+from penumbra.ledger.note import (
+    Checkpoint,
+    Signer,
+    generate_signer,
+    load_private_key,
+    save_private_key,
+    sign_checkpoint,
+)
+
+SCHEMA_VERSION = 1
+KEY_NAME = "penumbra-run"
+
+
+class LedgerError(PenumbraError):
+    """The log on disk is not what penumbra wrote (torn, corrupt, or not a log)."""
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8: the bytes that are hashed."""
+    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)  # fmt: skip
+    return text.encode("utf-8")
+
+
+def ledger_dir(run_dir: Path) -> Path:
+    return run_dir / "ledger"
+
+
+def read_entry_lines(path: Path) -> list[bytes]:
+    """Raw entry lines; LedgerError naming the line if the last one is torn."""
+    data = path.read_bytes() if path.exists() else b""
+    if not data:
+        return []
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        raise LedgerError(
+            f"{path}: entry {len(lines) - 1} (the last line) is torn: the run stopped while "
+            "writing it; the log cannot be trusted past entry "
+            f"{len(lines) - 2}"
+        )
+    return lines[:-1]
+
+
+def parse_entries(lines: list[bytes], path: Path) -> list[dict[str, Any]]:
+    entries = []
+    for index, line in enumerate(lines):
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise LedgerError(f"{path}: entry {index} is not valid JSON ({e})") from e
+        if not isinstance(entry, dict) or canonical(entry) != line:
+            raise LedgerError(f"{path}: entry {index} is not in canonical JSON form")
+        entries.append(entry)
+    return entries
+
+
+class Ledger:
+    """Writer for one run's log. Not thread-safe: one process writes a run."""
+
+    def __init__(self, run_dir: Path, signer: Signer, origin: str) -> None:
+        self.run_dir = run_dir
+        self.dir = ledger_dir(run_dir)
+        self.signer = signer
+        self.origin = origin
+        self.entries_path = self.dir / "entries.jsonl"
+        self._hashes = [leaf_hash(line) for line in read_entry_lines(self.entries_path)]
+        self._entries = parse_entries(read_entry_lines(self.entries_path), self.entries_path)
+
+    @classmethod
+    def open(cls, run_dir: Path | str, *, signing_key: Path | None = None) -> Ledger:
+        """Create the run's ledger, or reopen it to resume (same key, same origin)."""
+        run = Path(run_dir)
+        folder = ledger_dir(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoints").mkdir(exist_ok=True)
+        origin_file = folder / "origin"
+        if origin_file.exists():
+            origin = origin_file.read_text(encoding="utf-8").strip()
+        else:
+            origin = f"penumbra.run/{secrets.token_hex(8)}"
+            _atomic_text(origin_file, origin + "\n")
+        signer = _signer(run, signing_key)
+        pubkey = folder / "pubkey"
+        if pubkey.exists() and pubkey.read_text(encoding="utf-8").strip() != signer.vkey:
+            raise LedgerError(
+                f"{pubkey}: this run was signed with another key; resume with the same "
+                "--signing-key"
+            )
+        if not pubkey.exists():
+            _atomic_text(pubkey, signer.vkey + "\n")
+        return cls(run, signer, origin)
+
+    @property
+    def size(self) -> int:
+        return len(self._hashes)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return list(self._entries)
+
+    def find(self, kind: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        return ((i, e) for i, e in enumerate(self._entries) if e.get("type") == kind)
+
+    def append(self, kind: str, fields: dict[str, Any]) -> int:
+        """Append one entry (durably), then sign a checkpoint over the whole log."""
+        entry = {"schema": SCHEMA_VERSION, "type": kind, "index": self.size, **fields}
+        line = canonical(entry)
+        with open(self.entries_path, "ab") as f:
+            f.write(line + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._hashes.append(leaf_hash(line))
+        self._entries.append(entry)
+        self.checkpoint()
+        return self.size - 1
+
+    def checkpoint(self) -> Path:
+        cp = Checkpoint(self.origin, self.size, root_from_hashes(self._hashes))
+        path = self.dir / "checkpoints" / f"{self.size:08d}"
+        _atomic_text(path, sign_checkpoint(cp, [self.signer]))
+        return path
+
+
+def _signer(run: Path, signing_key: Path | None) -> Signer:
+    if signing_key is not None:
+        return load_private_key(Path(signing_key), KEY_NAME)
+    private = run / "private"
+    private.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(private, 0o700)
+    key_path = private / "ledger.key"
+    if key_path.exists():
+        return load_private_key(key_path, KEY_NAME)
+    signer = generate_signer(KEY_NAME)
+    save_private_key(signer, key_path)
+    return signer
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

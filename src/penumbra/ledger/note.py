@@ -1,0 +1,177 @@
+"""Checkpoints in the C2SP tlog-checkpoint "signed note" format, signed with Ed25519.
+
+A checkpoint body is `<origin>\\n<size>\\n<base64 root>\\n`; the signed note appends a blank
+line and one line per signature: `— <key name> <base64(key id || signature)>`, where the key id
+is the first 4 bytes of SHA-256(name || "\\n" || 0x01 || public key) and the signature covers
+the body. Verifier keys travel as `<name>+<hex key id>+<base64(0x01 || public key)>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ED25519 = b"\x01"
+SIG_PREFIX = "\u2014 "  # em dash and a space
+
+
+class NoteError(ValueError):
+    """A note or key that cannot be parsed."""
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + ED25519 + public_key).digest()[:4]
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c.isspace() or c == "+" for c in name):
+        raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
+
+
+@dataclass(frozen=True)
+class Signer:
+    name: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @property
+    def vkey(self) -> str:
+        """The verifier key string an auditor needs (public; safe to publish)."""
+        pub = self.public_key
+        return (
+            f"{self.name}+{key_id(self.name, pub).hex()}+{base64.b64encode(ED25519 + pub).decode()}"
+        )
+
+    def sign(self, body: str) -> str:
+        """The signature line for a note body."""
+        sig = self.private_key.sign(body.encode("utf-8"))
+        blob = base64.b64encode(key_id(self.name, self.public_key) + sig).decode()
+        return f"{SIG_PREFIX}{self.name} {blob}\n"
+
+
+def generate_signer(name: str) -> Signer:
+    _check_name(name)
+    return Signer(name, Ed25519PrivateKey.generate())
+
+
+def save_private_key(signer: Signer, path: Path) -> None:
+    """PEM (PKCS#8) with mode 0600, created that way so it is never world-readable."""
+    pem = signer.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_private_key(path: Path, name: str) -> Signer:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise NoteError(f"{path}: not a readable PEM private key ({e})") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise NoteError(f"{path}: not an Ed25519 private key")
+    _check_name(name)
+    return Signer(name, key)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    name: str
+    key_id: bytes
+    public_key: Ed25519PublicKey
+
+
+def parse_vkey(text: str) -> Verifier:
+    try:
+        name, hex_id, blob = text.strip().split("+")
+        raw = base64.b64decode(blob, validate=True)
+        kid = bytes.fromhex(hex_id)
+    except ValueError as e:
+        raise NoteError(f"verifier key {text.strip()[:60]!r} is not NAME+KEYID+BASE64") from e
+    if raw[:1] != ED25519 or len(raw) != 33:
+        raise NoteError("verifier key is not an Ed25519 key")
+    if key_id(name, raw[1:]) != kid:
+        raise NoteError("verifier key id does not match its name and key")
+    return Verifier(name, kid, Ed25519PublicKey.from_public_bytes(raw[1:]))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+
+    def body(self) -> str:
+        return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
+
+
+def sign_checkpoint(checkpoint: Checkpoint, signers: list[Signer]) -> str:
+    body = checkpoint.body()
+    return body + "\n" + "".join(s.sign(body) for s in signers)
+
+
+def parse_signed_note(text: str) -> tuple[Checkpoint, list[tuple[str, bytes, bytes]]]:
+    """(checkpoint, [(name, key id, signature)]); raises NoteError if malformed."""
+    body, sep, sigs = text.partition("\n\n")
+    if not sep:
+        raise NoteError("no blank line between the note body and its signatures")
+    lines = body.split("\n")
+    if len(lines) < 3:
+        raise NoteError("checkpoint body needs origin, size and root lines")
+    origin, size_text, root_text = lines[0], lines[1], lines[2]
+    if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+        raise NoteError(f"checkpoint size {size_text!r} is not a decimal number")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except ValueError as e:
+        raise NoteError("checkpoint root is not base64") from e
+    if len(root) != 32:
+        raise NoteError("checkpoint root is not a SHA-256 hash")
+    signatures = []
+    for line in sigs.splitlines():
+        if not line.startswith(SIG_PREFIX):
+            raise NoteError(f"signature line {line[:40]!r} does not start with '— '")
+        name, _, blob = line[len(SIG_PREFIX) :].rpartition(" ")
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except ValueError as e:
+            raise NoteError("signature is not base64") from e
+        if len(raw) != 4 + 64:
+            raise NoteError("signature is not a 4-byte key id and an Ed25519 signature")
+        signatures.append((name, raw[:4], raw[4:]))
+    checkpoint = Checkpoint(origin, int(size_text), root)
+    if checkpoint.body() != body + "\n":
+        raise NoteError("checkpoint body has extra lines or is not in canonical form")
+    return checkpoint, signatures
+
+
+def verify_signed_note(text: str, verifier: Verifier) -> Checkpoint:
+    """The checkpoint, if `verifier` signed exactly this note; NoteError otherwise."""
+    checkpoint, signatures = parse_signed_note(text)
+    body = checkpoint.body().encode("utf-8")
+    for name, kid, sig in signatures:
+        if name == verifier.name and kid == verifier.key_id:
+            try:
+                verifier.public_key.verify(sig, body)
+            except InvalidSignature as e:
+                raise NoteError(f"signature by {name} does not verify") from e
+            return checkpoint
+    raise NoteError(f"not signed by the expected key {verifier.name}+{verifier.key_id.hex()}")
