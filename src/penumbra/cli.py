@@ -118,6 +118,95 @@ def show_config(
         sys.stdout.write(config_to_yaml(resolved))
 
 
+ledger_app = typer.Typer(help="Inspect a run's audit ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory to audit.")],
+    pubkey: Annotated[
+        Path | None,
+        typer.Option(
+            "--pubkey", help="Verifier key obtained from the data holder (not from the run)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Audit a run without private data: signatures, Merkle proofs, ε, output hashes.
+
+    Exit 0 when everything holds, 1 with each failure and its location otherwise."""
+    from penumbra.ledger.verify import verify_run
+
+    key_text = None
+    if pubkey is not None:
+        if not pubkey.is_file():
+            raise PenumbraError(f"{pubkey}: public key file not found")
+        key_text = pubkey.read_text(encoding="utf-8")
+    report = verify_run(run_dir, pubkey=key_text)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        _print_receipt(report.receipt)
+        if report.ok:
+            console.print("[bold green]VERIFIED[/bold green]: every check holds.")
+        else:
+            console.print(f"[bold red]FAILED[/bold red]: {len(report.failures)} problem(s)")
+            for failure in report.failures:
+                console.print(f"  {failure}", highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_receipt(receipt: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title="penumbra run receipt", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in (
+        "n_private", "epsilon_target", "delta", "sigma", "iterations", "epsilon_spent",
+        "fixed_noise_seed", "penumbra_version", "config_sha256", "entries", "output_files",
+        "public_key_source",
+    ):  # fmt: skip
+        if key in receipt:
+            table.add_row(key, str(receipt[key]))
+    eps = receipt.get("epsilon_per_iteration") or []
+    if eps:
+        table.add_row("ε after each release", ", ".join(f"{e:.4g}" for e in eps))
+    for model in receipt.get("models") or []:
+        table.add_row(
+            f"model: {model.get('role')}",
+            f"{model.get('uri')} ({model.get('fingerprint', '')[:16]})",
+        )
+    for sample in receipt.get("sample_lineage") or []:
+        table.add_row(f"lineage: {sample['file']}", " ← ".join(sample.get("lineage", [])))
+    console.print(table)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    entry: Annotated[int | None, typer.Option("--entry", help="Print entry N in full.")] = None,
+    proof: Annotated[
+        int | None, typer.Option("--proof", help="Print the inclusion proof of entry N.")
+    ] = None,
+) -> None:
+    """List ledger entries, print one, or print an inclusion proof an auditor can check."""
+    from penumbra.ledger.inspect import entry_json, inclusion_proof_json, summary_rows
+
+    if entry is not None:
+        sys.stdout.write(entry_json(run_dir, entry) + "\n")
+        return
+    if proof is not None:
+        sys.stdout.write(json.dumps(inclusion_proof_json(run_dir, proof), indent=2) + "\n")
+        return
+    table = Table(title=f"ledger of {run_dir}")
+    for col in ("#", "type", "summary"):
+        table.add_column(col)
+    for index, kind, text in summary_rows(run_dir):
+        table.add_row(str(index), kind, text)
+    console.print(table)
+
+
 def _fail(lines: list[str], code: int) -> int:
     for line in lines:
         sys.stderr.write(f"error: {line}\n")

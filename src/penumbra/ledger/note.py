@@ -101,7 +101,7 @@ class Verifier:
 
 def parse_vkey(text: str) -> Verifier:
     try:
-        name, hex_id, blob = text.strip().split("+")
+        name, hex_id, blob = text.strip().split("+", 2)
         raw = base64.b64decode(blob, validate=True)
         kid = bytes.fromhex(hex_id)
     except ValueError as e:

@@ -1,0 +1,302 @@
+"""`penumbra verify`: check a run's ledger without any private data.
+
+Checks, in order: every line is an untorn canonical JSON entry; every checkpoint is signed by
+the expected key; each checkpoint's root is the Merkle root of the entries it covers and is
+consistent with the previous checkpoint (RFC 9162 consistency proof); the newest checkpoint
+covers every entry and each entry's inclusion proof verifies; ε recomputed from the logged σ,
+iterations and δ with penumbra.privacy matches every claim; every output file's hash is in the
+log and no unlisted file sits in synthetic/.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from penumbra.errors import PenumbraError
+from penumbra.ledger.log import LedgerError, canonical, ledger_dir, read_entry_lines
+from penumbra.ledger.merkle import (
+    consistency_proof_from_hashes,
+    inclusion_proof_from_hashes,
+    leaf_hash,
+    root_from_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
+from penumbra.models.fingerprint import file_sha256
+from penumbra.privacy import gaussian_epsilon
+
+REL_TOL = 1e-9
+
+
+@dataclass
+class Failure:
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    run_dir: str
+    failures: list[Failure] = field(default_factory=list)
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, location: str, message: str) -> None:
+        self.failures.append(Failure(location, message))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_dir": self.run_dir,
+            "ok": self.ok,
+            "failures": [{"location": f.location, "message": f.message} for f in self.failures],
+            "receipt": self.receipt,
+        }
+
+
+def _entry_label(index: int, entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return f"entry {index}"
+    kind = entry.get("type", "?")
+    if kind == "release":
+        return f"entry {index} (release, iteration {entry.get('iteration')})"
+    return f"entry {index} ({kind})"
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
+
+
+def _load_entries(
+    path: Path, report: VerifyReport
+) -> tuple[list[bytes], list[dict[str, Any] | None]]:
+    try:
+        lines = read_entry_lines(path)
+    except LedgerError as e:
+        report.fail("ledger/entries.jsonl", e.problems[0].split(": ", 1)[1])
+        data = path.read_bytes()
+        lines = data.split(b"\n")[:-1]  # everything before the torn line
+    entries: list[dict[str, Any] | None] = []
+    for i, line in enumerate(lines):
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            report.fail(f"entry {i}", "not valid JSON (modified or corrupted)")
+            entries.append(None)
+            continue
+        if not isinstance(entry, dict):
+            report.fail(f"entry {i}", "not a JSON object")
+            entries.append(None)
+            continue
+        if canonical(entry) != line:
+            report.fail(f"entry {i}", "not in canonical JSON form (edited by hand?)")
+        if entry.get("index") != i:
+            report.fail(f"entry {i}", f"says it is entry {entry.get('index')} (reordered?)")
+        entries.append(entry)
+    return lines, entries
+
+
+def _check_checkpoints(
+    folder: Path, vkey_text: str, hashes: list[bytes], report: VerifyReport
+) -> Checkpoint | None:
+    try:
+        verifier = parse_vkey(vkey_text)
+    except NoteError as e:
+        report.fail("public key", str(e))
+        return None
+    files = sorted(p for p in (folder / "checkpoints").glob("*") if p.name.isdigit())
+    if not files:
+        report.fail("ledger/checkpoints", "no signed checkpoint")
+        return None
+    previous: Checkpoint | None = None
+    latest: Checkpoint | None = None
+    broken = False
+    for path in files:
+        where = f"checkpoint {path.name}"
+        try:
+            cp = verify_signed_note(path.read_text(encoding="utf-8"), verifier)
+        except (NoteError, UnicodeDecodeError) as e:
+            report.fail(where, f"signature invalid: {e}")
+            continue
+        if cp.size != int(path.name):
+            report.fail(where, f"file name says size {int(path.name)}, note says {cp.size}")
+            continue
+        if cp.size > len(hashes):
+            report.fail(
+                where,
+                f"signed a log of {cp.size} entries but the log has {len(hashes)}: "
+                f"entries {len(hashes)}..{cp.size - 1} were removed (log truncated)",
+            )
+            continue
+        if root_from_hashes(hashes[: cp.size]) != cp.root:
+            if broken:
+                continue  # later checkpoints fail because of the same change
+            broken = True
+            first_bad = previous.size if previous else 0
+            span = (
+                f"entry {cp.size - 1}"
+                if cp.size - 1 == first_bad
+                else f"one of entries {first_bad}..{cp.size - 1}"
+            )
+            report.fail(where, f"root does not match the log: {span} differs from what was signed")
+            continue
+        if previous is not None:
+            proof = consistency_proof_from_hashes(hashes[: cp.size], previous.size)
+            if not verify_consistency(previous.size, cp.size, previous.root, cp.root, proof):
+                report.fail(where, f"not consistent with checkpoint {previous.size:08d}")
+        if latest is not None and cp.origin != latest.origin:
+            report.fail(where, f"origin {cp.origin!r} differs from {latest.origin!r}")
+        previous = latest = cp
+    if latest is not None and latest.size < len(hashes) and not broken:
+        report.fail(
+            f"entries {latest.size}..{len(hashes) - 1}",
+            "not covered by any valid signed checkpoint (appended after signing?)",
+        )
+    if latest is not None:
+        for i in range(latest.size):
+            proof = inclusion_proof_from_hashes(hashes[: latest.size], i)
+            if not verify_inclusion(hashes[i], i, latest.size, proof, latest.root):
+                report.fail(f"entry {i}", "inclusion proof against the newest checkpoint fails")
+    return latest
+
+
+def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport) -> None:
+    starts = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_start"]
+    if not starts:
+        report.fail("log", "no run_start entry")
+        return
+    if starts[0][0] != 0 or len(starts) > 1:
+        report.fail(_entry_label(starts[0][0], starts[0][1]), "run_start must be entry 0, once")
+    start = starts[0][1]
+    sigma, delta, iterations = start["sigma"], start["delta"], start["iterations"]
+    n_private, target = start["n_private"], start["epsilon_target"]
+    if delta >= 1.0 / n_private:
+        report.fail(_entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_private:g}")
+    planned = gaussian_epsilon(sigma, iterations, delta)
+    if planned > target * (1 + REL_TOL):
+        report.fail(
+            _entry_label(0, start),
+            f"σ={sigma:g} over {iterations} iterations gives ε={planned:.6g} > target {target:g}",
+        )
+    per_iteration = []
+    releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
+    for t, (i, e) in enumerate(releases):
+        label = _entry_label(i, e)
+        if e["iteration"] != t:
+            report.fail(label, f"expected iteration {t}")
+        if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
+            report.fail(label, "σ or δ differs from run_start")
+        recomputed = gaussian_epsilon(sigma, t + 1, delta)
+        if not _close(e["cumulative_epsilon"], recomputed):
+            report.fail(
+                label,
+                f"claims cumulative ε={e['cumulative_epsilon']:.6g}, recomputed "
+                f"ε={recomputed:.6g} from σ={sigma:g}, {t + 1} releases, δ={delta:g}",
+            )
+        if recomputed > target * (1 + REL_TOL):
+            report.fail(label, f"spends ε={recomputed:.6g} > target {target:g}")
+        per_iteration.append(recomputed)
+    if len(releases) > iterations:
+        report.fail("log", f"{len(releases)} releases logged, run_start planned {iterations}")
+    ends = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_end"]
+    if not ends:
+        report.fail("log", "no run_end entry: the run did not finish (or the log was truncated)")
+    else:
+        i, end = ends[-1]
+        spent = gaussian_epsilon(sigma, len(releases), delta) if releases else 0.0
+        if end["releases"] != len(releases):
+            report.fail(
+                _entry_label(i, end),
+                f"claims {end['releases']} releases, the log has {len(releases)}",
+            )
+        if not _close(end["epsilon_spent"], spent):
+            report.fail(
+                _entry_label(i, end),
+                f"claims ε spent = {end['epsilon_spent']:.6g}, recomputed {spent:.6g}",
+            )
+        if i != len(entries) - 1:
+            report.fail(_entry_label(i, end), "run_end is not the last entry")
+    report.receipt.update(
+        {
+            "penumbra_version": start.get("penumbra_version"),
+            "config_sha256": start.get("config_sha256"),
+            "models": start.get("models"),
+            "n_private": n_private,
+            "epsilon_target": target,
+            "delta": delta,
+            "sigma": sigma,
+            "iterations": iterations,
+            "fixed_noise_seed": start.get("fixed_noise_seed"),
+            "epsilon_per_iteration": per_iteration,
+            "epsilon_spent": per_iteration[-1] if per_iteration else 0.0,
+        }
+    )
+
+
+def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: VerifyReport) -> None:
+    listed: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, e in enumerate(entries):
+        if e and e.get("type") == "outputs":
+            for row in e["files"]:
+                listed[row["file"]] = (i, row)
+    for name, (i, row) in listed.items():
+        path = run_dir / name
+        if not path.is_file():
+            report.fail(name, f"listed in entry {i} but missing")
+        elif file_sha256(path) != row["sha256"]:
+            report.fail(name, f"SHA-256 differs from the log (entry {i}): the file was modified")
+    synthetic = run_dir / "synthetic"
+    if synthetic.is_dir():
+        for path in sorted(synthetic.rglob("*")):
+            name = path.relative_to(run_dir).as_posix()
+            if path.is_file() and name not in listed:
+                report.fail(name, "in synthetic/ but not in the log (added after the run)")
+    samples = [
+        {"file": name, **{k: row[k] for k in ("candidate_id", "iteration", "lineage") if k in row}}
+        for name, (_, row) in list(listed.items())
+        if "lineage" in row
+    ][:3]
+    report.receipt.update({"output_files": len(listed), "sample_lineage": samples})
+
+
+def verify_run(run_dir: Path | str, *, pubkey: str | None = None) -> VerifyReport:
+    """Verify a run directory. PenumbraError if it is not a run directory at all."""
+    run = Path(run_dir)
+    if not run.exists():
+        raise PenumbraError(f"{run}: no such run directory")
+    folder = ledger_dir(run)
+    entries_path = folder / "entries.jsonl"
+    if not entries_path.is_file():
+        raise PenumbraError(f"{run}: not a penumbra run directory (no ledger/entries.jsonl)")
+    report = VerifyReport(str(run))
+    key_file = folder / "pubkey"
+    own_key = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else ""
+    vkey = pubkey.strip() if pubkey is not None else own_key
+    report.receipt["public_key"] = vkey
+    report.receipt["public_key_source"] = (
+        "given" if pubkey is not None else "run's own ledger/pubkey"
+    )
+    lines, entries = _load_entries(entries_path, report)
+    hashes = [leaf_hash(line) for line in lines]
+    latest = _check_checkpoints(folder, vkey, hashes, report)
+    if latest is not None:
+        report.receipt["checkpoint"] = {
+            "origin": latest.origin,
+            "size": latest.size,
+            "root": base64.b64encode(latest.root).decode(),
+        }
+    report.receipt["entries"] = len(lines)
+    _check_accounting(entries, report)
+    _check_files(run, entries, report)
+    return report
