@@ -285,7 +285,9 @@ def verify_run(run_dir: Path | str, *, pubkey: str | None = None) -> VerifyRepor
     vkey = pubkey.strip() if pubkey is not None else own_key
     report.receipt["public_key"] = vkey
     report.receipt["public_key_source"] = (
-        "given" if pubkey is not None else "run's own ledger/pubkey"
+        "given (--pubkey)"
+        if pubkey is not None
+        else "the run's own ledger/pubkey: proves integrity, not who signed; pass --pubkey"
     )
     lines, entries = _load_entries(entries_path, report)
     hashes = [leaf_hash(line) for line in lines]
