@@ -227,3 +227,34 @@ def test_ledger_show_and_independent_proof_check(
         checkpoint.root,
     )
     assert main(["ledger", "show", str(pristine), "--entry", "999"]) == 2
+
+
+def test_crash_and_resume_logs_each_release_once(tmp_path: Path) -> None:
+    """A run that dies right after logging release 1 resumes into a ledger that verifies."""
+    from penumbra.ledger import records
+
+    real_hook = records.release_hook
+
+    def dying_hook(ledger, *, k):  # type: ignore[no-untyped-def]
+        hook = real_hook(ledger, k=k)
+
+        def wrapped(release):  # type: ignore[no-untyped-def]
+            hook(release)
+            if release.iteration == 1 and not release.reused:
+                raise KeyboardInterrupt("simulated crash")
+
+        return wrapped
+
+    from . import run_fixture
+
+    run_fixture.release_hook = dying_hook  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_run(tmp_path / "run")
+    finally:
+        run_fixture.release_hook = real_hook
+    build_run(tmp_path / "run")  # resume: same key, same origin, releases reused
+    report = verify_run(tmp_path / "run")
+    assert report.ok, report.failures
+    kinds = [json.loads(line)["type"] for line in _entries(tmp_path / "run")]
+    assert kinds == ["run_start", "release", "release", "release", "outputs", "run_end"]

@@ -87,8 +87,9 @@ class Ledger:
         self.signer = signer
         self.origin = origin
         self.entries_path = self.dir / "entries.jsonl"
-        self._hashes = [leaf_hash(line) for line in read_entry_lines(self.entries_path)]
-        self._entries = parse_entries(read_entry_lines(self.entries_path), self.entries_path)
+        lines = read_entry_lines(self.entries_path)
+        self._entries = parse_entries(lines, self.entries_path)
+        self._hashes = [leaf_hash(line) for line in lines]
 
     @classmethod
     def open(cls, run_dir: Path | str, *, signing_key: Path | None = None) -> Ledger:
