@@ -1,5 +1,6 @@
-"""Reading private/public media safely; writing Hugging Face imagefolder outputs."""
+"""Reading private/public media safely; writing Hugging Face imagefolder outputs; demo data."""
 
+from penumbra.data.demo import DemoPrivateSet, demo_private_set
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -14,8 +15,10 @@ from penumbra.data.images import (
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "DemoPrivateSet",
     "ImageRecord",
     "ReadReport",
+    "demo_private_set",
     "iter_images",
     "list_image_files",
     "read_image",

@@ -109,6 +109,30 @@ def _load_label_captioner(
     )
 
 
+def _fashion_problem() -> str | None:
+    from penumbra.models.fashion_t2i import CONFIG_FILE, WEIGHTS_FILE
+
+    if not WEIGHTS_FILE.is_file() or not CONFIG_FILE.is_file():
+        return f"weights missing at {WEIGHTS_FILE}: reinstall penumbra"
+    return _minilm_problem()
+
+
+def _load_fashion(
+    *,
+    image_size: int = 32,
+    steps: int = 12,
+    guidance: float = 3.0,
+    batch_size: int = 64,
+    resample: str = "bicubic",
+) -> Model:
+    from penumbra.models.fashion_t2i import FashionT2I
+
+    return FashionT2I(
+        image_size=image_size, steps=steps, guidance=guidance, batch_size=batch_size,
+        resample=resample,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Builtin:
     name: str
@@ -153,6 +177,14 @@ BUILTINS: dict[str, Builtin] = {
             "captioner (crude: use hf: BLIP/Florence or openai: for real captions)",
             _label_captioner_problem,
             _load_label_captioner,
+        ),
+        Builtin(
+            "fashion-t2i",
+            "image-generator",
+            "penumbra's own text-to-image model: rectified-flow UNet, 32x32 grayscale clothing "
+            "(Fashion-MNIST), MiniLM text conditioning, CFG; vary() for image-domain PE",
+            _fashion_problem,
+            _load_fashion,
         ),
     )
 }

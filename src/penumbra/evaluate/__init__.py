@@ -1,0 +1,1 @@
+"""Fidelity metrics and empirical privacy audits."""

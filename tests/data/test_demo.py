@@ -1,0 +1,47 @@
+"""The demo private set: shipped, deterministic, and skewed as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from penumbra.data import demo_private_set
+from penumbra.data.demo import FOOTWEAR
+
+
+def test_deterministic() -> None:
+    a, b = demo_private_set(300, seed=4), demo_private_set(300, seed=4)
+    assert np.array_equal(a.labels, b.labels)
+    assert all(
+        np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(a.images, b.images, strict=True)
+    )
+    assert not np.array_equal(a.labels, demo_private_set(300, seed=5).labels)
+
+
+def test_skewed_as_documented() -> None:
+    full = demo_private_set()
+    assert len(full.images) == 5000 and full.images[0].size == (28, 28)
+    share = np.bincount(full.labels, minlength=10) / len(full.labels)
+    assert share[list(FOOTWEAR)].sum() > 0.5  # footwear: 54% (uniform would be 30%)
+    assert all(share[c] < 0.08 for c in range(10) if c not in FOOTWEAR)
+    darkness = np.bincount(full.darkness + 1, minlength=3) / len(full.darkness)
+    assert darkness[0] > 0.45 and darkness[2] < 0.2  # dark over-represented, light under
+
+
+def test_write_and_bounds(tmp_path: Path) -> None:
+    subset = demo_private_set(12, seed=0)
+    folder = subset.write(tmp_path / "private")
+    assert len(list(folder.glob("*.png"))) == 12
+    with pytest.raises(ValueError, match="n must be in"):
+        demo_private_set(5001)
+
+
+def test_shipped_file_is_small_and_licensed() -> None:
+    from importlib import resources
+
+    assets = resources.files("penumbra.data").joinpath("assets")
+    assert assets.joinpath("demo_private.npz").stat().st_size <= 5 * 1024 * 1024  # type: ignore[attr-defined]
+    assert "MIT" in assets.joinpath("demo_private.LICENSE").read_text()
