@@ -11,6 +11,10 @@ from penumbra.models import ImageGenerator, ImageVariator, load
 from penumbra.models.fashion_t2i import CONFIG_FILE, WEIGHTS_FILE
 from penumbra.models.fingerprint import fingerprint_files
 
+pytestmark = pytest.mark.skipif(
+    not WEIGHTS_FILE.is_file(), reason="fashion-t2i weights not trained yet"
+)
+
 PROMPTS = ["a pair of dark leather ankle boots", "a light summer dress", "a striped t-shirt"]
 
 
