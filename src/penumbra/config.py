@@ -41,6 +41,29 @@ class PEConfig(Section):
     threshold: float = Field(0.0, ge=0, description="noisy counts below H are zeroed")
     selection: Literal["rank", "sample"] = "rank"
     metric: Literal["l2", "cosine"] = "l2"
+    lookahead: int = Field(
+        0, ge=0, le=16, description="variations averaged per candidate embedding"
+    )
+    keep_selected: bool = False
+
+
+class PromptsConfig(Section):
+    """LLM prompt templates: public text only, never built from private data (invariant 4)."""
+
+    random: str = Field(
+        "Describe {domain} in one short sentence: its color, shape and style. "
+        "Write only the description.",
+        min_length=1,
+    )
+    variation: str = Field(
+        "Rewrite this description of {domain}, changing one or two details, in at most "
+        "{max_words} words. Write only the new description.\nDescription: {caption}",
+        min_length=1,
+    )
+    max_words: int = Field(16, ge=3, le=200)
+    max_new_tokens: int = Field(32, ge=4, le=1024)
+    temperature: float = Field(0.9, ge=0.0, le=2.0)
+    retries: int = Field(3, ge=0, le=20)
 
 
 class OpenAIConfig(Section):
@@ -111,6 +134,7 @@ class RunConfig(Section):
     )
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     pe: PEConfig = Field(default_factory=PEConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -108,7 +108,7 @@ def train(
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                     pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if step % 50 == 0:
                 curve.append((step, float(np.mean(losses[-50:]))))

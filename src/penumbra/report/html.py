@@ -1,0 +1,138 @@
+"""report.html: what a person looks at after a run, self-contained and offline.
+
+Shows only public material: DP-selected captions, their renders, noisy (DP) vote histograms,
+the accounting, lineage and the synthetic images. Never private data (DESIGN.md invariant 2);
+metrics computed against private data appear only if an evaluation wrote them, labelled so.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from penumbra.data.imagefolder import read_imagefolder_metadata
+from penumbra.pe.store import read_json, read_population
+from penumbra.spti.render import CaptionRenderer
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+.grid{display:flex;flex-wrap:wrap;gap:6px}.cell{width:110px;font-size:11px;text-align:center}
+.cell img{width:96px;height:96px;image-rendering:pixelated;border:1px solid #ccc}
+code{background:#f4f4f4;padding:2px 4px}.note{color:#666;font-size:.9em}
+"""
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="">'
+
+
+def _cell(path: Path, caption: str, extra: str = "") -> str:
+    text = html.escape(caption)
+    return f'<div class="cell" title="{text}">{_img(path)}<br>{text[:60]}{extra}</div>'
+
+
+def votes_svg(noisy: list[float], threshold: float, width: int = 360, height: int = 120) -> str:
+    """Noisy votes of one iteration, sorted, with the threshold as a red line."""
+    values = sorted(noisy, reverse=True)
+    top = max(max(values), threshold, 1.0)
+    low = min(min(values), 0.0)
+    span = top - low
+    bar = width / len(values)
+
+    def y(v: float) -> float:
+        return height - (v - low) / span * height
+
+    bars = "".join(
+        f'<rect x="{i * bar:.2f}" y="{min(y(v), y(0)):.2f}" width="{max(bar - 0.5, 0.5):.2f}" '
+        f'height="{abs(y(v) - y(0)):.2f}" fill="#4a78b5"/>'
+        for i, v in enumerate(values)
+    )
+    lines = (
+        f'<line x1="0" x2="{width}" y1="{y(0):.2f}" y2="{y(0):.2f}" stroke="#333"/>'
+        f'<line x1="0" x2="{width}" y1="{y(threshold):.2f}" y2="{y(threshold):.2f}" '
+        'stroke="#c33" stroke-dasharray="4 2"/>'
+    )
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="noisy votes">{bars}{lines}</svg>'
+    )
+
+
+def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> Path:
+    """Write run_dir/report.html from what the run left on disk; returns its path."""
+    folder = run_dir / "candidates"
+    state = read_json(folder / "state.json")
+    releases = [read_json(p) for p in sorted(folder.glob("release-*.json"))]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>penumbra run</title><style>{CSS}</style>"
+    ]
+    settings = state["settings"]
+    spent = releases[-1]["cumulative_epsilon"] if releases else 0.0
+    parts.append(f"<h1>penumbra run: {html.escape(run_dir.name)}</h1>")
+    parts.append(
+        f"<p>(ε, δ) = ({spent:.4g}, {settings['delta']:.3g}) spent of target ε = "
+        f"{settings['epsilon']:g}; σ = {state['sigma']:.4g}; {len(releases)} DP releases.</p>"
+        f"<p>Verify it: <code>penumbra verify {html.escape(str(run_dir))} --pubkey "
+        "HOLDER_PUBKEY</code> (the key the data holder published; "
+        f"this run's key is in <code>ledger/pubkey</code>).</p>"
+    )
+    parts.append("<h2>Privacy accounting</h2><table><tr><th>iteration</th><th>σ</th>"
+                 "<th>cumulative ε</th><th>δ</th></tr>")  # fmt: skip
+    for r in releases:
+        parts.append(
+            f"<tr><td>{r['iteration']}</td><td>{r['sigma']:.4g}</td>"
+            f"<td>{r['cumulative_epsilon']:.4g}</td><td>{r['delta']:.3g}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append("<h2>Noisy votes per iteration (DP releases)</h2><div class='grid'>")
+    for r in releases:
+        parts.append(
+            f"<div><div class='note'>iteration {r['iteration']}, threshold "
+            f"{r['threshold']:g}</div>{votes_svg(r['noisy'], r['threshold'])}</div>"
+        )
+    parts.append("</div>")
+    payloads: dict[str, str] = {}
+    parents: dict[str, str] = {}
+    for t, r in enumerate(releases):
+        rows = read_population(folder / f"population-{t:03d}.parquet")
+        payloads.update(zip(rows["id"], rows["payload"], strict=True))
+        parents.update(zip(rows["id"], rows["parent_id"], strict=True))
+        if renderer is None:
+            continue
+        order = sorted(range(len(r["noisy"])), key=lambda i: -r["noisy"][i])[:16]
+        captions = [rows["payload"][i] for i in order]
+        paths = renderer.render(captions)
+        parts.append(f"<h2>Iteration {t}: top candidates by noisy votes</h2><div class='grid'>")
+        parts.extend(
+            _cell(p, c, f"<br><b>{r['noisy'][i]:.1f}</b>")
+            for p, c, i in zip(paths, captions, order, strict=True)
+        )
+        parts.append("</div>")
+    synthetic = run_dir / "synthetic"
+    if (synthetic / "metadata.jsonl").exists():
+        meta = read_imagefolder_metadata(synthetic)
+        parts.append(f"<h2>Synthetic images ({len(meta)})</h2><div class='grid'>")
+        parts.extend(_cell(synthetic / m["file_name"], m["caption"]) for m in meta[:96])
+        parts.append("</div><h2>Lineage of a few outputs</h2><ul>")
+        for m in meta[:3]:
+            chain = [f"{html.escape(cid)}: “{html.escape(payloads.get(cid, '?'))}”"
+                     for cid in m.get("parent_chain", [])]  # fmt: skip
+            parts.append(f"<li>{html.escape(m['file_name'])} ← " + " ← ".join(chain) + "</li>")
+        parts.append("</ul>")
+    evaluation = run_dir / "evaluation.json"
+    if evaluation.exists():
+        metrics: dict[str, Any] = json.loads(evaluation.read_text(encoding="utf-8"))
+        parts.append("<h2>Evaluation</h2><p class='note'>Metrics marked as using private data "
+                     "are not DP and never fed back into the run.</p><pre>")  # fmt: skip
+        parts.append(html.escape(json.dumps(metrics, indent=2)) + "</pre>")
+    out = run_dir / "report.html"
+    from penumbra.durable import atomic_write_bytes
+
+    atomic_write_bytes(out, "\n".join(parts).encode("utf-8"))
+    return out

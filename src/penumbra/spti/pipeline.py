@@ -1,0 +1,356 @@
+"""`penumbra synthesize`: SPTI end to end, resumable, audited.
+
+config → models → private embeddings (holder boundary) → PE over captions [LLM random API →
+render → embed → vote → noise → select → ledger → LLM variation] × T → final render →
+synthetic/ (imagefolder) + ledger + report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from PIL import Image
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from penumbra import __version__
+from penumbra.config import RunConfig, config_hash, load_config, write_config
+from penumbra.data.imagefolder import write_imagefolder
+from penumbra.errors import ConfigError, DataError, PenumbraError
+from penumbra.ledger.log import Ledger
+from penumbra.ledger.records import (
+    record_outputs,
+    record_run_end,
+    record_run_start,
+    release_hook,
+)
+from penumbra.models import load
+from penumbra.models.protocols import (
+    Captioner,
+    ImageEmbedder,
+    ImageGenerator,
+    TextEmbedder,
+    TextGenerator,
+)
+from penumbra.pe.evolve import EvolveSettings, Plan, evolve, plan_run
+from penumbra.pe.voting import local_voter
+from penumbra.privacy import check_delta_for, default_delta, gaussian_epsilon
+from penumbra.spti.private_embeddings import embed_private_images
+from penumbra.spti.render import CaptionRenderer
+from penumbra.spti.text_api import LLMCaptionAPI
+
+
+@dataclass
+class Run:
+    """What a finished run produced (everything is also on disk under run_dir)."""
+
+    run_dir: Path
+    epsilon_spent: float
+    epsilon_target: float
+    delta: float
+    sigma: float
+    iterations: int
+    num_images: int
+    n_private: int
+    skipped_private: int
+    report: Path
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    models: list[dict[str, str]] = field(default_factory=list)
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=console is None,
+        transient=False,
+    )
+
+
+@contextmanager
+def _stage(times: dict[str, float], name: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        times[name] = times.get(name, 0.0) + time.monotonic() - start
+
+
+def _load(uri: str, role: str, config: RunConfig, **extra: Any) -> Any:
+    options = {**config.models.options_for(uri), **extra}
+    return load(uri, role=role, **options)  # type: ignore[arg-type]
+
+
+def resolve_run_config(
+    out: Path,
+    *,
+    config: RunConfig | Path | str | None,
+    epsilon: float | None,
+    delta: float | None,
+    overrides: Sequence[str],
+    resume: bool,
+) -> RunConfig:
+    run_yaml = out / "run.yaml"
+    if resume:
+        if not run_yaml.is_file():
+            raise DataError(f"{out}: not a run to resume (no run.yaml); start it without --resume")
+        resolved = load_config(run_yaml)
+        asked = {"privacy.epsilon": epsilon, "privacy.delta": delta}
+        for key, value in asked.items():
+            section, name = key.split(".")
+            if value is not None and getattr(getattr(resolved, section), name) != value:
+                raise ConfigError(f"--resume: {key}={value} differs from the run's {run_yaml}")
+        return resolved
+    if (out / "run.yaml").exists() or (out / "ledger").exists():
+        raise DataError(f"{out}: already holds a run; continue it with --resume {out}")
+    extra = {"privacy.epsilon": epsilon, "privacy.delta": delta}
+    if isinstance(config, RunConfig):
+        data = config.model_dump(mode="json")
+        for key, value in extra.items():
+            if value is not None:
+                section, name = key.split(".")
+                data[section][name] = value
+        return RunConfig.model_validate(data)
+    return load_config(config, overrides, extra=extra)
+
+
+def _private_source(out: Path, private: Path | str | None, resume: bool) -> Path:
+    """The private folder; remembered under private/ (a path can name people) for --resume."""
+    record = out / "private" / "source.json"
+    if private is None:
+        if resume and record.is_file():
+            return Path(json.loads(record.read_text(encoding="utf-8"))["private"])
+        raise DataError("--private DIR is required (the folder of private images)")
+    source = Path(private)
+    if not source.exists():
+        raise DataError(f"{source}: private folder does not exist; check --private")
+    return source
+
+
+def _remember_source(out: Path, source: Path) -> None:
+    from penumbra.durable import atomic_write_bytes
+    from penumbra.spti.private_embeddings import private_folder
+
+    private_folder(out)
+    payload = json.dumps({"private": str(source.resolve())}).encode("utf-8")
+    atomic_write_bytes(out / "private" / "source.json", payload)
+
+
+def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSettings, Plan]:
+    """σ, model calls and the signal-to-noise check; refuses runs the noise would drown."""
+    settings = EvolveSettings(
+        epsilon=config.privacy.epsilon,
+        delta=delta,
+        iterations=config.pe.iterations,
+        population=(config.pe.population,),
+        num_outputs=config.output.num_images,
+        lookahead=config.pe.lookahead,
+        keep_selected=config.pe.keep_selected,
+        threshold=config.pe.threshold,
+        selection=config.pe.selection,
+        seed=config.seed if config.seed is not None else 0,
+    )
+    plan = plan_run(settings, n_private)
+    if plan.votes_per_candidate < plan.sigma:
+        sigma_ok = n_private / (2 * config.pe.population)
+        eps_min = gaussian_epsilon(sigma_ok, config.pe.iterations, delta)
+        raise PenumbraError(
+            f"privacy.epsilon={config.privacy.epsilon:g} is too small for N={n_private}: "
+            f"σ={plan.sigma:.3g} exceeds the {plan.votes_per_candidate:.1f} votes a candidate "
+            f"expects; use --epsilon >= {eps_min:.3g}, or pe.population <= "
+            f"{max(2, int(n_private / (2 * plan.sigma)))}, or fewer pe.iterations"
+        )
+    return settings, plan
+
+
+def synthesize(
+    private: Path | str | None,
+    epsilon: float | None = None,
+    *,
+    out: Path | str,
+    config: RunConfig | Path | str | None = None,
+    delta: float | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    dry_run: bool = False,
+    signing_key: Path | None = None,
+    console: Console | None = None,
+) -> Run | Plan:
+    """Make a DP synthetic image dataset from the images under `private` into `out`."""
+    out = Path(out)
+    source = _private_source(out, private, resume)
+    cfg = resolve_run_config(
+        out, config=config, epsilon=epsilon, delta=delta, overrides=overrides, resume=resume
+    )
+    times: dict[str, float] = {}
+    with _stage(times, "load models"):
+        image_embedder = cast(
+            ImageEmbedder, _load(cfg.models.image_embedder, "image-embedder", cfg)
+        )
+        text_embedder = cast(TextEmbedder, _load(cfg.models.text_embedder, "text-embedder", cfg))
+        captioner = cast(Captioner, _load(cfg.models.captioner, "captioner", cfg)) if (
+            cfg.voting == "text"
+        ) else None  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    progress = _progress(console)
+    with progress:
+        task = progress.add_task("embed private set", total=None)
+        with _stage(times, "embed private set"):
+            private_emb, report = embed_private_images(
+                source, out, voting=cfg.voting, image_embedder=image_embedder,
+                captioner=captioner,  # type: ignore[arg-type]
+                text_embedder=text_embedder, on_error=cfg.data.on_unreadable,
+                max_pixels=cfg.data.max_pixels,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )  # fmt: skip
+        n_private = len(private_emb)
+        if n_private < 3:
+            raise DataError(f"{source}: {n_private} readable image(s); PE needs at least 3")
+        run_delta = cfg.privacy.delta if cfg.privacy.delta is not None else default_delta(n_private)
+        try:
+            check_delta_for(run_delta, n_private)
+        except ValueError as e:
+            raise ConfigError(f"privacy.delta: {e}") from None
+        settings, plan = preflight(cfg, n_private, run_delta)
+        if dry_run:
+            shutil.rmtree(out / "private", ignore_errors=True)
+            if not any(out.iterdir()):
+                out.rmdir()
+            return plan
+        if not resume:
+            write_config(cfg, out / "run.yaml")
+            _remember_source(out, source)
+        with _stage(times, "load models"):
+            text_gen = cast(TextGenerator, _load(cfg.models.text_generator, "text-generator", cfg))
+            voting_gen = cast(
+                ImageGenerator, _load(cfg.models.image_generator, "image-generator", cfg)
+            )
+            final_uri = cfg.models.final_image_generator or cfg.models.image_generator
+            extra = (
+                {"image_size": cfg.output.image_size} if final_uri == "builtin:fashion-t2i" else {}
+            )
+            final_gen = cast(ImageGenerator, _load(final_uri, "image-generator", cfg, **extra))
+        named = [
+            ("text-generator", cfg.models.text_generator, text_gen),
+            ("text-embedder", cfg.models.text_embedder, text_embedder),
+            ("image-embedder", cfg.models.image_embedder, image_embedder),
+            ("image-generator", cfg.models.image_generator, voting_gen),
+            ("final-image-generator", final_uri, final_gen),
+        ]
+        if captioner is not None:
+            named.append(("captioner", cfg.models.captioner, captioner))
+        models = [{"role": r, "uri": u, "fingerprint": m.fingerprint} for r, u, m in named]
+        ledger = Ledger.open(out, signing_key=signing_key)
+        record_run_start(
+            ledger, penumbra_version=__version__, config_sha256=config_hash(cfg), models=models,
+            n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=plan.sigma,
+            iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False,
+        )  # fmt: skip
+        api = LLMCaptionAPI(
+            text_gen, domain=cfg.domain, random_template=cfg.prompts.random,
+            variation_template=cfg.prompts.variation, max_words=cfg.prompts.max_words,
+            max_new_tokens=cfg.prompts.max_new_tokens, temperature=cfg.prompts.temperature,
+            retries=cfg.prompts.retries,
+        )  # fmt: skip
+        renderer = CaptionRenderer(voting_gen, image_embedder, out, seed=settings.seed)
+        embed = renderer if cfg.voting == "image" else text_embedder.embed
+        pe_task = progress.add_task("PE iterations (DP)", total=cfg.pe.iterations)
+        with _stage(times, "private evolution"):
+            result = evolve(
+                out / "candidates", random_api=api, variation_api=api, embed=embed,
+                voter=local_voter(private_emb, k=cfg.pe.k, metric=cfg.pe.metric),
+                settings=settings, on_release=release_hook(ledger, k=cfg.pe.k),
+                on_iteration=lambda done, total: progress.update(pe_task, completed=done),
+            )  # fmt: skip
+        del private_emb  # nothing below touches private data
+        final_task = progress.add_task("final render", total=len(result.outputs["payload"]))
+        with _stage(times, "final render"):
+            _final_render(out, final_gen, result.outputs, settings.seed, progress, final_task)
+        rows = [
+            {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
+             "iteration": it, "lineage": lineage}
+            for i, (cid, it, lineage) in enumerate(zip(
+                result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
+                strict=True))
+        ]  # fmt: skip
+        rows.append({"file": "synthetic/metadata.jsonl"})
+        if not list(ledger.find("outputs")):
+            record_outputs(ledger, out, rows)
+        if not list(ledger.find("run_end")):
+            record_run_end(
+                ledger, epsilon_spent=result.epsilon_spent, delta=run_delta,
+                releases=len(result.releases), num_outputs=len(result.outputs["payload"]),
+            )  # fmt: skip
+    from penumbra.report.html import write_report
+
+    with _stage(times, "report"):
+        report_path = write_report(out, renderer=renderer if cfg.voting == "image" else None)
+    return Run(
+        run_dir=out, epsilon_spent=result.epsilon_spent, epsilon_target=cfg.privacy.epsilon,
+        delta=run_delta, sigma=result.sigma, iterations=len(result.releases),
+        num_images=len(result.outputs["payload"]), n_private=n_private,
+        skipped_private=len(report.skipped), report=report_path, stage_seconds=times,
+        models=models,
+    )  # fmt: skip
+
+
+def _final_render(
+    out: Path,
+    generator: ImageGenerator,
+    outputs: dict[str, list[Any]],
+    seed: int,
+    progress: Progress,
+    task: Any,
+) -> None:
+    """Render the DP captions (one seed per output) into synthetic/, atomically."""
+    target = out / "synthetic"
+    if target.exists() and (target / "metadata.jsonl").exists():
+        return  # rendered before a crash: the folder only appears once complete
+    cfg = load_config(out / "run.yaml")
+
+    def items() -> Iterator[tuple[Image.Image, dict[str, Any]]]:
+        captions = outputs["payload"]
+        for start in range(0, len(captions), 32):
+            batch = captions[start : start + 32]
+            images = [
+                generator.generate([c], seed=seed * 1_000_003 + start + i)[0]
+                for i, c in enumerate(batch)
+            ]
+            for i, image in enumerate(images):
+                j = start + i
+                chain = outputs["lineage"][j]
+                yield (
+                    image,
+                    {
+                        "caption": captions[j],
+                        "iteration": outputs["iteration"][j],
+                        "candidate_id": outputs["id"][j],
+                        "parent_chain": chain,
+                    },
+                )
+            progress.update(task, advance=len(batch))
+
+    write_imagefolder(target, items(), image_format=cfg.output.image_format, overwrite=True)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(json.dumps(run.__dict__, default=str))
+    return summary

@@ -1,0 +1,111 @@
+"""Embedding the private set, inside the holder boundary.
+
+Private images (and, for text voting, their captions) are read only here; the embeddings are
+cached under the run's private/ folder (mode 0700) and handed to the voter, nowhere else
+(DESIGN.md invariants 1-2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from penumbra.data.images import OnError, ReadReport, iter_images, list_image_files
+from penumbra.durable import atomic_write_bytes
+from penumbra.errors import DataError
+from penumbra.models.protocols import Captioner, ImageEmbedder, TextEmbedder
+
+
+def private_folder(run_dir: Path) -> Path:
+    folder = run_dir / "private"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def embed_private_images(
+    source: Path,
+    run_dir: Path,
+    *,
+    voting: str,
+    image_embedder: ImageEmbedder,
+    captioner: Captioner,
+    text_embedder: TextEmbedder,
+    on_error: OnError = "skip",
+    max_pixels: int,
+    on_progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 128,
+) -> tuple[np.ndarray, ReadReport]:
+    """Embeddings of the private images for `voting` ("image" or "text"), cached by content."""
+    files = list_image_files(source)
+    listing = hashlib.sha256()
+    for path in files:
+        st = path.stat()
+        listing.update(
+            f"{path.relative_to(source).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+        )
+    fingerprints = (
+        image_embedder.fingerprint
+        if voting == "image"
+        else f"{captioner.fingerprint}/{text_embedder.fingerprint}"
+    )
+    key = hashlib.sha256(f"{listing.hexdigest()}|{voting}|{fingerprints}".encode()).hexdigest()
+    folder = private_folder(run_dir)
+    cache = folder / f"embeddings-{key[:24]}.npy"
+    report_path = folder / f"embeddings-{key[:24]}.json"
+    if cache.exists() and report_path.exists():
+        saved = json.loads(report_path.read_text(encoding="utf-8"))
+        return np.load(cache), ReadReport(saved["read"], [tuple(s) for s in saved["skipped"]])
+    report = ReadReport()
+    parts: list[np.ndarray] = []
+    captions: list[str] = []
+    batch = []
+    done = 0
+    for record in iter_images(source, on_error=on_error, max_pixels=max_pixels, report=report,
+                              files=files):  # fmt: skip
+        batch.append(record.image)
+        if len(batch) == batch_size:
+            parts.append(_embed(batch, voting, image_embedder, captioner, text_embedder, captions))
+            done += len(batch)
+            batch = []
+            if on_progress:
+                on_progress(done, len(files))
+    if batch:
+        parts.append(_embed(batch, voting, image_embedder, captioner, text_embedder, captions))
+        done += len(batch)
+        if on_progress:
+            on_progress(done, len(files))
+    if not parts:
+        raise DataError(f"{source}: none of the {len(files)} image files could be read")
+    embeddings = np.concatenate(parts).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, embeddings)
+    atomic_write_bytes(cache, buf.getvalue())
+    if captions:  # private captions stay here, in private/, and nowhere else
+        atomic_write_bytes(folder / f"captions-{key[:24]}.json", json.dumps(captions).encode())
+    atomic_write_bytes(
+        report_path,
+        json.dumps({"read": report.read, "skipped": report.skipped}).encode("utf-8"),
+    )
+    return embeddings, report
+
+
+def _embed(
+    images: list,  # type: ignore[type-arg]
+    voting: str,
+    image_embedder: ImageEmbedder,
+    captioner: Captioner,
+    text_embedder: TextEmbedder,
+    captions: list[str],
+) -> np.ndarray:
+    if voting == "image":
+        return image_embedder.embed(images)
+    texts = captioner.caption(images)
+    captions.extend(texts)
+    return text_embedder.embed(texts)
