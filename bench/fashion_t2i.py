@@ -26,6 +26,7 @@ from rich.table import Table
 from penumbra.data.fashion import (
     ADJECTIVES,
     CLASS_NAMES,
+    HELD_OUT_TEMPLATES,
     NOUNS,
     attributes,
     class_thresholds,
@@ -79,34 +80,53 @@ def main() -> None:
 
     clf = train_classifier(train_x, train_y)
     results["classifier_real_test_accuracy"] = accuracy(clf, test_x, test_y)
-    prompts, labels = [], []
-    for c in range(10):
-        for _ in range(args.per_class):
-            levels = tuple(int(v) for v in rng.integers(-1, 2, size=3))
-            prompts.append(make_caption(c, levels, rng, held_out=True))  # type: ignore[arg-type]
-            labels.append(c)
-    generated = to28(gen.generate(prompts, seed=1))  # type: ignore[attr-defined]
-    y = np.array(labels)
-    results["classifier_generated_heldout_accuracy"] = accuracy(clf, generated, y)
-    per_class = {}
-    with torch.no_grad():
-        pred = clf(torch.from_numpy(generated.reshape(len(y), -1).astype(np.float32) / 255.0))
-    pred_np = pred.argmax(1).numpy()
-    for c in range(10):
-        per_class[CLASS_NAMES[c]] = float((pred_np[y == c] == c).mean())
-    results["per_class_accuracy"] = per_class
 
-    dark_light = {}
-    for c in range(10):
-        noun = NOUNS[c][-1]
-        dark = to28(gen.generate([f"a photo of a {ADJECTIVES['dark'][-1]} {noun}"] * 50, seed=2))  # type: ignore[attr-defined]
-        light = to28(gen.generate([f"a photo of a {ADJECTIVES['light'][-1]} {noun}"] * 50, seed=2))  # type: ignore[attr-defined]
-        dark_light[CLASS_NAMES[c]] = (
-            float(measure(dark)[0].mean()),
-            float(measure(light)[0].mean()),
-        )
-    results["dark_vs_light_intensity"] = dark_light
-    results["dark_darker_than_light_in_every_class"] = all(d < lt for d, lt in dark_light.values())
+    def predict(images: list[Image.Image]) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(to28(images).reshape(len(images), -1).astype(np.float32) / 255.0)
+            labels: np.ndarray = clf(x).argmax(1).numpy()
+        return labels
+
+    def class_following(unseen_words: bool) -> tuple[float, dict[str, float]]:
+        prompts, labels = [], []
+        for c in range(10):
+            for j in range(args.per_class):
+                if unseen_words:  # held-out templates AND synonyms never seen in training
+                    levels = tuple(int(v) for v in rng.integers(-1, 2, size=3))
+                    prompts.append(make_caption(c, levels, rng, held_out=True))  # type: ignore[arg-type]
+                else:  # held-out templates with the training vocabulary
+                    noun = NOUNS[c][j % (len(NOUNS[c]) - 1)]
+                    template = HELD_OUT_TEMPLATES[j % len(HELD_OUT_TEMPLATES)]
+                    prompts.append(template.format(a="an" if noun[0] in "aeiou" else "a",
+                                                   adj="", noun=noun))  # fmt: skip
+                labels.append(c)
+        y = np.array(labels)
+        pred = predict(gen.generate(prompts, seed=1))  # type: ignore[attr-defined]
+        per_class = {CLASS_NAMES[c]: float((pred[y == c] == c).mean()) for c in range(10)}
+        return float((pred == y).mean()), per_class
+
+    acc, per_class = class_following(unseen_words=False)
+    results["heldout_templates_accuracy"] = acc
+    results["heldout_templates_per_class"] = per_class
+    acc, per_class = class_following(unseen_words=True)
+    results["unseen_synonyms_accuracy"] = acc
+    results["unseen_synonyms_per_class"] = per_class
+
+    def intensity(prompt: str) -> float:
+        return float(measure(to28(gen.generate([prompt] * 50, seed=2)))[0].mean())  # type: ignore[attr-defined]
+
+    word_pairs = {
+        "trained": ("dark", "light"),
+        "unseen": (ADJECTIVES["dark"][-1], ADJECTIVES["light"][-1]),
+    }
+    for label, (dark, light) in word_pairs.items():
+        pairs = {
+            CLASS_NAMES[c]: (intensity(f"a photo of a {dark} {NOUNS[c][0]}"),
+                             intensity(f"a photo of a {light} {NOUNS[c][0]}"))
+            for c in range(10)
+        }  # fmt: skip
+        results[f"dark_vs_light_{label}_words"] = pairs
+        results[f"dark_darker_in_classes_{label}_words"] = sum(d < lt for d, lt in pairs.values())
 
     emb = load("builtin:effnet-lite0", image_size=96)
     cuts = class_thresholds(train_x, train_y)

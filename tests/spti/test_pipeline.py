@@ -1,0 +1,136 @@
+"""SPTI end to end on tiny settings: verifiable runs, no private leaks, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from penumbra.cli import main
+from penumbra.data import demo_private_set
+from penumbra.ledger.verify import verify_run
+from penumbra.pe.evolve import Plan
+from penumbra.spti.pipeline import Run, synthesize
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "pe.iterations=2",
+    "pe.population=6",
+    "output.num_images=4",
+    "domain=a photo of a clothing item",
+    "prompts.max_new_tokens=20",
+    "seed=3",
+]
+
+
+@pytest.fixture(scope="module")
+def private_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_private_set(40, seed=2).write(tmp_path_factory.mktemp("private") / "images")
+
+
+def _files_outside_private(run: Path) -> list[Path]:
+    return [p for p in run.rglob("*") if p.is_file() and "private" not in p.relative_to(run).parts]
+
+
+@pytest.mark.parametrize("voting", ["image", "text"])
+def test_tiny_run_verifies_and_leaks_nothing(
+    private_dir: Path, tmp_path: Path, voting: str
+) -> None:
+    out = tmp_path / "run"
+    run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}"])
+    assert isinstance(run, Run) and run.iterations == 2 and run.num_images == 4
+    assert run.epsilon_spent <= 8.0
+    report = verify_run(out)
+    assert report.ok, report.failures
+    from datasets import load_dataset
+
+    dataset = load_dataset("imagefolder", data_dir=str(out / "synthetic"), split="train")
+    assert len(dataset) == 4 and {"caption", "iteration", "candidate_id", "parent_chain"} <= set(
+        dataset.column_names
+    )
+    assert (out / "report.html").read_text().count("<img") >= 4
+    assert oct((out / "private").stat().st_mode)[-3:] == "700"
+    # no private embedding bytes and no private caption outside private/
+    embeddings = [np.load(p) for p in (out / "private").glob("embeddings-*.npy")]
+    assert embeddings and embeddings[0].shape[0] == 40
+    needles = [embeddings[0][i].tobytes()[:32] for i in range(5)]
+    captions: list[str] = []
+    for path in (out / "private").glob("captions-*.json"):
+        captions += json.loads(path.read_text())
+    assert (voting == "text") == bool(captions)
+    for path in _files_outside_private(out):
+        data = path.read_bytes()
+        assert not any(n in data for n in needles), path
+        text = data.decode("utf-8", errors="ignore")
+        assert not any(c in text for c in set(captions)), path
+    assert str(private_dir) not in (out / "run.yaml").read_text()
+
+
+def test_dry_run_prints_the_plan(private_dir: Path, tmp_path: Path) -> None:
+    plan = synthesize(private_dir, 8.0, out=tmp_path / "plan", overrides=TINY, dry_run=True)
+    assert isinstance(plan, Plan) and plan.random_calls == 6
+    assert not (tmp_path / "plan").exists()
+
+
+def test_epsilon_too_small_is_refused_with_the_smallest_workable(
+    private_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["synthesize", "--private", str(private_dir), "--epsilon", "0.05",
+                 "--out", str(tmp_path / "r"), *sum((["--set", s] for s in TINY), [])])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "too small for N=40" in err and "--epsilon >=" in err
+
+
+def test_bad_private_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (
+        main(
+            ["synthesize", "--private", str(empty), "--epsilon", "1", "--out", str(tmp_path / "a")]
+        )
+        == 2
+    )
+    assert "no images found" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"not a png")
+    assert (
+        main(
+            ["synthesize", "--private", str(broken), "--epsilon", "1", "--out", str(tmp_path / "b")]
+        )
+        == 2
+    )
+    assert "none of the 1 image files could be read" in capsys.readouterr().err
+    assert main(["synthesize", "--epsilon", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "--private" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume(private_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "penumbra", "synthesize", "--private", str(private_dir),
+            "--epsilon", "8", "--out", str(out), *sum((["--set", s] for s in [*TINY, "pe.iterations=3"]), [])]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "candidates" / "release-000.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = (out / "candidates" / "release-000.json").read_bytes()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "penumbra", "synthesize", "--resume", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (out / "candidates" / "release-000.json").read_bytes() == first  # no new noise
+    report = verify_run(out)
+    assert report.ok, report.failures
+    assert len(report.receipt["epsilon_per_iteration"]) == 3
