@@ -51,16 +51,36 @@ class PromptsConfig(Section):
     """LLM prompt templates: public text only, never built from private data (invariant 4)."""
 
     random: str = Field(
-        "Describe {domain} in one short sentence: its color, shape and style. "
-        "Write only the description.",
+        "Examples of short descriptions of {domain}: {examples}. Write one new short "
+        "description of {domain}, in the same style. Reply with the description only.",
         min_length=1,
+    )
+    examples: list[str] = Field(
+        default_factory=lambda: [
+            "a pair of black leather ankle boots",
+            "a light summer dress",
+            "a grey knit sweater",
+            "white canvas sneakers",
+            "a dark wool coat",
+            "a striped t-shirt",
+            "a brown leather handbag",
+            "a pair of blue jeans",
+            "a white button-up shirt",
+            "a pair of strappy sandals",
+            "a long black evening gown",
+            "a red hooded pullover",
+            "a beige trench coat",
+            "a plain white tee",
+            "a small black shoulder bag",
+        ],
+        description="public few-shot examples; a few, in a random order, fill {examples}",
     )
     variation: str = Field(
-        "Rewrite this description of {domain}, changing one or two details, in at most "
-        "{max_words} words. Write only the new description.\nDescription: {caption}",
+        "Change one or two words in this description of {domain}. Reply with the new "
+        "description only.\nDescription: {caption}\nNew description:",
         min_length=1,
     )
-    max_words: int = Field(16, ge=3, le=200)
+    max_words: int = Field(12, ge=3, le=200)
     max_new_tokens: int = Field(32, ge=4, le=1024)
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     retries: int = Field(3, ge=0, le=20)

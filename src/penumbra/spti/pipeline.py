@@ -266,7 +266,8 @@ def synthesize(
         )  # fmt: skip
         api = LLMCaptionAPI(
             text_gen, domain=cfg.domain, random_template=cfg.prompts.random,
-            variation_template=cfg.prompts.variation, max_words=cfg.prompts.max_words,
+            variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
+            max_words=cfg.prompts.max_words,
             max_new_tokens=cfg.prompts.max_new_tokens, temperature=cfg.prompts.temperature,
             retries=cfg.prompts.retries,
         )  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from penumbra.models.protocols import TextGenerator
 
 _PREAMBLE = re.compile(
@@ -15,13 +17,22 @@ _PREAMBLE = re.compile(
     r"( is)?|description|rewritten|new description|answer)\b[^:\n]*[:\-–]\s*",
     re.IGNORECASE,
 )
-_QUOTES = "\"'“”‘’`"
+_QUOTES = "\"'“”‘’`*"
+# Replies that talk about the task instead of doing it (small chat models often do).
+_META = re.compile(
+    r"\b(description|describe[sd]?|sentence|rewrit\w*|rephras\w*|example|I'm|I'll|I am|"
+    r"AI|here is|original)\b",
+    re.IGNORECASE,
+)
 
 
 def clean_caption(text: str, max_words: int) -> str | None:
     """First useful sentence of an LLM reply, without chat preambles or quotes; None if empty."""
-    for line in text.strip().splitlines():
-        line = _PREAMBLE.sub("", line.strip()).strip().strip(_QUOTES).strip()
+    for raw in text.strip().splitlines():
+        line = _PREAMBLE.sub("", raw.replace("**", "").strip()).strip().strip(_QUOTES).strip()
+        line = line.split(";")[0].strip()
+        if _META.search(line):
+            continue
         line = re.sub(r"^[\-\*\d\.\)\s]+", "", line)  # list markers
         if not line:
             continue
@@ -43,6 +54,7 @@ class LLMCaptionAPI:
         domain: str,
         random_template: str,
         variation_template: str,
+        examples: list[str] | None = None,
         max_words: int = 16,
         max_new_tokens: int = 32,
         temperature: float = 0.9,
@@ -51,6 +63,7 @@ class LLMCaptionAPI:
         self.generator = generator
         self.domain = domain
         self.random_template = random_template
+        self.examples = list(examples or [])
         self.variation_template = variation_template
         self.max_words = max_words
         self.max_new_tokens = max_new_tokens
@@ -79,8 +92,18 @@ class LLMCaptionAPI:
         return [c if c is not None else fallbacks[i] for i, c in enumerate(out)]
 
     def random(self, count: int, *, seed: int) -> list[str]:
-        prompt = self.random_template.format(domain=self.domain, max_words=self.max_words)
-        return self._complete([prompt] * count, [self.domain] * count, seed)
+        # A few public examples per prompt, in a random order (public randomness), so the
+        # model does not just copy the first one.
+        rng = np.random.default_rng(seed)
+        prompts = []
+        for _ in range(count):
+            picked = [self.examples[int(i)] for i in rng.permutation(len(self.examples))[:3]]
+            prompts.append(
+                self.random_template.format(
+                    domain=self.domain, max_words=self.max_words, examples="; ".join(picked)
+                )
+            )
+        return self._complete(prompts, [self.domain] * count, seed)
 
     def vary(self, payloads: list[str], *, seed: int) -> list[str]:
         prompts = [
