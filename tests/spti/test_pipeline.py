@@ -20,6 +20,12 @@ from penumbra.pe.evolve import Plan
 from penumbra.spti.pipeline import Run, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sets(fields: list[str]) -> list[str]:
+    return [arg for field in fields for arg in ("--set", field)]
+
+
 TINY = [
     "pe.iterations=2",
     "pe.population=6",
@@ -82,8 +88,10 @@ def test_dry_run_prints_the_plan(private_dir: Path, tmp_path: Path) -> None:
 def test_epsilon_too_small_is_refused_with_the_smallest_workable(
     private_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["synthesize", "--private", str(private_dir), "--epsilon", "0.05",
-                 "--out", str(tmp_path / "r"), *sum((["--set", s] for s in TINY), [])])  # fmt: skip
+    code = main(
+        ["synthesize", "--private", str(private_dir), "--epsilon", "0.05",
+         "--out", str(tmp_path / "r"), *_sets(TINY)]
+    )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "too small for N=40" in err and "--epsilon >=" in err
 
@@ -116,7 +124,7 @@ def test_bad_private_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_kill_9_and_resume(private_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [sys.executable, "-m", "penumbra", "synthesize", "--private", str(private_dir),
-            "--epsilon", "8", "--out", str(out), *sum((["--set", s] for s in [*TINY, "pe.iterations=3"]), [])]  # fmt: skip
+            "--epsilon", "8", "--out", str(out), *_sets([*TINY, "pe.iterations=3"])]  # fmt: skip
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (out / "candidates" / "release-000.json").exists():
