@@ -49,7 +49,13 @@ def demo_renderer(out: Path) -> CaptionRenderer:
 
     generator = load("builtin:fashion-t2i", role="image-generator")
     embedder = load("builtin:effnet-lite0", role="image-embedder")
-    return CaptionRenderer(generator, embedder, out, seed=int(DEMO_CONFIG["seed"]))  # type: ignore[arg-type,call-overload]
+    return CaptionRenderer(
+        generator,  # type: ignore[arg-type]
+        embedder,  # type: ignore[arg-type]
+        out,
+        seed=int(DEMO_CONFIG["seed"]),  # type: ignore[call-overload]
+        settings=json.dumps({}, sort_keys=True),
+    )
 
 
 def class_mix_report(out: Path) -> dict[str, float]:

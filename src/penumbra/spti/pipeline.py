@@ -271,7 +271,12 @@ def synthesize(
             max_new_tokens=cfg.prompts.max_new_tokens, temperature=cfg.prompts.temperature,
             retries=cfg.prompts.retries,
         )  # fmt: skip
-        renderer = CaptionRenderer(voting_gen, image_embedder, out, seed=settings.seed)
+        render_settings = json.dumps(
+            cfg.models.options_for(cfg.models.image_generator), sort_keys=True, default=str
+        )  # steps, guidance, size...: part of every render's cache key
+        renderer = CaptionRenderer(
+            voting_gen, image_embedder, out, seed=settings.seed, settings=render_settings
+        )
         embed = renderer if cfg.voting == "image" else text_embedder.embed
         pe_task = progress.add_task("PE iterations (DP)", total=cfg.pe.iterations)
         with _stage(times, "private evolution"):
