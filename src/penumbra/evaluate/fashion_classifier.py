@@ -9,6 +9,7 @@ private one. Evaluation only: nothing it says feeds back into a run.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def main() -> None:
     model, acc = train()
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(WEIGHTS))
     WEIGHTS.chmod(0o644)
-    print(json.dumps({"test_accuracy": acc, "weights": str(WEIGHTS)}))
+    sys.stdout.write(json.dumps({"test_accuracy": acc, "weights": str(WEIGHTS)}) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -153,7 +154,8 @@ def main() -> None:
         args.out, minutes=args.minutes, max_steps=args.max_steps, batch=args.batch,
         lr=args.lr, seed=args.seed, base=args.base,
     )  # fmt: skip
-    print(json.dumps({k: v for k, v in metrics.items() if k != "loss_curve"}, indent=2))
+    summary = {k: v for k, v in metrics.items() if k != "loss_curve"}
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
