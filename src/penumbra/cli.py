@@ -224,6 +224,10 @@ def synthesize(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config field: KEY=VALUE.")
     ] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option("--modality", help="image (a folder of images) or text (JSONL / .txt files)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (σ, model calls, time) and exit.")
     ] = False,
@@ -243,7 +247,8 @@ def synthesize(
     assert run_dir is not None
     result = run_synthesize(
         private, epsilon, out=run_dir, config=config, delta=delta,
-        overrides=overrides or [], resume=resume is not None, dry_run=dry_run,
+        overrides=[*(overrides or []), *([f"modality={modality}"] if modality else [])],
+        resume=resume is not None, dry_run=dry_run,
         signing_key=signing_key, console=console,
     )  # fmt: skip
     if isinstance(result, Plan):

@@ -148,6 +148,9 @@ class RunConfig(Section):
     domain: str = Field(
         "a photo", min_length=1, description="public description of the data (public text only)"
     )
+    modality: Literal["image", "text"] = Field(
+        "image", description="private data: image folders, or texts (JSONL / .txt files)"
+    )
     voting: Literal["image", "text"] = "image"
     seed: int | None = Field(
         None, ge=0, description="seeds generation only; DP noise is always cryptographic"

@@ -142,3 +142,26 @@ def test_kill_9_and_resume(private_dir: Path, tmp_path: Path) -> None:
     report = verify_run(out)
     assert report.ok, report.failures
     assert len(report.receipt["epsilon_per_iteration"]) == 3
+
+
+def test_private_texts_aug_pe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    private = tmp_path / "reviews.jsonl"
+    secret = [f"my order {i} of red running shoes arrived late but fits well" for i in range(40)]
+    private.write_text("".join(json.dumps({"text": t}) + "\n" for t in secret), encoding="utf-8")
+    out = tmp_path / "run"
+    code = main(["synthesize", "--modality", "text", "--private", str(private), "--epsilon", "8",
+                 "--out", str(out), *_sets([*TINY, "domain=a short product review"])])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = [
+        json.loads(line) for line in (out / "synthetic" / "texts.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 4 and all(r["text"] and r["parent_chain"] for r in rows)
+    assert verify_run(out).ok
+    for path in _files_outside_private(out):
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        assert not any(t in text for t in secret), path
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"txt": 1}\n', encoding="utf-8")
+    assert main(["synthesize", "--modality", "text", "--private", str(bad), "--epsilon", "8",
+                 "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+    assert "bad.jsonl:2" in capsys.readouterr().err

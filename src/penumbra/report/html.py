@@ -125,6 +125,14 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
                      for cid in m.get("parent_chain", [])]  # fmt: skip
             parts.append(f"<li>{html.escape(m['file_name'])} ← " + " ← ".join(chain) + "</li>")
         parts.append("</ul>")
+    texts = synthetic / "texts.jsonl"
+    if texts.exists():
+        synthetic_texts = [
+            json.loads(line) for line in texts.read_text(encoding="utf-8").splitlines()
+        ]
+        parts.append(f"<h2>Synthetic texts ({len(synthetic_texts)})</h2><ol>")
+        parts.extend(f"<li>{html.escape(r['text'])}</li>" for r in synthetic_texts[:200])
+        parts.append("</ol>")
     evaluation = run_dir / "evaluation.json"
     if evaluation.exists():
         metrics: dict[str, Any] = json.loads(evaluation.read_text(encoding="utf-8"))

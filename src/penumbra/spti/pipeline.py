@@ -49,7 +49,7 @@ from penumbra.models.protocols import (
 from penumbra.pe.evolve import EvolveSettings, Plan, evolve, plan_run
 from penumbra.pe.voting import local_voter
 from penumbra.privacy import check_delta_for, default_delta, gaussian_epsilon
-from penumbra.spti.private_embeddings import embed_private_images
+from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer
 from penumbra.spti.text_api import LLMCaptionAPI
 
@@ -202,20 +202,26 @@ def synthesize(
     )
     times: dict[str, float] = {}
     with _stage(times, "load models"):
-        image_embedder = cast(
-            ImageEmbedder, _load(cfg.models.image_embedder, "image-embedder", cfg)
+        images = cfg.modality == "image"
+        image_embedder = (
+            cast(ImageEmbedder, _load(cfg.models.image_embedder, "image-embedder", cfg))
+            if images
+            else None
         )
         text_embedder = cast(TextEmbedder, _load(cfg.models.text_embedder, "text-embedder", cfg))
         captioner = cast(Captioner, _load(cfg.models.captioner, "captioner", cfg)) if (
-            cfg.voting == "text"
+            images and cfg.voting == "text"
         ) else None  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     progress = _progress(console)
     with progress:
         task = progress.add_task("embed private set", total=None)
         with _stage(times, "embed private set"):
-            private_emb, report = embed_private_images(
-                source, out, voting=cfg.voting, image_embedder=image_embedder,
+            if not images:
+                private_emb, report = embed_private_texts(source, out, text_embedder=text_embedder)
+            else:
+                private_emb, report = embed_private_images(
+                source, out, voting=cfg.voting, image_embedder=image_embedder,  # type: ignore[arg-type]
                 captioner=captioner,  # type: ignore[arg-type]
                 text_embedder=text_embedder, on_error=cfg.data.on_unreadable,
                 max_pixels=cfg.data.max_pixels,
@@ -240,21 +246,24 @@ def synthesize(
             _remember_source(out, source)
         with _stage(times, "load models"):
             text_gen = cast(TextGenerator, _load(cfg.models.text_generator, "text-generator", cfg))
-            voting_gen = cast(
-                ImageGenerator, _load(cfg.models.image_generator, "image-generator", cfg)
-            )
-            final_uri = cfg.models.final_image_generator or cfg.models.image_generator
-            extra = (
-                {"image_size": cfg.output.image_size} if final_uri == "builtin:fashion-t2i" else {}
-            )
-            final_gen = cast(ImageGenerator, _load(final_uri, "image-generator", cfg, **extra))
-        named = [
-            ("text-generator", cfg.models.text_generator, text_gen),
-            ("text-embedder", cfg.models.text_embedder, text_embedder),
-            ("image-embedder", cfg.models.image_embedder, image_embedder),
-            ("image-generator", cfg.models.image_generator, voting_gen),
-            ("final-image-generator", final_uri, final_gen),
-        ]
+            named: list[tuple[str, str, Any]] = [
+                ("text-generator", cfg.models.text_generator, text_gen),
+                ("text-embedder", cfg.models.text_embedder, text_embedder),
+            ]
+            if images:
+                voting_gen = cast(
+                    ImageGenerator, _load(cfg.models.image_generator, "image-generator", cfg)
+                )
+                final_uri = cfg.models.final_image_generator or cfg.models.image_generator
+                extra = {}
+                if final_uri == "builtin:fashion-t2i":
+                    extra["image_size"] = cfg.output.image_size
+                final_gen = cast(ImageGenerator, _load(final_uri, "image-generator", cfg, **extra))
+                named += [
+                    ("image-embedder", cfg.models.image_embedder, image_embedder),
+                    ("image-generator", cfg.models.image_generator, voting_gen),
+                    ("final-image-generator", final_uri, final_gen),
+                ]
         if captioner is not None:
             named.append(("captioner", cfg.models.captioner, captioner))
         models = [{"role": r, "uri": u, "fingerprint": m.fingerprint} for r, u, m in named]
@@ -274,10 +283,15 @@ def synthesize(
         render_settings = json.dumps(
             cfg.models.options_for(cfg.models.image_generator), sort_keys=True, default=str
         )  # steps, guidance, size...: part of every render's cache key
-        renderer = CaptionRenderer(
-            voting_gen, image_embedder, out, seed=settings.seed, settings=render_settings
-        )
-        embed = renderer if cfg.voting == "image" else text_embedder.embed
+        renderer = (
+            CaptionRenderer(
+                voting_gen, image_embedder, out, seed=settings.seed,  # type: ignore[arg-type]
+                settings=render_settings,
+            )
+            if images
+            else None
+        )  # fmt: skip
+        embed = renderer if renderer is not None and cfg.voting == "image" else text_embedder.embed
         pe_task = progress.add_task("PE iterations (DP)", total=cfg.pe.iterations)
         with _stage(times, "private evolution"):
             result = evolve(
@@ -287,17 +301,21 @@ def synthesize(
                 on_iteration=lambda done, total: progress.update(pe_task, completed=done),
             )  # fmt: skip
         del private_emb  # nothing below touches private data
-        final_task = progress.add_task("final render", total=len(result.outputs["payload"]))
-        with _stage(times, "final render"):
-            _final_render(out, final_gen, result.outputs, settings.seed, progress, final_task)
-        rows = [
-            {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
-             "iteration": it, "lineage": lineage}
-            for i, (cid, it, lineage) in enumerate(zip(
-                result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
-                strict=True))
-        ]  # fmt: skip
-        rows.append({"file": "synthetic/metadata.jsonl"})
+        if images:
+            final_task = progress.add_task("final render", total=len(result.outputs["payload"]))
+            with _stage(times, "final render"):
+                _final_render(out, final_gen, result.outputs, settings.seed, progress, final_task)
+            rows = [
+                {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
+                 "iteration": it, "lineage": lineage}
+                for i, (cid, it, lineage) in enumerate(zip(
+                    result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
+                    strict=True))
+            ]  # fmt: skip
+            rows.append({"file": "synthetic/metadata.jsonl"})
+        else:
+            _write_texts(out, result.outputs)
+            rows = [{"file": "synthetic/texts.jsonl"}]
         if not list(ledger.find("outputs")):
             record_outputs(ledger, out, rows)
         if not list(ledger.find("run_end")):
@@ -355,6 +373,19 @@ def _final_render(
             progress.update(task, advance=len(batch))
 
     write_imagefolder(target, items(), image_format=cfg.output.image_format, overwrite=True)
+
+
+def _write_texts(out: Path, outputs: dict[str, list[Any]]) -> None:
+    """DP synthetic texts (Aug-PE) as JSONL with their lineage, written atomically."""
+    from penumbra.durable import atomic_write_bytes
+
+    lines = [
+        json.dumps({"text": text, "iteration": it, "candidate_id": cid, "parent_chain": chain},
+                   ensure_ascii=False, sort_keys=True)
+        for text, it, cid, chain in zip(outputs["payload"], outputs["iteration"], outputs["id"],
+                                        outputs["lineage"], strict=True)
+    ]  # fmt: skip
+    atomic_write_bytes(out / "synthetic" / "texts.jsonl", ("\n".join(lines) + "\n").encode())
 
 
 def run_summary(run: Run) -> dict[str, Any]:

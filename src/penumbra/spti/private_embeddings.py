@@ -109,3 +109,22 @@ def _embed(
     texts = captioner.caption(images)
     captions.extend(texts)
     return text_embedder.embed(texts)
+
+
+def embed_private_texts(
+    source: Path, run_dir: Path, *, text_embedder: TextEmbedder
+) -> tuple[np.ndarray, ReadReport]:
+    """Embeddings of private texts (Aug-PE), cached under private/ only."""
+    from penumbra.data.texts import read_private_texts
+
+    texts = read_private_texts(source)
+    digest = hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()
+    key = hashlib.sha256(f"{digest}|{text_embedder.fingerprint}".encode()).hexdigest()[:24]
+    cache = private_folder(run_dir) / f"text-embeddings-{key}.npy"
+    if cache.exists():
+        return np.load(cache), ReadReport(read=len(texts))
+    embeddings = text_embedder.embed(texts).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, embeddings)
+    atomic_write_bytes(cache, buf.getvalue())
+    return embeddings, ReadReport(read=len(texts))
