@@ -8,6 +8,7 @@ only with --debug.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -311,6 +312,9 @@ def _fail(lines: list[str], code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (tests call it directly)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Libraries' own tqdm bars (GGUF de-quantisation, weight loading) would interleave with the
+    # Rich progress display; penumbra reports progress itself.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
