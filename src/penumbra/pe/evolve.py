@@ -199,7 +199,6 @@ class _Loop:
         variation_api: VariationAPI,
         embed: Embed,
         voter: Voter,
-        on_release: Callable[[Release], None] | None,
     ) -> None:
         self.folder = folder
         self.s = settings
@@ -207,7 +206,6 @@ class _Loop:
         self.variation_api = variation_api
         self.embed = embed
         self.voter = voter
-        self.on_release = on_release
         self.sizes = settings.sizes()
         self.sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
 
@@ -336,7 +334,7 @@ def evolve(
     settings.validate()
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
-    loop = _Loop(root, settings, random_api, variation_api, embed, voter, on_release)
+    loop = _Loop(root, settings, random_api, variation_api, embed, voter)
     loop.check_state()
     releases: list[Release] = []
     previous: Release | None = None

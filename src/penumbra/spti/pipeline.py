@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from PIL import Image
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -28,7 +29,14 @@ from rich.progress import (
 )
 
 from penumbra import __version__
-from penumbra.config import RunConfig, config_hash, load_config, write_config
+from penumbra.config import (
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    load_config,
+    problem_lines,
+    write_config,
+)
 from penumbra.data.imagefolder import write_imagefolder
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.ledger.log import Ledger
@@ -123,12 +131,12 @@ def resolve_run_config(
         raise DataError(f"{out}: already holds a run; continue it with --resume {out}")
     extra = {"privacy.epsilon": epsilon, "privacy.delta": delta}
     if isinstance(config, RunConfig):
-        data = config.model_dump(mode="json")
-        for key, value in extra.items():
-            if value is not None:
-                section, name = key.split(".")
-                data[section][name] = value
-        return RunConfig.model_validate(data)
+        sets = [f"{k}={v}" for k, v in extra.items() if v is not None]
+        data = apply_overrides(config.model_dump(mode="json"), [*sets, *overrides])
+        try:
+            return RunConfig.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(*problem_lines(e, "config")) from None
     return load_config(config, overrides, extra=extra)
 
 
@@ -304,7 +312,10 @@ def synthesize(
         if images:
             final_task = progress.add_task("final render", total=len(result.outputs["payload"]))
             with _stage(times, "final render"):
-                _final_render(out, final_gen, result.outputs, settings.seed, progress, final_task)
+                _final_render(
+                    out, final_gen, result.outputs, settings.seed, cfg.output.image_format,
+                    progress, final_task,
+                )  # fmt: skip
             rows = [
                 {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
                  "iteration": it, "lineage": lineage}
@@ -341,6 +352,7 @@ def _final_render(
     generator: ImageGenerator,
     outputs: dict[str, list[Any]],
     seed: int,
+    image_format: str,
     progress: Progress,
     task: Any,
 ) -> None:
@@ -348,7 +360,6 @@ def _final_render(
     target = out / "synthetic"
     if target.exists() and (target / "metadata.jsonl").exists():
         return  # rendered before a crash: the folder only appears once complete
-    cfg = load_config(out / "run.yaml")
 
     def items() -> Iterator[tuple[Image.Image, dict[str, Any]]]:
         captions = outputs["payload"]
@@ -372,7 +383,7 @@ def _final_render(
                 )
             progress.update(task, advance=len(batch))
 
-    write_imagefolder(target, items(), image_format=cfg.output.image_format, overwrite=True)
+    write_imagefolder(target, items(), image_format=image_format, overwrite=True)
 
 
 def _write_texts(out: Path, outputs: dict[str, list[Any]]) -> None:
