@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from penumbra import __version__
+from penumbra.anonymize.cli import app as anonymize_app
 from penumbra.errors import PenumbraError
 
 try:  # typer >= 0.20 vendors click; older releases use click itself
@@ -121,6 +122,7 @@ def show_config(
 
 ledger_app = typer.Typer(help="Inspect a run's audit ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(anonymize_app, name="anonymize")
 
 
 @app.command()
