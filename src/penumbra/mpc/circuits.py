@@ -1,0 +1,259 @@
+"""Validity circuits: the draft's Count, Sum, SumVec and Histogram, and our L1BoundedSumVec.
+
+Each circuit says which measurements are valid (all outputs zero) and how a valid one is
+encoded, truncated to its aggregatable output and decoded. Additions of constants are scaled
+by `1/num_shares` so each Aggregator's evaluation on its share is a share of the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from penumbra.mpc.field import Field
+from penumbra.mpc.flp import Mul, ParallelSum, PolyEval, Valid
+
+
+def encode_range_checked_int(field: type[Field], value: int, max_measurement: int) -> list[int]:
+    """The draft's weighted-bit encoding: bits 2**0 .. 2**(b-2), then a last weight that makes
+    the weights sum to `max_measurement`, so exactly `[0, max_measurement]` is representable."""
+    if not 0 <= value <= max_measurement:
+        raise ValueError(f"measurement {value} is outside [0, {max_measurement}]")
+    bits = max_measurement.bit_length()
+    rest_all_ones_value = 2 ** (bits - 1) - 1
+    last_weight = max_measurement - rest_all_ones_value
+    if value <= rest_all_ones_value:
+        rest, last = value, 0
+    else:
+        rest, last = value - last_weight, 1
+    return [(rest >> i) & 1 for i in range(bits - 1)] + [last]
+
+
+def range_checked_weights(field: type[Field], max_measurement: int) -> list[int]:
+    bits = max_measurement.bit_length()
+    rest_all_ones_value = 2 ** (bits - 1) - 1
+    return [1 << i for i in range(bits - 1)] + [max_measurement - rest_all_ones_value]
+
+
+def decode_range_checked_int(
+    field: type[Field], encoded: Sequence[int], max_measurement: int
+) -> int:
+    """Inverse of `encode_range_checked_int`; linear, so it also maps shares to shares."""
+    weights = range_checked_weights(field, max_measurement)
+    return sum(w * b for w, b in zip(weights, encoded, strict=False)) % field.MODULUS
+
+
+def _range_check_inputs(
+    field: type[Field],
+    meas: Sequence[int],
+    joint_rand: Sequence[int],
+    num_shares: int,
+    chunk_length: int,
+    calls: int,
+) -> list[list[int]]:
+    """Inputs of the ParallelSum(Mul) calls of SumVec/Histogram: call i, slot j gets
+    `r_i**(j+1) * x` and `x - 1/num_shares` for the measurement element x it covers."""
+    p = field.MODULUS
+    shares_inv = field.inv(num_shares)
+    padded = np.zeros(calls * chunk_length, dtype=object)
+    padded[: len(meas)] = list(meas)
+    x = padded.reshape(calls, chunk_length)
+    r = np.array([int(v) for v in joint_rand[:calls]], dtype=object).reshape(calls, 1)
+    powers = np.empty((calls, chunk_length), dtype=object)
+    powers[:, 0:1] = r
+    for j in range(1, chunk_length):
+        powers[:, j : j + 1] = powers[:, j - 1 : j] * r % p
+    inputs = np.empty((calls, 2 * chunk_length), dtype=object)
+    inputs[:, 0::2] = powers * x % p
+    inputs[:, 1::2] = (x - shares_inv) % p
+    result: list[list[int]] = inputs.tolist()
+    return result
+
+
+class Count(Valid):
+    """One field element in {0, 1}: `x * x - x == 0`."""
+
+    MEAS_LEN = 1
+    JOINT_RAND_LEN = 0
+    OUTPUT_LEN = 1
+    EVAL_OUTPUT_LEN = 1
+
+    def __init__(self, field: type[Field]) -> None:
+        self.field = field
+        self.GADGETS = [Mul()]
+        self.GADGET_CALLS = [1]
+
+    def encode(self, measurement: int) -> list[int]:
+        if measurement not in (0, 1) or isinstance(measurement, bool):
+            raise ValueError(f"Prio3Count measurement must be 0 or 1, not {measurement!r}")
+        return [measurement]
+
+    def gadget_inputs(
+        self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
+    ) -> list[list[list[int]]]:
+        return [[[meas[0], meas[0]]]]
+
+    def combine(
+        self,
+        meas: Sequence[int],
+        joint_rand: Sequence[int],
+        num_shares: int,
+        gadget_outputs: list[list[int]],
+    ) -> list[int]:
+        return [(gadget_outputs[0][0] - meas[0]) % self.field.MODULUS]
+
+    def truncate(self, meas: Sequence[int]) -> list[int]:
+        return list(meas)
+
+    def decode(self, output: Sequence[int], num_measurements: int) -> int:
+        return int(output[0])
+
+
+class Sum(Valid):
+    """An integer in `[0, max_measurement]`, range-checked bit by bit with PolyEval(x^2 - x)."""
+
+    JOINT_RAND_LEN = 0
+    OUTPUT_LEN = 1
+
+    def __init__(self, field: type[Field], max_measurement: int) -> None:
+        if max_measurement < 1:
+            raise ValueError("max_measurement must be positive")
+        self.field = field
+        self.max_measurement = max_measurement
+        self.bits = max_measurement.bit_length()
+        self.GADGET_CALLS = [self.bits]
+        self.GADGETS = [PolyEval([0, -1, 1], self.bits)]
+        self.MEAS_LEN = self.bits
+        self.EVAL_OUTPUT_LEN = self.bits
+
+    def encode(self, measurement: int) -> list[int]:
+        return encode_range_checked_int(self.field, measurement, self.max_measurement)
+
+    def gadget_inputs(
+        self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
+    ) -> list[list[list[int]]]:
+        return [[[b] for b in meas]]
+
+    def combine(
+        self,
+        meas: Sequence[int],
+        joint_rand: Sequence[int],
+        num_shares: int,
+        gadget_outputs: list[list[int]],
+    ) -> list[int]:
+        return list(gadget_outputs[0])
+
+    def truncate(self, meas: Sequence[int]) -> list[int]:
+        return [decode_range_checked_int(self.field, meas, self.max_measurement)]
+
+    def decode(self, output: Sequence[int], num_measurements: int) -> int:
+        return int(output[0])
+
+
+class SumVec(Valid):
+    """`length` integers in `[0, max_measurement]`, all bits range-checked in one random
+    linear combination through ParallelSum(Mul, chunk_length)."""
+
+    EVAL_OUTPUT_LEN = 1
+
+    def __init__(
+        self, field: type[Field], length: int, max_measurement: int, chunk_length: int
+    ) -> None:
+        if length < 1 or max_measurement < 1 or chunk_length < 1:
+            raise ValueError("length, max_measurement and chunk_length must be positive")
+        self.field = field
+        self.length = length
+        self.max_measurement = max_measurement
+        self.bits = max_measurement.bit_length()
+        self.chunk_length = chunk_length
+        self.MEAS_LEN = length * self.bits
+        self.OUTPUT_LEN = length
+        self.GADGETS = [ParallelSum(Mul(), chunk_length)]
+        self.GADGET_CALLS = [(self.MEAS_LEN + chunk_length - 1) // chunk_length]
+        self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
+
+    def encode(self, measurement: Sequence[int]) -> list[int]:
+        if len(measurement) != self.length:
+            raise ValueError(f"measurement has {len(measurement)} entries, not {self.length}")
+        out: list[int] = []
+        for v in measurement:
+            out += encode_range_checked_int(self.field, int(v), self.max_measurement)
+        return out
+
+    def gadget_inputs(
+        self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
+    ) -> list[list[list[int]]]:
+        calls = self.GADGET_CALLS[0]
+        return [
+            _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length, calls)
+        ]
+
+    def combine(
+        self,
+        meas: Sequence[int],
+        joint_rand: Sequence[int],
+        num_shares: int,
+        gadget_outputs: list[list[int]],
+    ) -> list[int]:
+        return [sum(gadget_outputs[0]) % self.field.MODULUS]
+
+    def truncate(self, meas: Sequence[int]) -> list[int]:
+        p = self.field.MODULUS
+        w = np.array(range_checked_weights(self.field, self.max_measurement), dtype=object)
+        m = np.array([int(x) for x in meas], dtype=object).reshape(self.length, self.bits)
+        return [int(v) % p for v in m.dot(w)]
+
+    def decode(self, output: Sequence[int], num_measurements: int) -> list[int]:
+        return [int(x) for x in output]
+
+
+class Histogram(Valid):
+    """A one-hot vector of `length` buckets: every entry in {0, 1} and the entries sum to 1."""
+
+    EVAL_OUTPUT_LEN = 2
+
+    def __init__(self, field: type[Field], length: int, chunk_length: int) -> None:
+        if length < 1 or chunk_length < 1:
+            raise ValueError("length and chunk_length must be positive")
+        self.field = field
+        self.length = length
+        self.chunk_length = chunk_length
+        self.GADGETS = [ParallelSum(Mul(), chunk_length)]
+        self.GADGET_CALLS = [(length + chunk_length - 1) // chunk_length]
+        self.MEAS_LEN = length
+        self.OUTPUT_LEN = length
+        self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
+
+    def encode(self, measurement: int) -> list[int]:
+        if not 0 <= measurement < self.length:
+            raise ValueError(f"bucket {measurement} is outside [0, {self.length})")
+        encoded = [0] * self.length
+        encoded[measurement] = 1
+        return encoded
+
+    def gadget_inputs(
+        self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
+    ) -> list[list[list[int]]]:
+        calls = self.GADGET_CALLS[0]
+        return [
+            _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length, calls)
+        ]
+
+    def combine(
+        self,
+        meas: Sequence[int],
+        joint_rand: Sequence[int],
+        num_shares: int,
+        gadget_outputs: list[list[int]],
+    ) -> list[int]:
+        p = self.field.MODULUS
+        range_check = sum(gadget_outputs[0]) % p
+        sum_check = (sum(meas) - self.field.inv(num_shares)) % p
+        return [range_check, sum_check]
+
+    def truncate(self, meas: Sequence[int]) -> list[int]:
+        return list(meas)
+
+    def decode(self, output: Sequence[int], num_measurements: int) -> list[int]:
+        return [int(x) for x in output]
