@@ -181,7 +181,7 @@ def _energy_gain(reference: np.ndarray, frames: np.ndarray) -> np.ndarray:
     e_ref = np.einsum("ft,ft->f", reference, reference)
     e_out = np.einsum("ft,ft->f", frames, frames)
     ok = e_out > 1e-20
-    gain = np.ones_like(e_ref)
+    gain: np.ndarray = np.ones_like(e_ref)
     gain[ok] = np.sqrt(e_ref[ok] / e_out[ok])
     return gain
 
