@@ -257,3 +257,96 @@ class Histogram(Valid):
 
     def decode(self, output: Sequence[int], num_measurements: int) -> list[int]:
         return [int(x) for x in output]
+
+
+class L1BoundedSumVec(Valid):
+    """`length` integers in `[0, 2**bits)` whose sum is at most `l1_bound` (not in the draft).
+
+    Encoding: the bits of each entry, then the slack `l1_bound - sum(entries)` in the draft's
+    range-checked encoding for `[0, l1_bound]`. Every encoded element is range-checked to
+    {0, 1} by ParallelSum(Mul) calls weighted by joint randomness, exactly as SumVec does, and
+    a second, linear output checks `sum(entries) + slack - l1_bound == 0`. Because all entries
+    and the slack are non-negative and far below the modulus, that equation holds over the
+    field only if `sum(entries) <= l1_bound` over the integers. The FLP combines both outputs
+    with query randomness.
+    """
+
+    EVAL_OUTPUT_LEN = 2
+
+    def __init__(
+        self, field: type[Field], length: int, bits: int, chunk_length: int, l1_bound: int
+    ) -> None:
+        if length < 1 or bits < 1 or chunk_length < 1 or l1_bound < 1:
+            raise ValueError("length, bits, chunk_length and l1_bound must be positive")
+        if length * (2**bits - 1) + 2 * l1_bound >= field.MODULUS // 2:
+            raise ValueError("length * 2**bits + l1_bound is too large for the field")
+        self.field = field
+        self.length = length
+        self.bits = bits
+        self.chunk_length = chunk_length
+        self.l1_bound = l1_bound
+        self.slack_bits = l1_bound.bit_length()
+        self.MEAS_LEN = length * bits + self.slack_bits
+        self.OUTPUT_LEN = length
+        self.GADGETS = [ParallelSum(Mul(), chunk_length)]
+        self.GADGET_CALLS = [(self.MEAS_LEN + chunk_length - 1) // chunk_length]
+        self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
+
+    def encode(self, measurement: Sequence[int]) -> list[int]:
+        if len(measurement) != self.length:
+            raise ValueError(f"measurement has {len(measurement)} entries, not {self.length}")
+        values = [int(v) for v in measurement]
+        for v in values:
+            if not 0 <= v < 2**self.bits:
+                raise ValueError(f"entry {v} is outside [0, 2**{self.bits})")
+        if sum(values) > self.l1_bound:
+            raise ValueError(f"entries sum to {sum(values)}, more than {self.l1_bound}")
+        return self.encode_unchecked(values)
+
+    def encode_unchecked(self, measurement: Sequence[int]) -> list[int]:
+        """The encoding a cheating Client would send for any non-negative entries: the linear
+        decoding is faithful (entry bits may exceed 1, a negative slack wraps mod p), so only
+        the range and sum checks can catch it. Tests use this; honest code calls `encode`."""
+        p = self.field.MODULUS
+        out: list[int] = []
+        for v in measurement:
+            low = [(v >> i) & 1 for i in range(self.bits - 1)]
+            out += [*low, v >> (self.bits - 1)]
+        slack = self.l1_bound - sum(measurement)
+        if 0 <= slack <= self.l1_bound:
+            out += encode_range_checked_int(self.field, slack, self.l1_bound)
+        else:
+            out += [slack % p] + [0] * (self.slack_bits - 1)
+        return [x % p for x in out]
+
+    def gadget_inputs(
+        self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
+    ) -> list[list[list[int]]]:
+        calls = self.GADGET_CALLS[0]
+        return [
+            _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length, calls)
+        ]
+
+    def combine(
+        self,
+        meas: Sequence[int],
+        joint_rand: Sequence[int],
+        num_shares: int,
+        gadget_outputs: list[list[int]],
+    ) -> list[int]:
+        p = self.field.MODULUS
+        range_check = sum(gadget_outputs[0]) % p
+        entries_total = sum(self.truncate(meas))
+        slack = decode_range_checked_int(self.field, meas[self.length * self.bits :], self.l1_bound)
+        bound_share = self.l1_bound * self.field.inv(num_shares)
+        return [range_check, (entries_total + slack - bound_share) % p]
+
+    def truncate(self, meas: Sequence[int]) -> list[int]:
+        p = self.field.MODULUS
+        n = self.length * self.bits
+        w = np.array([1 << i for i in range(self.bits)], dtype=object)
+        m = np.array([int(x) for x in meas[:n]], dtype=object).reshape(self.length, self.bits)
+        return [int(v) % p for v in m.dot(w)]
+
+    def decode(self, output: Sequence[int], num_measurements: int) -> list[int]:
+        return [int(x) for x in output]

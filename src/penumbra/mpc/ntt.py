@@ -76,15 +76,16 @@ def ntt_rows(field: type[Field], rows: ObjArray, inverse: bool = False) -> ObjAr
         v = x.reshape(b, n // (2 * h), 2, h)
         top = v[:, :, 0, :]
         bot = v[:, :, 1, :]
-        s = (top + bot) % p
+        # Sums are left unreduced (they grow by one bit per stage); products are reduced.
+        s = top + bot
         d = (top - bot) * tw % p
         v[:, :, 0, :] = s
         v[:, :, 1, :] = d
         h //= 2
     x = x[:, _bit_reverse(n)]
     if inverse:
-        x = x * pow(n, p - 2, p) % p
-    return x
+        x = x * pow(n, p - 2, p)
+    return x % p
 
 
 def _as_rows(polys: Sequence[Sequence[int]], n: int) -> ObjArray:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from penumbra.mpc.circuits import Count, Histogram, Sum, SumVec
+from penumbra.mpc.circuits import Count, Histogram, L1BoundedSumVec, Sum, SumVec
 from penumbra.mpc.field import Field, Field64, Field128
 from penumbra.mpc.flp import Flp, Valid
 from penumbra.mpc.xof import Xof, XofTurboShake128, format_dst
@@ -492,6 +492,38 @@ class Prio3Histogram(Prio3):
         if chunk_length is None:
             chunk_length = recommended_chunk_length(length)
         super().__init__(Histogram(Field128, length, chunk_length), shares)
+
+
+class Prio3L1BoundedSumVec(Prio3):
+    """Prio3SumVec whose entries must also sum to at most `l1_bound` (not in the draft).
+
+    A PE data holder declares its sample count as `l1_bound`, so it cannot cast more votes
+    than it has samples; honest Aggregators reject the report (ValueError from
+    `verifier_shares_to_message`) if any entry is >= 2**bits or the sum exceeds the bound.
+    Circuit: `circuits.L1BoundedSumVec`. Field128, one proof, and the private-use algorithm
+    ID 0xFFFF0001, which only domain-separates this package's reports from the draft's.
+    """
+
+    ID = 0xFFFF0001
+
+    def __init__(
+        self,
+        length: int,
+        bits: int,
+        chunk_length: int | None = None,
+        l1_bound: int = 1,
+        *,
+        shares: int = 2,
+    ) -> None:
+        meas_len = length * bits + l1_bound.bit_length()
+        if chunk_length is None:
+            chunk_length = recommended_chunk_length(meas_len)
+        self.length = length
+        self.bits = bits
+        self.chunk_length = chunk_length
+        self.l1_bound = l1_bound
+        valid = L1BoundedSumVec(Field128, length, bits, chunk_length, l1_bound)
+        super().__init__(valid, shares)
 
 
 def recommended_chunk_length(meas_len: int) -> int:
