@@ -85,7 +85,8 @@ def ntt_rows(field: type[Field], rows: ObjArray, inverse: bool = False) -> ObjAr
     x = x[:, _bit_reverse(n)]
     if inverse:
         x = x * pow(n, p - 2, p)
-    return x % p
+    reduced: ObjArray = x % p
+    return reduced
 
 
 def _as_rows(polys: Sequence[Sequence[int]], n: int) -> ObjArray:
