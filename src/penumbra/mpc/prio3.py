@@ -510,11 +510,12 @@ class Prio3L1BoundedSumVec(Prio3):
         self,
         length: int,
         bits: int,
-        chunk_length: int | None = None,
-        l1_bound: int = 1,
+        chunk_length: int | None,
+        l1_bound: int,
         *,
         shares: int = 2,
     ) -> None:
+        """`chunk_length=None` picks the draft's recommendation for the encoded length."""
         meas_len = length * bits + l1_bound.bit_length()
         if chunk_length is None:
             chunk_length = recommended_chunk_length(meas_len)
