@@ -14,6 +14,7 @@ from penumbra.mpc.prio3 import (
     Prio3L1BoundedSumVec,
     Prio3Sum,
     Prio3SumVec,
+    best_chunk_length,
     recommended_chunk_length,
 )
 
@@ -72,6 +73,9 @@ def test_variants_round_trip(vdaf: Prio3, measurements: list[Any], expected: Any
 def test_parameters() -> None:
     v = Prio3SumVec(1000, 16)
     assert v.chunk_length == 126 == recommended_chunk_length(16000)
+    # sqrt(160000) = 400 calls round up to 512 points; 314 fits in 511 calls.
+    assert recommended_chunk_length(160000) == 400 and best_chunk_length(160000) == 314
+    assert Prio3SumVec(10000, 16).flp.PROOF_LEN < Prio3SumVec(10000, 16, 400).flp.PROOF_LEN
     assert (v.SHARES, v.NONCE_SIZE, v.VERIFY_KEY_SIZE, v.RAND_SIZE, v.ID) == (2, 16, 32, 128, 3)
     assert Prio3Count().RAND_SIZE == 64
     assert Prio3L1BoundedSumVec(4, 2, 2, 5).ID == 0xFFFF0001

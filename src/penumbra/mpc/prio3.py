@@ -453,8 +453,8 @@ class Prio3SumVec(Prio3):
 
     Entries lie in `[0, 2**bits)` (our PE vote vectors), or in `[0, max_measurement]` when
     that keyword is given instead of `bits` (the draft-20 parameterisation; `bits=b` is
-    `max_measurement = 2**b - 1`). The draft recommends `chunk_length ~ sqrt(length * bits)`;
-    see `recommended_chunk_length`.
+    `max_measurement = 2**b - 1`). `chunk_length=None` picks `best_chunk_length` (the draft's
+    search for the shortest proof, starting near `sqrt(length * bits)`).
     """
 
     ID = 0x00000003
@@ -476,7 +476,7 @@ class Prio3SumVec(Prio3):
                 raise ValueError("bits must be positive")
             max_measurement = 2**bits - 1
         if chunk_length is None:
-            chunk_length = recommended_chunk_length(length * max_measurement.bit_length())
+            chunk_length = best_chunk_length(length * max_measurement.bit_length())
         self.length = length
         self.bits = max_measurement.bit_length()
         self.chunk_length = chunk_length
@@ -490,7 +490,7 @@ class Prio3Histogram(Prio3):
 
     def __init__(self, length: int, chunk_length: int | None = None, shares: int = 2) -> None:
         if chunk_length is None:
-            chunk_length = recommended_chunk_length(length)
+            chunk_length = best_chunk_length(length)
         super().__init__(Histogram(Field128, length, chunk_length), shares)
 
 
@@ -518,7 +518,7 @@ class Prio3L1BoundedSumVec(Prio3):
         """`chunk_length=None` picks the draft's recommendation for the encoded length."""
         meas_len = length * bits + l1_bound.bit_length()
         if chunk_length is None:
-            chunk_length = recommended_chunk_length(meas_len)
+            chunk_length = best_chunk_length(meas_len)
         self.length = length
         self.bits = bits
         self.chunk_length = chunk_length
@@ -528,8 +528,27 @@ class Prio3L1BoundedSumVec(Prio3):
 
 
 def recommended_chunk_length(meas_len: int) -> int:
-    """The integer nearest `sqrt(meas_len)`, as the draft recommends (at least 1)."""
+    """The integer nearest `sqrt(meas_len)`, the draft's starting point (at least 1)."""
     root = math.isqrt(max(1, meas_len))
     if (root + 1) ** 2 - meas_len < meas_len - root**2:
         root += 1
     return max(1, root)
+
+
+def best_chunk_length(meas_len: int) -> int:
+    """The ParallelSum(Mul) chunk length giving the shortest proof for `meas_len` elements.
+
+    The draft warns that `sqrt(meas_len)` can give proofs up to 50% longer than optimal
+    because calls are rounded up to a power of two, and says to search; this is that search
+    (ties go to less prover work). For length 10000 x 16 bits it picks 314, not 400: a 9%
+    shorter proof and 21% fewer NTT points to transform.
+    """
+    best: tuple[int, int, int] | None = None
+    for chunk in range(1, 4 * math.isqrt(max(1, meas_len)) + 2):
+        calls = -(-meas_len // chunk)
+        p = 1 << calls.bit_length()  # next power of two >= calls + 1
+        key = (2 * chunk + 2 * (p - 1) + 1, chunk * p, chunk)
+        if best is None or key < best:
+            best = key
+    assert best is not None
+    return best[2]
