@@ -21,6 +21,7 @@ from rich.table import Table
 from penumbra import __version__
 from penumbra.anonymize.cli import app as anonymize_app
 from penumbra.errors import PenumbraError
+from penumbra.mpc.cli import app as mpc_app
 
 try:  # typer >= 0.20 vendors click; older releases use click itself
     from typer._click import exceptions as click_exc
@@ -123,6 +124,7 @@ def show_config(
 ledger_app = typer.Typer(help="Inspect a run's audit ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(anonymize_app, name="anonymize")
+app.add_typer(mpc_app, name="mpc")
 
 
 @app.command()

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +42,24 @@ class VariationAPI(Protocol):
 
 
 Embed = Callable[[list[str]], np.ndarray]
+
+
+@runtime_checkable
+class NoisyVoter(Protocol):
+    """A voter whose histogram arrives already noised (secure aggregation: the aggregators add
+    the noise, so the clean histogram never exists in this process).
+
+    The engine then adds no noise of its own: it records `sigma` (the noise accounted in ε,
+    in histogram units) in every release, asks `epsilon(steps, delta)` for the cumulative ε
+    and still refuses an iteration that would overspend, and still writes each release
+    durably before it is used. `iteration` lets the voter name and resume its rounds.
+    """
+
+    sigma: float
+
+    def epsilon(self, steps: int, delta: float) -> float: ...
+
+    def __call__(self, embeddings: np.ndarray, iteration: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -198,7 +216,7 @@ class _Loop:
         random_api: RandomAPI,
         variation_api: VariationAPI,
         embed: Embed,
-        voter: Voter,
+        voter: Voter | NoisyVoter,
     ) -> None:
         self.folder = folder
         self.s = settings
@@ -207,7 +225,16 @@ class _Loop:
         self.embed = embed
         self.voter = voter
         self.sizes = settings.sizes()
-        self.sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
+        self.noisy_voter = voter if isinstance(voter, NoisyVoter) else None
+        if self.noisy_voter is not None:
+            self.sigma = float(self.noisy_voter.sigma)
+        else:
+            self.sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
+
+    def spent(self, steps: int) -> float:
+        if self.noisy_voter is not None:
+            return float(self.noisy_voter.epsilon(steps, self.s.delta))
+        return gaussian_epsilon(self.sigma, steps, self.s.delta)
 
     def check_state(self) -> None:
         """Record the run's privacy parameters; refuse to resume with different ones."""
@@ -285,16 +312,23 @@ class _Loop:
             if data["candidate_hash"] != digest:
                 raise RuntimeError(f"{path}: release does not match population {t}; run corrupted")
             return Release(**data, reused=True)
-        spent = gaussian_epsilon(self.sigma, t + 1, self.s.delta)
+        spent = self.spent(t + 1)
         if spent > self.s.epsilon * (1 + 1e-9):
             raise PrivacyBudgetError(
                 f"iteration {t} would spend ε={spent:.6g} > target {self.s.epsilon:g}"
             )
-        clean = np.asarray(self.voter(self.embeddings(t, payloads)), dtype=np.float64)
-        if clean.shape != (len(ids),):
-            raise RuntimeError(f"voter returned shape {clean.shape} for {len(ids)} candidates")
-        noisy = add_gaussian_noise(clean, self.sigma, iteration_generator(self.s.noise_seed, t))
-        del clean  # only the noisy histogram may leave this function
+        if self.noisy_voter is not None:
+            noisy = np.asarray(self.noisy_voter(self.embeddings(t, payloads), t), dtype=np.float64)
+            if noisy.shape != (len(ids),):
+                raise RuntimeError(f"voter returned shape {noisy.shape} for {len(ids)} candidates")
+        else:
+            voter: Voter = self.voter  # type: ignore[assignment]
+            clean = np.asarray(voter(self.embeddings(t, payloads)), dtype=np.float64)
+            if clean.shape != (len(ids),):
+                raise RuntimeError(f"voter returned shape {clean.shape} for {len(ids)} candidates")
+            rng = iteration_generator(self.s.noise_seed, t)
+            noisy = add_gaussian_noise(clean, self.sigma, rng)
+            del clean  # only the noisy histogram may leave this function
         weights = apply_threshold(noisy, self.s.threshold)
         count = self.sizes[t + 1] if t + 1 < self.s.iterations else self.s.num_outputs
         rng = np.random.default_rng(_seed(self.s.seed, t, "select"))
@@ -321,14 +355,16 @@ def evolve(
     random_api: RandomAPI,
     variation_api: VariationAPI,
     embed: Embed,
-    voter: Voter,
+    voter: Voter | NoisyVoter,
     settings: EvolveSettings,
     on_release: Callable[[Release], None] | None = None,
     on_iteration: Callable[[int, int], None] | None = None,
 ) -> EvolveResult:
     """Run (or resume) Private Evolution in `folder` and return the DP-selected outputs.
 
-    `on_release` sees every release the run uses, new or reused (`release.reused`), after it
+    `voter` is a plain `Voter` (clean histogram; the engine adds Gaussian noise) or a
+    `NoisyVoter` (already noised; the engine uses its σ and accountant). `on_release` sees
+    every release the run uses, new or reused (`release.reused`), after it
     is on disk and before it is used; `on_iteration(t, T)` reports progress.
     """
     settings.validate()
@@ -356,7 +392,7 @@ def evolve(
         outputs["payload"].append(rows["payload"][i])
         outputs["iteration"].append(rows["iteration"][i])
         outputs["lineage"].append(lineage[cid])
-    spent = gaussian_epsilon(loop.sigma, settings.iterations, settings.delta)
+    spent = loop.spent(settings.iterations)
     return EvolveResult(outputs, releases, loop.sigma, spent)
 
 
@@ -379,6 +415,7 @@ __all__ = [
     "CallCosts",
     "EvolveResult",
     "EvolveSettings",
+    "NoisyVoter",
     "Plan",
     "PrivacyBudgetError",
     "RandomAPI",

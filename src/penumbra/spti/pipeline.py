@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from PIL import Image
 from pydantic import ValidationError
@@ -54,12 +54,27 @@ from penumbra.models.protocols import (
     TextEmbedder,
     TextGenerator,
 )
-from penumbra.pe.evolve import EvolveSettings, Plan, evolve, plan_run
+from penumbra.pe.evolve import EvolveSettings, NoisyVoter, Plan, evolve, plan_run
 from penumbra.pe.voting import local_voter
 from penumbra.privacy import check_delta_for, default_delta, gaussian_epsilon
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer
 from penumbra.spti.text_api import LLMCaptionAPI
+
+
+class ExternalVoting(Protocol):
+    """Votes answered outside this process by secure aggregation over several data holders.
+
+    The run then reads no private data at all: `n_private` is public (the holders' declared
+    sample counts), the voter returns histograms already noised by the aggregators, and the
+    ledger may be one whose checkpoints others co-sign.
+    """
+
+    n_private: int
+
+    def open_ledger(self, out: Path, signing_key: Path | None) -> Ledger: ...
+
+    def noisy_voter(self, settings: EvolveSettings, ledger: Ledger, out: Path) -> NoisyVoter: ...
 
 
 @dataclass
@@ -201,10 +216,14 @@ def synthesize(
     dry_run: bool = False,
     signing_key: Path | None = None,
     console: Console | None = None,
+    external: ExternalVoting | None = None,
 ) -> Run | Plan:
-    """Make a DP synthetic image dataset from the images under `private` into `out`."""
+    """Make a DP synthetic image dataset from the images under `private` into `out`.
+
+    With `external`, `private` is ignored: votes come from `external.noisy_voter` (secure
+    aggregation across holders) and no private data is read here."""
     out = Path(out)
-    source = _private_source(out, private, resume)
+    source = _private_source(out, private, resume) if external is None else Path()
     cfg = resolve_run_config(
         out, config=config, epsilon=epsilon, delta=delta, overrides=overrides, resume=resume
     )
@@ -225,7 +244,10 @@ def synthesize(
     with progress:
         task = progress.add_task("embed private set", total=None)
         with _stage(times, "embed private set"):
-            if not images:
+            private_emb: Any
+            if external is not None:
+                private_emb, report = None, None
+            elif not images:
                 private_emb, report = embed_private_texts(source, out, text_embedder=text_embedder)
             else:
                 private_emb, report = embed_private_images(
@@ -235,7 +257,7 @@ def synthesize(
                 max_pixels=cfg.data.max_pixels,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )  # fmt: skip
-        n_private = len(private_emb)
+        n_private = len(private_emb) if external is None else external.n_private
         if n_private < 3:
             raise DataError(f"{source}: {n_private} readable image(s); PE needs at least 3")
         run_delta = cfg.privacy.delta if cfg.privacy.delta is not None else default_delta(n_private)
@@ -251,7 +273,8 @@ def synthesize(
             return plan
         if not resume:
             write_config(cfg, out / "run.yaml")
-            _remember_source(out, source)
+            if external is None:
+                _remember_source(out, source)
         with _stage(times, "load models"):
             text_gen = cast(TextGenerator, _load(cfg.models.text_generator, "text-generator", cfg))
             named: list[tuple[str, str, Any]] = [
@@ -275,10 +298,17 @@ def synthesize(
         if captioner is not None:
             named.append(("captioner", cfg.models.captioner, captioner))
         models = [{"role": r, "uri": u, "fingerprint": m.fingerprint} for r, u, m in named]
-        ledger = Ledger.open(out, signing_key=signing_key)
+        if external is None:
+            ledger = Ledger.open(out, signing_key=signing_key)
+            voter: Any = local_voter(private_emb, k=cfg.pe.k, metric=cfg.pe.metric)
+            sigma = plan.sigma
+        else:
+            ledger = external.open_ledger(out, signing_key)
+            voter = external.noisy_voter(settings, ledger, out)
+            sigma = voter.sigma
         record_run_start(
             ledger, penumbra_version=__version__, config_sha256=config_hash(cfg), models=models,
-            n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=plan.sigma,
+            n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=sigma,
             iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False,
         )  # fmt: skip
         api = LLMCaptionAPI(
@@ -304,11 +334,10 @@ def synthesize(
         with _stage(times, "private evolution"):
             result = evolve(
                 out / "candidates", random_api=api, variation_api=api, embed=embed,
-                voter=local_voter(private_emb, k=cfg.pe.k, metric=cfg.pe.metric),
-                settings=settings, on_release=release_hook(ledger, k=cfg.pe.k),
+                voter=voter, settings=settings, on_release=release_hook(ledger, k=cfg.pe.k),
                 on_iteration=lambda done, total: progress.update(pe_task, completed=done),
             )  # fmt: skip
-        del private_emb  # nothing below touches private data
+        del private_emb, voter  # nothing below touches private data
         if images:
             final_task = progress.add_task("final render", total=len(result.outputs["payload"]))
             with _stage(times, "final render"):
@@ -342,8 +371,8 @@ def synthesize(
         run_dir=out, epsilon_spent=result.epsilon_spent, epsilon_target=cfg.privacy.epsilon,
         delta=run_delta, sigma=result.sigma, iterations=len(result.releases),
         num_images=len(result.outputs["payload"]), n_private=n_private,
-        skipped_private=len(report.skipped), report=report_path, stage_seconds=times,
-        models=models,
+        skipped_private=len(report.skipped) if report is not None else 0, report=report_path,
+        stage_seconds=times, models=models,
     )  # fmt: skip
 
 

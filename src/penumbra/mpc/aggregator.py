@@ -1,0 +1,513 @@
+"""An aggregator (DAP leader or helper): verifies reports jointly, sums shares, adds noise.
+
+Per round: holders upload their input share for this aggregator; at close the leader runs
+`verify_init` on each report and sends its verifier shares to the helper, which combines them
+with its own (`verifier_shares_to_message`), runs `verify_next`, and answers each report with
+the verifier message or the reason it was rejected; the leader runs `verify_next` too and
+commits the final accepted set to the helper, so both sum exactly the same reports. Each then
+adds its own discrete Gaussian noise (SystemRandom, never logged) to its aggregate share.
+
+An honest aggregator protects the holders alone: it calibrates its own σ from the run's
+(ε, δ, T) with `accounting.dgauss_sigma` (never trusting a smaller σ from the coordinator),
+releases at most one share per (run, iteration) and at most T per run, and refuses report
+ids and nonces it has seen before (persisted, across rounds and restarts). It only ever holds
+shares — never a holder's vote vector — and logs ids, counts and reasons only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+
+from penumbra.durable import atomic_write_bytes
+from penumbra.ledger.log import canonical
+from penumbra.ledger.merkle import leaf_hash, root_from_hashes
+from penumbra.ledger.note import Checkpoint, load_private_key
+from penumbra.mpc.accounting import dgauss_sigma
+from penumbra.mpc.deploy import PartyConfig, load_party_config
+from penumbra.mpc.dgauss import sample_discrete_gaussian
+from penumbra.mpc.field import Field128
+from penumbra.mpc.protocol import (
+    Accepted,
+    AggregateShare,
+    CommitRequest,
+    CosignReply,
+    CosignRequest,
+    Rejection,
+    RoundOutcome,
+    RoundParams,
+    RoundStatus,
+    Upload,
+    UploadReply,
+    VerifyItem,
+    VerifyReply,
+    VerifyRequest,
+    VerifyResult,
+    b64,
+    unb64,
+    vdaf_ctx,
+    vdaf_for,
+)
+from penumbra.mpc.tls import client_context, http_client, require_peer, server_config
+
+log = logging.getLogger("penumbra.mpc.aggregator")
+_SAFE = re.compile(r"^[A-Za-z0-9._/+-]{1,120}$")
+
+
+@dataclass
+class Report:
+    holder: str
+    nonce: bytes
+    public_share: bytes
+    input_share: bytes
+
+
+@dataclass
+class Round:
+    params: RoundParams
+    run: str
+    state: str = "open"  # open → verified → committed → released
+    reports: dict[str, Report] = field(default_factory=dict)
+    refused: list[Rejection] = field(default_factory=list)  # at upload: replay, late, malformed
+    out_shares: dict[str, list[int]] = field(default_factory=dict)
+    outcome: RoundOutcome | None = None
+
+
+class SeenStore:
+    """Report ids and nonces ever accepted for upload, appended durably (replay protection)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ids: set[str] = set()
+        self.nonces: set[str] = set()
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    rid, nonce = line.split(" ", 1)
+                    self.ids.add(rid)
+                    self.nonces.add(nonce)
+
+    def seen(self, report_id: str, nonce: str) -> bool:
+        return report_id in self.ids or nonce in self.nonces
+
+    def add(self, report_id: str, nonce: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{report_id} {nonce}\n")
+            f.flush()
+            import os
+
+            os.fsync(f.fileno())
+        self.ids.add(report_id)
+        self.nonces.add(nonce)
+
+
+class Aggregator:
+    """The state and logic of one aggregator; `app()` exposes it over mutual TLS."""
+
+    def __init__(self, config: PartyConfig) -> None:
+        self.c = config
+        self.agg_id = 0 if config.name == "leader" else 1
+        self.verify_key = bytes.fromhex(config.verify_key or "")
+        self.state = config.path(config.state_dir)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.seen = SeenStore(self.state / "seen.txt")
+        self.rounds: dict[str, Round] = {}
+        self.lock = threading.RLock()
+        self.signer = load_private_key(config.path(config.note_key or ""),
+                                       f"penumbra-mpc-{config.name}")  # fmt: skip
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _round(self, round_id: str) -> Round:
+        found = self.rounds.get(round_id)
+        if found is None:
+            raise HTTPException(404, f"unknown round {round_id}")
+        return found
+
+    def _run_file(self, run: str) -> Path:
+        return self.state / "runs" / f"{run.replace('/', '_')}.json"
+
+    def _run_record(self, run: str) -> dict[str, Any]:
+        path = self._run_file(run)
+        if path.exists():
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return data
+        return {}
+
+    def _bound(self, holder: str, k: int) -> int:
+        info = self.c.holder(holder)
+        assert info is not None
+        return info.declared_count * k
+
+    # -- coordinator-facing -----------------------------------------------------------------
+
+    def open_round(self, params: RoundParams, run: str, budget: dict[str, Any]) -> dict[str, Any]:
+        """Check the run's budget and this iteration, calibrate our own σ, open the round."""
+        if not _SAFE.match(params.round_id) or not _SAFE.match(run):
+            raise HTTPException(400, "bad round or run id")
+        with self.lock:
+            if params.round_id in self.rounds:
+                raise HTTPException(409, f"round {params.round_id} exists")
+            record = self._run_record(run)
+            wanted = {k: budget[k] for k in ("epsilon", "delta", "iterations", "k")}
+            if record and record["budget"] != wanted:
+                raise HTTPException(409, f"run {run} was started with another budget")
+            released = record.get("released", {}) if record else {}
+            if str(params.iteration) in released:
+                raise HTTPException(409, f"iteration {params.iteration} of {run} was released")
+            if params.iteration >= wanted["iterations"] or len(released) >= wanted["iterations"]:
+                raise HTTPException(409, f"run {run} has no budget left for another release")
+            own = 0.0
+            if not self.c.test_noiseless:
+                own = dgauss_sigma(
+                    float(wanted["epsilon"]), float(wanted["delta"]), int(wanted["iterations"]),
+                    sensitivity=float(wanted["k"]) ** 0.5,
+                )  # fmt: skip
+            sigma = max(own, params.sigma) if not self.c.test_noiseless else 0.0
+            if not record:
+                atomic_write_bytes(self._run_file(run),
+                                   json.dumps({"budget": wanted, "released": {}}).encode())  # fmt: skip
+            params = params.model_copy(update={"sigma": sigma})
+            self.rounds[params.round_id] = Round(params, run)
+        log.info("round %s opened (iteration %d, %d candidates)", params.round_id,
+                 params.iteration, params.length)  # fmt: skip
+        return {"sigma": sigma}
+
+    def status(self, round_id: str) -> RoundStatus:
+        with self.lock:
+            rnd = self._round(round_id)
+            uploads: dict[str, int] = {}
+            for report in rnd.reports.values():
+                uploads[report.holder] = uploads.get(report.holder, 0) + 1
+            return RoundStatus(round_id=round_id, state=rnd.state, uploads=uploads)
+
+    # -- holder-facing ----------------------------------------------------------------------
+
+    def upload(self, holder: str, msg: Upload) -> UploadReply:
+        with self.lock:
+            rnd = self.rounds.get(msg.round_id)
+
+            def refuse(reason: str) -> UploadReply:
+                if rnd is not None:
+                    rnd.refused.append(Rejection(report_id=msg.report_id[:64], holder=holder,
+                                                 reason=reason))  # fmt: skip
+                log.info("report %s from %s refused: %s", msg.report_id[:64], holder, reason)
+                return UploadReply(accepted=False, reason=reason)
+
+            if rnd is None or rnd.state != "open":
+                return refuse("round is not open")
+            if time.time() > rnd.params.deadline_unix:
+                return refuse("after the round deadline")
+            if self.seen.seen(msg.report_id, msg.nonce):
+                return refuse("replayed report (id or nonce seen before)")
+            if any(r.holder == holder for r in rnd.reports.values()):
+                return refuse("second report from this holder in the round")
+            vdaf = vdaf_for(rnd.params.length, self.c.bits, self._bound(holder, rnd.params.k))
+            try:
+                nonce = unb64(msg.nonce)
+                public = unb64(msg.public_share)
+                share = unb64(msg.input_share)
+                if len(nonce) != vdaf.NONCE_SIZE:
+                    raise ValueError("nonce size")
+                vdaf.decode_public_share(public)
+                vdaf.decode_input_share(self.agg_id, share)
+            except ValueError:
+                return refuse("malformed report")
+            self.seen.add(msg.report_id, msg.nonce)
+            rnd.reports[msg.report_id] = Report(holder, nonce, public, share)
+        log.info("report %s from %s stored", msg.report_id, holder)
+        return UploadReply(accepted=True)
+
+    # -- verification -----------------------------------------------------------------------
+
+    def _init(self, rnd: Round, report_id: str) -> tuple[Any, Any, Any]:
+        report = rnd.reports[report_id]
+        vdaf = vdaf_for(rnd.params.length, self.c.bits, self._bound(report.holder, rnd.params.k))
+        ctx = vdaf_ctx(self.c.deployment, rnd.params.round_id)
+        state, share = vdaf.verify_init(
+            self.verify_key, ctx, self.agg_id, None, report.nonce,
+            vdaf.decode_public_share(report.public_share),
+            vdaf.decode_input_share(self.agg_id, report.input_share),
+        )  # fmt: skip
+        return vdaf, state, share
+
+    def close(self, round_id: str, client: httpx.Client) -> RoundOutcome:
+        """Leader: verify every report with the helper, commit the accepted set."""
+        with self.lock:
+            rnd = self._round(round_id)
+            if rnd.outcome is not None:
+                return rnd.outcome
+            rnd.state = "verifying"
+            items: list[VerifyItem] = []
+            rejected = list(rnd.refused)
+            states: dict[str, Any] = {}
+            for rid, report in rnd.reports.items():
+                try:
+                    vdaf, state, share = self._init(rnd, rid)
+                except ValueError as e:
+                    rejected.append(Rejection(report_id=rid, holder=report.holder,
+                                              reason=f"verification failed at leader: {e}"))  # fmt: skip
+                    continue
+                states[rid] = (vdaf, state)
+                items.append(VerifyItem(report_id=rid, holder=report.holder,
+                                        verifier_share=b64(vdaf.encode_verifier_share(share))))  # fmt: skip
+        request = VerifyRequest(round_id=round_id, items=items, rejected=[])
+        reply = VerifyReply.model_validate(
+            _post(client, f"{self.c.helper_url}/rounds/{round_id}/verify", request.model_dump())
+        )
+        accepted: list[Accepted] = []
+        with self.lock:
+            for result in reply.items:
+                report = rnd.reports[result.report_id]
+                if not result.ok:
+                    rejected.append(Rejection(report_id=result.report_id, holder=report.holder,
+                                              reason=result.reason))  # fmt: skip
+                    continue
+                vdaf, state = states[result.report_id]
+                try:
+                    message = vdaf.decode_verifier_message(unb64(result.verifier_message))
+                    rnd.out_shares[result.report_id] = vdaf.verify_next(
+                        vdaf_ctx(self.c.deployment, round_id), state, message
+                    )
+                except ValueError as e:
+                    rejected.append(Rejection(report_id=result.report_id, holder=report.holder,
+                                              reason=f"rejected at leader: {e}"))  # fmt: skip
+                    continue
+                accepted.append(Accepted(report_id=result.report_id, holder=report.holder))
+            rejected += reply.rejected
+        commit = CommitRequest(round_id=round_id, accepted=accepted, rejected=rejected)
+        _post(client, f"{self.c.helper_url}/rounds/{round_id}/commit", commit.model_dump())
+        with self.lock:
+            rnd.outcome = RoundOutcome(round_id=round_id, accepted=accepted, rejected=rejected)
+            rnd.state = "committed"
+        log.info("round %s: %d reports accepted, %d rejected", round_id, len(accepted),
+                 len(rejected))  # fmt: skip
+        return rnd.outcome
+
+    def verify(self, request: VerifyRequest) -> VerifyReply:
+        """Helper: combine verifier shares, decide each report, keep the output shares."""
+        results: list[VerifyResult] = []
+        with self.lock:
+            rnd = self._round(request.round_id)
+            if rnd.state != "open":
+                raise HTTPException(409, "round already verified")
+            rnd.state = "verifying"
+            ctx = vdaf_ctx(self.c.deployment, request.round_id)
+            leader_ids = {item.report_id for item in request.items}
+            for item in request.items:
+                report = rnd.reports.get(item.report_id)
+                if report is None or report.holder != item.holder:
+                    results.append(VerifyResult(report_id=item.report_id, ok=False,
+                                                reason="share missing at helper"))  # fmt: skip
+                    continue
+                try:
+                    vdaf, state, share = self._init(rnd, item.report_id)
+                    leader_share = vdaf.decode_verifier_share(unb64(item.verifier_share))
+                    message = vdaf.verifier_shares_to_message(ctx, None, [leader_share, share])
+                    rnd.out_shares[item.report_id] = vdaf.verify_next(ctx, state, message)
+                except ValueError as e:
+                    results.append(VerifyResult(report_id=item.report_id, ok=False,
+                                                reason=f"invalid report: {e}"))  # fmt: skip
+                    continue
+                results.append(VerifyResult(
+                    report_id=item.report_id, ok=True,
+                    verifier_message=b64(vdaf.encode_verifier_message(message)),
+                ))  # fmt: skip
+            rejected = list(rnd.refused) + [
+                Rejection(report_id=rid, holder=r.holder, reason="share missing at leader")
+                for rid, r in rnd.reports.items()
+                if rid not in leader_ids
+            ]
+            rnd.state = "verified"
+        return VerifyReply(items=results, rejected=rejected)
+
+    def commit(self, request: CommitRequest) -> None:
+        with self.lock:
+            rnd = self._round(request.round_id)
+            if rnd.state != "verified":
+                raise HTTPException(409, "round not verified here")
+            missing = [a.report_id for a in request.accepted if a.report_id not in rnd.out_shares]
+            if missing:
+                raise HTTPException(409, f"{len(missing)} accepted reports not verified here")
+            rnd.outcome = RoundOutcome(round_id=request.round_id, accepted=request.accepted,
+                                       rejected=request.rejected)  # fmt: skip
+            rnd.state = "committed"
+
+    # -- release ----------------------------------------------------------------------------
+
+    def aggregate(self, round_id: str) -> AggregateShare:
+        """Our noisy aggregate share, drawn once and persisted: asking again returns the same."""
+        with self.lock:
+            rnd = self.rounds.get(round_id)
+            stored = self.state / "released" / f"{round_id}.json"
+            if stored.exists():
+                return AggregateShare.model_validate_json(stored.read_text(encoding="utf-8"))
+            if rnd is None or rnd.outcome is None:
+                raise HTTPException(409, "round not committed")
+            record = self._run_record(rnd.run)
+            if str(rnd.params.iteration) in record["released"]:
+                raise HTTPException(409, "this iteration was already released")
+            vdaf = vdaf_for(rnd.params.length, self.c.bits, 1)
+            agg = vdaf.agg_init(None)
+            for item in rnd.outcome.accepted:
+                agg = vdaf.agg_update(None, agg, rnd.out_shares[item.report_id])
+            if rnd.params.sigma > 0:
+                noise = sample_discrete_gaussian(_exact(rnd.params.sigma), rnd.params.length)
+                p = Field128.MODULUS
+                agg = [(a + int(z)) % p for a, z in zip(agg, noise.tolist(), strict=True)]
+                del noise  # never logged, never stored apart from the noisy share
+            share = AggregateShare(
+                round_id=round_id, aggregator=self.c.name, agg_share=b64(vdaf.encode_agg_share(agg)),
+                accepted=[a.report_id for a in rnd.outcome.accepted], sigma=rnd.params.sigma,
+                noiseless=self.c.test_noiseless,
+            )  # fmt: skip
+            atomic_write_bytes(stored, share.model_dump_json().encode("utf-8"))
+            record["released"][str(rnd.params.iteration)] = round_id
+            atomic_write_bytes(self._run_file(rnd.run), json.dumps(record).encode())
+            rnd.state = "released"
+            rnd.out_shares.clear()
+        log.info("round %s released (%d reports)", round_id, len(share.accepted))
+        return share
+
+    # -- ledger co-signing ------------------------------------------------------------------
+
+    def cosign(self, request: CosignRequest) -> CosignReply:
+        """Sign a checkpoint only for a log we mirror whose rounds match what we released."""
+        if not _SAFE.match(request.origin):
+            raise HTTPException(400, "bad origin")
+        mirror = self.state / "mirror" / f"{request.origin.replace('/', '_')}.jsonl"
+        with self.lock:
+            lines = mirror.read_text(encoding="utf-8").splitlines() if mirror.exists() else []
+            if request.start != len(lines):
+                return CosignReply(need_from=len(lines))
+            for text in request.entries:
+                entry = json.loads(text)
+                if canonical(entry).decode("utf-8") != text:
+                    raise HTTPException(400, "entry not canonical")
+                self._check_entry(entry)
+            new = lines + list(request.entries)
+            if len(new) != request.size:
+                raise HTTPException(409, "checkpoint size does not match the entries")
+            root = root_from_hashes([leaf_hash(t.encode("utf-8")) for t in new])
+            if b64(root) != request.root:
+                raise HTTPException(409, "checkpoint root does not match the entries")
+            if request.entries:
+                atomic_write_bytes(mirror, ("\n".join(new) + "\n").encode("utf-8"))
+            body = Checkpoint(request.origin, request.size, root).body()
+        return CosignReply(signature=self.signer.sign(body))
+
+    def _check_entry(self, entry: dict[str, Any]) -> None:
+        if entry.get("type") != "mpc_round" or entry.get("outcome") != "released":
+            return
+        stored = self.state / "released" / f"{entry.get('round_id')}.json"
+        if not stored.exists():
+            return  # a round of ours we no longer hold; nothing to contradict
+        ours = AggregateShare.model_validate_json(stored.read_text(encoding="utf-8"))
+        if sorted(ours.accepted) != sorted(entry.get("accepted_ids", [])):
+            raise HTTPException(409, f"round {ours.round_id}: accepted reports differ from ours")
+
+
+def _exact(sigma: float) -> Any:
+    from penumbra.mpc.protocol import sigma_fraction
+
+    return sigma_fraction(sigma)
+
+
+def _post(client: httpx.Client, url: str, payload: dict[str, Any]) -> Any:
+    response = client.post(url, json=payload)
+    if response.status_code != 200:
+        raise HTTPException(502, f"{url}: {response.status_code} {response.text[:200]}")
+    return response.json()
+
+
+def make_app(agg: Aggregator) -> FastAPI:
+    app = FastAPI(title=f"penumbra aggregator {agg.c.name}", docs_url=None, redoc_url=None,
+                  openapi_url=None)  # fmt: skip
+    holders = tuple(h.name for h in agg.c.holders)
+    ctx = client_context(agg.c.path(agg.c.ca), agg.c.path(agg.c.cert), agg.c.path(agg.c.key))
+    client = http_client(ctx, connect=agg.c.timeouts.connect_s, read=agg.c.timeouts.read_s)
+
+    @app.get("/health")
+    def health(request: Request) -> dict[str, str]:
+        require_peer(request, ("coordinator", "aggregator", "holder"))
+        return {"name": agg.c.name}
+
+    @app.post("/upload")
+    def upload(request: Request, msg: Upload) -> UploadReply:
+        peer = require_peer(request, ("holder",), holders)
+        return agg.upload(peer.name, msg)
+
+    @app.post("/rounds/open")
+    def open_round(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        require_peer(request, ("coordinator",))
+        try:
+            params = RoundParams.model_validate(body["params"])
+            return agg.open_round(params, str(body["run"]), dict(body["budget"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise HTTPException(400, f"bad request: {e}") from None
+
+    @app.get("/rounds/{round_id}/status")
+    def status(request: Request, round_id: str) -> RoundStatus:
+        require_peer(request, ("coordinator",))
+        return agg.status(round_id)
+
+    @app.post("/rounds/{round_id}/close")
+    def close(request: Request, round_id: str) -> RoundOutcome:
+        require_peer(request, ("coordinator",))
+        if agg.agg_id != 0:
+            raise HTTPException(404, "only the leader closes rounds")
+        try:
+            return agg.close(round_id, client)
+        except httpx.HTTPError as e:
+            raise HTTPException(502, f"helper unreachable: {type(e).__name__}") from None
+
+    @app.post("/rounds/{round_id}/verify")
+    def verify(request: Request, round_id: str, body: VerifyRequest) -> VerifyReply:
+        require_peer(request, ("aggregator",), ("leader",))
+        if agg.agg_id != 1 or body.round_id != round_id:
+            raise HTTPException(404, "only the helper answers verify requests")
+        return agg.verify(body)
+
+    @app.post("/rounds/{round_id}/commit")
+    def commit(request: Request, round_id: str, body: CommitRequest) -> dict[str, bool]:
+        require_peer(request, ("aggregator",), ("leader",))
+        if agg.agg_id != 1 or body.round_id != round_id:
+            raise HTTPException(404, "only the helper takes commits")
+        agg.commit(body)
+        return {"ok": True}
+
+    @app.get("/rounds/{round_id}/aggregate")
+    def aggregate(request: Request, round_id: str) -> AggregateShare:
+        require_peer(request, ("coordinator",))
+        return agg.aggregate(round_id)
+
+    @app.post("/cosign")
+    def cosign(request: Request, body: CosignRequest) -> CosignReply:
+        require_peer(request, ("coordinator",))
+        return agg.cosign(body)
+
+    return app
+
+
+def run_aggregator(config_path: Path | str) -> None:
+    """Serve one aggregator until interrupted (SIGINT/SIGTERM)."""
+    config = load_party_config(config_path, "aggregator")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    agg = Aggregator(config)
+    uv = server_config(
+        make_app(agg), host=config.host, port=config.port, ca=config.path(config.ca),
+        cert=config.path(config.cert), key=config.path(config.key),
+    )  # fmt: skip
+    uvicorn.Server(uv).run()

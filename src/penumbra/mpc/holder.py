@@ -1,0 +1,200 @@
+"""A data holder: keeps its images, votes locally, submits each vote vector as Prio3 shares.
+
+Per round it fetches the public candidates from the coordinator, counts its votes with
+`count_votes` (integer votes: k per sample), and shards the vector with
+Prio3L1BoundedSumVec (entries in [0, 2^bits), sum ≤ its declared count × k). The leader gets
+the leader share, the helper the helper share; neither share alone says anything about the
+votes, and the clear vector never leaves this process (nor is it logged).
+
+`fault` exists for the fault-injection tests only: "late" misses the deadline, "invalid"
+sends a vector whose encoding is out of range, "replay" resends its reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from penumbra.errors import DataError
+from penumbra.mpc.deploy import PartyConfig, load_party_config
+from penumbra.mpc.protocol import (
+    Announcement,
+    Upload,
+    b64,
+    decode_embeddings,
+    new_report_id,
+    vdaf_ctx,
+    vdaf_for,
+)
+from penumbra.mpc.tls import client_context, http_client
+from penumbra.pe.voting import count_votes
+
+log = logging.getLogger("penumbra.mpc.holder")
+FAULTS = ("", "late", "invalid", "replay")
+
+
+def integer_votes(
+    private: np.ndarray, candidates: np.ndarray, k: int, bits: int, metric: str = "l2"
+) -> list[int]:
+    """k-NN votes as integers (1 per nearest candidate), each entry capped at 2^bits − 1."""
+    counts = count_votes(private, candidates, k=k, metric=metric) * math.sqrt(k)
+    votes = np.rint(counts).astype(np.int64)
+    return [int(v) for v in np.minimum(votes, 2**bits - 1)]
+
+
+def make_report(
+    config: PartyConfig, round_id: str, votes: list[int], l1_bound: int, *, invalid: bool = False
+) -> list[Upload]:
+    """One Upload per aggregator (leader first) for this vote vector."""
+    vdaf = vdaf_for(len(votes), config.bits, l1_bound)
+    ctx = vdaf_ctx(config.deployment, round_id)
+    nonce = secrets.token_bytes(vdaf.NONCE_SIZE)
+    rand = secrets.token_bytes(vdaf.RAND_SIZE)
+    if invalid:
+        meas = vdaf.valid.encode(votes)  # type: ignore[attr-defined]
+        meas[0] = 2  # not a bit: the entry's value escapes [0, 2^bits)
+        public, shares = vdaf._shard_encoded(ctx, meas, nonce, rand)
+    else:
+        public, shares = vdaf.shard(ctx, votes, nonce, rand)
+    report_id = new_report_id()
+    return [
+        Upload(
+            round_id=round_id, report_id=report_id, nonce=b64(nonce),
+            public_share=b64(vdaf.encode_public_share(public)),
+            input_share=b64(vdaf.encode_input_share(share)),
+        )  # fmt: skip
+        for share in shares
+    ]
+
+
+class Holder:
+    def __init__(
+        self,
+        config: PartyConfig,
+        embed: Callable[[Announcement], np.ndarray],
+        *,
+        fault: str = "",
+    ) -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        self.c = config
+        self.embed = embed
+        self.fault = fault
+        info = config.holder(config.name)
+        if info is None:
+            raise DataError(f"{config.name}: not a holder of this deployment")
+        self.declared = info.declared_count
+        ctx = client_context(config.path(config.ca), config.path(config.cert),
+                             config.path(config.key))  # fmt: skip
+        self.client = http_client(ctx, connect=config.timeouts.connect_s,
+                                  read=config.timeouts.read_s)  # fmt: skip
+        self.done: set[str] = set()
+        self.previous: list[Upload] = []
+
+    def submit(self, ann: Announcement) -> None:
+        private = self.embed(ann)
+        if len(private) > self.declared:
+            raise DataError(
+                f"{self.c.name}: {len(private)} private samples but the deployment declares "
+                f"{self.declared}; re-run `penumbra mpc init` with the right --counts"
+            )
+        candidates = decode_embeddings(ann.embeddings, ann.shape)
+        votes = integer_votes(private, candidates, ann.k, self.c.bits, ann.metric)
+        uploads = make_report(self.c, ann.round_id, votes, self.declared * ann.k,
+                              invalid=self.fault == "invalid")  # fmt: skip
+        del votes  # the clear vector goes no further
+        if self.fault == "late":
+            time.sleep(max(0.0, ann.deadline_unix - time.time()) + 0.5)
+        for url, upload in zip((self.c.leader_url, self.c.helper_url), uploads, strict=True):
+            self._post(f"{url}/upload", upload)
+            if self.fault == "replay":
+                self._post(f"{url}/upload", upload)  # same round
+        if self.fault == "replay" and self.previous:
+            for url, old in zip((self.c.leader_url, self.c.helper_url), self.previous,
+                                strict=True):  # fmt: skip
+                self._post(f"{url}/upload", old.model_copy(update={"round_id": ann.round_id}))
+        self.previous = uploads
+        log.info("%s: report %s submitted for round %s", self.c.name, uploads[0].report_id,
+                 ann.round_id)  # fmt: skip
+
+    def _post(self, url: str, upload: Upload) -> None:
+        try:
+            response = self.client.post(url, json=upload.model_dump())
+            reply = response.json() if response.status_code == 200 else {}
+            if not reply.get("accepted"):
+                log.warning("%s: %s refused report %s: %s", self.c.name, url,
+                            upload.report_id, reply.get("reason", response.status_code))  # fmt: skip
+        except httpx.HTTPError as e:
+            log.warning("%s: upload to %s failed: %s", self.c.name, url, type(e).__name__)
+
+    def run(self, *, max_idle_s: float = 600.0) -> int:
+        """Poll the coordinator and answer every open round; return when the run finishes
+        (0) or the coordinator has been unreachable for `max_idle_s` (1)."""
+        last_contact = time.monotonic()
+        while True:
+            try:
+                response = self.client.get(f"{self.c.coordinator_url}/round")
+                response.raise_for_status()
+                ann = Announcement.model_validate(response.json())
+                last_contact = time.monotonic()
+            except (httpx.HTTPError, ValueError) as e:
+                if time.monotonic() - last_contact > max_idle_s:
+                    log.error("%s: coordinator unreachable (%s); giving up", self.c.name, e)
+                    return 1
+                time.sleep(self.c.poll_s)
+                continue
+            if ann.finished:
+                return 0
+            if ann.open and ann.round_id not in self.done and time.time() < ann.deadline_unix:
+                self.done.add(ann.round_id)
+                self.submit(ann)
+            time.sleep(self.c.poll_s)
+
+
+def private_embedder(private: Path, state: Path) -> Callable[[Announcement], np.ndarray]:
+    """Embeddings of the holder's private data with the embedder the round announces.
+
+    `private` is a folder of images, or a `.npy` array of embeddings already computed with
+    that embedder (tests and benchmarks). Cached under the holder's own state folder."""
+    cache: dict[str, np.ndarray] = {}
+
+    def embed(ann: Announcement) -> np.ndarray:
+        if private.suffix == ".npy":
+            if "npy" not in cache:
+                cache["npy"] = np.load(private).astype(np.float32)
+            return cache["npy"]
+        if ann.embedder not in cache:
+            from penumbra.models import load
+            from penumbra.spti.private_embeddings import embed_private_images
+
+            model = load(ann.embedder, role="image-embedder")  # type: ignore[arg-type]
+            if ann.embedder_fingerprint and model.fingerprint != ann.embedder_fingerprint:
+                raise DataError(f"{ann.embedder}: this holder's copy differs from the "
+                                "coordinator's (fingerprint); install the same version")  # fmt: skip
+            emb, _ = embed_private_images(
+                private, state, voting="image", image_embedder=model,  # type: ignore[arg-type]
+                captioner=None, text_embedder=None,  # type: ignore[arg-type]
+                max_pixels=64_000_000,
+            )  # fmt: skip
+            cache[ann.embedder] = emb
+        return cache[ann.embedder]
+
+    return embed
+
+
+def run_holder(config_path: Path | str, private: Path | str, *, fault: str = "") -> int:
+    config = load_party_config(config_path, "holder")
+    private = Path(private)
+    if not private.exists():
+        raise DataError(f"{private}: private data not found; check --private")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    holder = Holder(config, private_embedder(private, config.path(config.state_dir)), fault=fault)
+    return holder.run()

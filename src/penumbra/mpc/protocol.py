@@ -1,0 +1,199 @@
+"""Wire messages between holders, aggregators and the coordinator; ids, nonces, the VDAF.
+
+Every report is a Prio3L1BoundedSumVec report (Prio3SumVec with an extra L1 bound): entries
+in [0, 2^bits), their sum at most the holder's declared count × k. The VDAF context string
+binds a report to its deployment and round, so a share replayed into another round also fails
+verification; the aggregators additionally refuse any report id or nonce seen before.
+
+Binary fields travel base64-encoded inside JSON; field vectors use the draft's encodings.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from fractions import Fraction
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from penumbra.mpc.prio3 import Prio3L1BoundedSumVec
+
+PROTOCOL = "penumbra-mpc/v1"
+REPORT_ID_BYTES = 16
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def new_report_id() -> str:
+    return secrets.token_hex(REPORT_ID_BYTES)
+
+
+def new_round_id(iteration: int) -> str:
+    """Unique per attempt: a retried round is a new round, with new reports."""
+    return f"t{iteration:03d}-{secrets.token_hex(6)}"
+
+
+def vdaf_for(length: int, bits: int, l1_bound: int) -> Prio3L1BoundedSumVec:
+    """The VDAF of one holder's report: its L1 bound is its declared count (× k)."""
+    return Prio3L1BoundedSumVec(length, bits, None, l1_bound)
+
+
+def vdaf_ctx(deployment: str, round_id: str) -> bytes:
+    return f"{PROTOCOL}/{deployment}/{round_id}".encode()
+
+
+def sigma_fraction(sigma: float) -> Fraction:
+    """The exact value of a float σ, for the exact discrete Gaussian sampler."""
+    return Fraction(sigma)
+
+
+def encode_embeddings(embeddings: np.ndarray) -> tuple[str, list[int]]:
+    array = np.ascontiguousarray(embeddings, dtype="<f4")
+    return b64(array.tobytes()), list(array.shape)
+
+
+def decode_embeddings(data: str, shape: list[int]) -> np.ndarray:
+    raw = unb64(data)
+    array = np.frombuffer(raw, dtype="<f4")
+    if len(shape) != 2 or array.size != shape[0] * shape[1]:
+        raise ValueError(f"candidate embeddings do not have shape {shape}")
+    return array.reshape(shape).astype(np.float32)
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoundParams(_Msg):
+    """What the coordinator tells both aggregators when a round opens (all public)."""
+
+    round_id: str
+    iteration: int = Field(ge=0)
+    length: int = Field(ge=1)
+    k: int = Field(default=1, ge=1)
+    sigma: float = Field(ge=0)  # each aggregator's discrete Gaussian parameter
+    deadline_unix: float
+
+
+class Announcement(_Msg):
+    """GET /round on the coordinator: the open round's public candidates (or none)."""
+
+    open: bool
+    finished: bool = False  # the run is over: holders may exit
+    round_id: str = ""
+    iteration: int = 0
+    length: int = 0
+    k: int = 1
+    metric: str = "l2"
+    deadline_unix: float = 0.0
+    embeddings: str = ""
+    shape: list[int] = []
+    embedder: str = ""  # model URI the holders embed their private data with
+    embedder_fingerprint: str = ""
+
+
+class Upload(_Msg):
+    """One holder's report share for one aggregator."""
+
+    round_id: str
+    report_id: str = Field(min_length=2 * REPORT_ID_BYTES, max_length=2 * REPORT_ID_BYTES)
+    nonce: str
+    public_share: str
+    input_share: str
+
+
+class UploadReply(_Msg):
+    accepted: bool
+    reason: str = ""
+
+
+class RoundStatus(_Msg):
+    round_id: str
+    state: str
+    uploads: dict[str, int]
+
+
+class Rejection(_Msg):
+    report_id: str
+    holder: str
+    reason: str
+
+
+class VerifyItem(_Msg):
+    report_id: str
+    holder: str
+    verifier_share: str
+
+
+class VerifyRequest(_Msg):
+    """Leader → helper: the leader's verifier shares (ping-pong 'initialize')."""
+
+    round_id: str
+    items: list[VerifyItem]
+    rejected: list[Rejection]
+
+
+class VerifyResult(_Msg):
+    report_id: str
+    ok: bool
+    reason: str = ""
+    verifier_message: str = ""
+
+
+class VerifyReply(_Msg):
+    """Helper → leader: per report the verifier message ('finish') or why it was rejected."""
+
+    items: list[VerifyResult]
+    rejected: list[Rejection]  # reports only the helper holds, or refused at its upload
+
+
+class Accepted(_Msg):
+    report_id: str
+    holder: str
+
+
+class CommitRequest(_Msg):
+    """Leader → helper: the final accepted set (both aggregators sum exactly this)."""
+
+    round_id: str
+    accepted: list[Accepted]
+    rejected: list[Rejection]
+
+
+class RoundOutcome(_Msg):
+    round_id: str
+    accepted: list[Accepted]
+    rejected: list[Rejection]
+
+
+class AggregateShare(_Msg):
+    """An aggregator's noisy aggregate share: uniformly random without the other one."""
+
+    round_id: str
+    aggregator: str
+    agg_share: str
+    accepted: list[str]
+    sigma: float
+    noiseless: bool
+
+
+class CosignRequest(_Msg):
+    """Coordinator → aggregator: new ledger lines and the checkpoint to co-sign."""
+
+    origin: str
+    size: int
+    root: str
+    start: int
+    entries: list[str]
+
+
+class CosignReply(_Msg):
+    signature: str = ""
+    need_from: int = -1  # when >= 0: send the entries from this index
