@@ -145,12 +145,12 @@ def mask_faces(
         else:
             filled = np.zeros_like(roi)
         target = out[y1:y2, x1:x2]
-        if ellipse:
-            mask = np.zeros(roi.shape[:2], np.uint8)
-            centre = ((grown.x1 + grown.x2) / 2 - x1, (grown.y1 + grown.y2) / 2 - y1)
-            axes = (grown.width / 2, grown.height / 2)
-            cv2.ellipse(mask, (centre, (axes[0] * 2, axes[1] * 2), 0.0), 255, thickness=-1)
-            inside = mask.astype(bool)
+        if ellipse:  # pixel centres inside the ellipse inscribed in the grown box
+            cx, cy = (grown.x1 + grown.x2) / 2, (grown.y1 + grown.y2) / 2
+            yy, xx = np.ogrid[y1:y2, x1:x2]
+            inside = ((xx + 0.5 - cx) / (grown.width / 2)) ** 2 + (
+                (yy + 0.5 - cy) / (grown.height / 2)
+            ) ** 2 <= 1
             target[inside] = filled[inside]
         else:
             target[...] = filled
