@@ -44,7 +44,9 @@ def lfw() -> tuple[list[np.ndarray], list[np.ndarray]]:
     import skimage.data
 
     def prep(crop: np.ndarray) -> np.ndarray:
-        grey = cv2.resize((crop * 255).round().astype(np.uint8), (100, 100), cv2.INTER_CUBIC)
+        grey = cv2.resize(
+            (crop * 255).round().astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC
+        )
         return cv2.copyMakeBorder(
             _rgb(grey), 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=(128, 128, 128)
         )
@@ -79,7 +81,7 @@ def face_video(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) 
         "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-metadata", "title=secret-title",
         "-metadata", "location=+48.8584+002.2945/", "-metadata", "comment=secret-comment",
-        "-metadata:s:a", "title=secret-audio-title", str(path),
+        "-metadata:s:a", "title=secret-audio-title", "-movflags", "use_metadata_tags", str(path),
     ]  # fmt: skip
     frames = b"".join(face_frame(astronaut, i).tobytes() for i in range(VIDEO_FRAMES))
     subprocess.run(cmd, input=frames, check=True)
