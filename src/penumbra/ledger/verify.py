@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,41 @@ def _check_checkpoints(
     return latest
 
 
+def _accountant(
+    entries: list[dict[str, Any] | None],
+) -> tuple[Callable[[float, int, float], float], str]:
+    """The ε accountant of the run: the Gaussian's exact GDP curve, or — for multi-holder runs
+    whose aggregators add discrete Gaussian noise (an `mpc_setup` entry says so) — zCDP."""
+    for e in entries:
+        if e and e.get("type") == "mpc_setup" and e.get("accountant") == "discrete-gaussian-zcdp":
+            from penumbra.mpc.accounting import dgauss_epsilon
+
+            return dgauss_epsilon, "discrete-gaussian-zcdp"
+    return gaussian_epsilon, "gaussian-gdp"
+
+
+def _check_cosigners(
+    folder: Path, entries: list[dict[str, Any] | None], report: VerifyReport
+) -> None:
+    """Multi-holder runs: every checkpoint must also carry each aggregator's signature."""
+    setup = next((e for e in entries if e and e.get("type") == "mpc_setup"), None)
+    if setup is None:
+        return
+    files = sorted(p for p in (folder / "checkpoints").glob("*") if p.name.isdigit())
+    for vkey in setup.get("aggregator_vkeys", []):
+        try:
+            verifier = parse_vkey(vkey)
+        except NoteError as e:
+            report.fail("mpc_setup", f"aggregator key: {e}")
+            continue
+        for path in files:
+            try:
+                verify_signed_note(path.read_text(encoding="utf-8"), verifier)
+            except (NoteError, UnicodeDecodeError) as e:
+                report.fail(f"checkpoint {path.name}", f"co-signature of {verifier.name}: {e}")
+    report.receipt["cosigners"] = list(setup.get("aggregator_vkeys", []))
+
+
 def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport) -> None:
     starts = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_start"]
     if not starts:
@@ -179,11 +215,12 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
     if starts[0][0] != 0 or len(starts) > 1:
         report.fail(_entry_label(starts[0][0], starts[0][1]), "run_start must be entry 0, once")
     start = starts[0][1]
+    epsilon_of, accountant = _accountant(entries)
     sigma, delta, iterations = start["sigma"], start["delta"], start["iterations"]
     n_private, target = start["n_private"], start["epsilon_target"]
     if delta >= 1.0 / n_private:
         report.fail(_entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_private:g}")
-    planned = gaussian_epsilon(sigma, iterations, delta)
+    planned = epsilon_of(sigma, iterations, delta)
     if planned > target * (1 + REL_TOL):
         report.fail(
             _entry_label(0, start),
@@ -197,7 +234,7 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
             report.fail(label, f"expected iteration {t}")
         if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
             report.fail(label, "σ or δ differs from run_start")
-        recomputed = gaussian_epsilon(sigma, t + 1, delta)
+        recomputed = epsilon_of(sigma, t + 1, delta)
         if not _close(e["cumulative_epsilon"], recomputed):
             report.fail(
                 label,
@@ -214,7 +251,7 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
         report.fail("log", "no run_end entry: the run did not finish (or the log was truncated)")
     else:
         i, end = ends[-1]
-        spent = gaussian_epsilon(sigma, len(releases), delta) if releases else 0.0
+        spent = epsilon_of(sigma, len(releases), delta) if releases else 0.0
         if end["releases"] != len(releases):
             report.fail(
                 _entry_label(i, end),
@@ -238,6 +275,7 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
             "sigma": sigma,
             "iterations": iterations,
             "fixed_noise_seed": start.get("fixed_noise_seed"),
+            "accountant": accountant,
             "epsilon_per_iteration": per_iteration,
             "epsilon_spent": per_iteration[-1] if per_iteration else 0.0,
         }
@@ -300,5 +338,6 @@ def verify_run(run_dir: Path | str, *, pubkey: str | None = None) -> VerifyRepor
         }
     report.receipt["entries"] = len(lines)
     _check_accounting(entries, report)
+    _check_cosigners(folder, entries, report)
     _check_files(run, entries, report)
     return report

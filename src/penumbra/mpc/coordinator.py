@@ -243,8 +243,10 @@ class MPCVoting:
     """`ExternalVoting` for `synthesize`: secure aggregation over the deployment's holders."""
 
     def __init__(self, config: PartyConfig, *, embedder: str, k: int = 1, metric: str = "l2",
-                 console_log: bool = True) -> None:  # fmt: skip
+                 allow_noiseless: bool = False) -> None:  # fmt: skip
+        """`allow_noiseless` is for tests of test-only noiseless aggregators, never a run."""
         self.c = config
+        self.allow_noiseless = allow_noiseless
         self.n_private = sum(h.declared_count for h in config.holders)
         self.embedder = embedder
         self.k = k
@@ -338,6 +340,7 @@ class MPCVoter:
                     self.v.aggs, self.v.board, run=self.ledger.origin, iteration=iteration,
                     embeddings=embeddings, budget=self.budget, sigma=self.sigma_agg,
                     embedder=self.v.embedder, metric=self.v.metric,
+                    allow_noiseless=self.v.allow_noiseless,
                 )  # fmt: skip
                 break
             except RoundAborted as e:

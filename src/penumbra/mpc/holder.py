@@ -138,6 +138,7 @@ class Holder:
         """Poll the coordinator and answer every open round; return when the run finishes
         (0) or the coordinator has been unreachable for `max_idle_s` (1)."""
         last_contact = time.monotonic()
+        log.info("%s: ready, polling %s", self.c.name, self.c.coordinator_url)
         while True:
             try:
                 response = self.client.get(f"{self.c.coordinator_url}/round")

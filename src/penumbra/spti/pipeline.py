@@ -242,7 +242,7 @@ def synthesize(
     out.mkdir(parents=True, exist_ok=True)
     progress = _progress(console)
     with progress:
-        task = progress.add_task("embed private set", total=None)
+        task = progress.add_task("embed private set", total=None, visible=external is None)
         with _stage(times, "embed private set"):
             private_emb: Any
             if external is not None:
