@@ -2,7 +2,7 @@
 honest, one late, one invalid, one replaying), the test process as coordinator.
 
 The aggregators here run the test-only noiseless config so that a round can be compared with
-the plain sum; noise itself is tested in test_servers_noise.py."""
+the plain sum; the noisy path runs in `penumbra mpc demo` (see bench/results/mpc.md)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class Deployment:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         leader, helper, coordinator = free_ports(3)
         init_deployment(
-            root / "dep", holders=len(COUNTS), counts=COUNTS, bits=BITS, round_deadline_s=8.0,
+            root / "dep", holders=len(COUNTS), counts=COUNTS, bits=BITS, round_deadline_s=6.0,
             ports={"leader": leader, "helper": helper, "coordinator": coordinator},
             extra={"test_noiseless": True, "poll_s": 0.1},
         )  # fmt: skip

@@ -116,6 +116,7 @@ def server_config(
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=2,
         lifespan="off",
     )
 
