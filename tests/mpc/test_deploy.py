@@ -23,8 +23,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_every_party_gets_a_ca_signed_certificate_naming_its_role(
     deployment: dict[str, Path],
 ) -> None:
-    assert sorted(deployment) == ["coordinator", "helper", "holder-1", "holder-2", "holder-3",
-                                  "leader"]  # fmt: skip
+    assert sorted(deployment) == [
+        "coordinator",
+        "helper",
+        "holder-1",
+        "holder-2",
+        "holder-3",
+        "leader",
+    ]
     root = deployment["leader"].parent.parent
     ca = x509.load_pem_x509_certificate((root / "ca.pem").read_bytes())
     roles = {"leader": "aggregator", "helper": "aggregator", "coordinator": "coordinator"}
@@ -32,7 +38,9 @@ def test_every_party_gets_a_ca_signed_certificate_naming_its_role(
         cert = x509.load_pem_x509_certificate((path.parent / "cert.pem").read_bytes())
         public = ca.public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
-        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type]
+        algorithm = cert.signature_hash_algorithm
+        assert algorithm is not None
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
         subject = cert.subject
         assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
         role = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value

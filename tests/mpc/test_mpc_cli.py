@@ -11,8 +11,20 @@ from penumbra.cli import main
 
 
 def test_init_writes_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["mpc", "init", "--holders", "2", "--out", str(tmp_path / "d"),
-                 "--counts", "7,3", "--ports", "9001,9002,9003"])  # fmt: skip
+    code = main(
+        [
+            "mpc",
+            "init",
+            "--holders",
+            "2",
+            "--out",
+            str(tmp_path / "d"),
+            "--counts",
+            "7,3",
+            "--ports",
+            "9001,9002,9003",
+        ]
+    )
     assert code == 0
     config = json.loads((tmp_path / "d" / "holder-2" / "config.json").read_text())
     assert config["holders"][1]["declared_count"] == 3
@@ -30,9 +42,12 @@ def test_init_writes_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     ],
 )
 def test_user_errors_exit_2_with_one_line(
-    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()

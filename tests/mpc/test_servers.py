@@ -24,8 +24,8 @@ from scipy.stats import chisquare
 
 from penumbra.ledger.note import parse_vkey, verify_signed_note
 from penumbra.mpc.coordinator import MPCVoting, RoundAborted, run_round
-from penumbra.mpc.deploy import PartyConfig, init_deployment, load_party_config
 from penumbra.mpc.demo import free_ports
+from penumbra.mpc.deploy import PartyConfig, init_deployment, load_party_config
 from penumbra.mpc.field import Field128
 from penumbra.mpc.holder import integer_votes, make_report
 from penumbra.mpc.tls import client_context, http_client
@@ -44,10 +44,14 @@ class Deployment:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         leader, helper, coordinator = free_ports(3)
         init_deployment(
-            root / "dep", holders=len(COUNTS), counts=COUNTS, bits=BITS, round_deadline_s=6.0,
+            root / "dep",
+            holders=len(COUNTS),
+            counts=COUNTS,
+            bits=BITS,
+            round_deadline_s=6.0,
             ports={"leader": leader, "helper": helper, "coordinator": coordinator},
             extra={"test_noiseless": True, "poll_s": 0.1},
-        )  # fmt: skip
+        )
         rng = np.random.default_rng(0)
         self.private = []
         for i, n in enumerate(COUNTS):
@@ -93,8 +97,13 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, 
         d.start_aggregator("helper")
         for i, fault in enumerate(FAULTS):
             name = f"holder-{i + 1}"
-            args = ["holder", "--private", str(d.root / f"{name}.npy"), "--config",
-                    str(d.config(name))]  # fmt: skip
+            args = [
+                "holder",
+                "--private",
+                str(d.root / f"{name}.npy"),
+                "--config",
+                str(d.config(name)),
+            ]
             d.start(name, *args, *(["--fault", fault] if fault else []))
         voting = MPCVoting(d.coordinator, embedder="", allow_noiseless=True)
         voting.start()
@@ -121,9 +130,16 @@ def _clear_sum(d: Deployment, holders: list[str], candidates: np.ndarray) -> np.
 
 
 def _round(voting: MPCVoting, run: str, iteration: int, candidates: np.ndarray):  # type: ignore[no-untyped-def]
-    return run_round(voting.aggs, voting.board, run=run, iteration=iteration,
-                     embeddings=candidates, budget=BUDGET, sigma=0.0,
-                     allow_noiseless=True)  # fmt: skip
+    return run_round(
+        voting.aggs,
+        voting.board,
+        run=run,
+        iteration=iteration,
+        embeddings=candidates,
+        budget=BUDGET,
+        sigma=0.0,
+        allow_noiseless=True,
+    )
 
 
 def test_round_with_faults_equals_plain_sum_of_accepted(dep: tuple[Deployment, MPCVoting]) -> None:
@@ -201,8 +217,11 @@ def test_shares_look_uniform_and_no_clear_vector_leaks(dep: tuple[Deployment, MP
     needles = []
     for emb in d.private:
         clear = integer_votes(emb, candidates, 1, BITS)
-        needles += [json.dumps(clear), str(clear), base64.b64encode(Field128.encode_vec(clear))
-                    .decode()]  # fmt: skip
+        needles += [
+            json.dumps(clear),
+            str(clear),
+            base64.b64encode(Field128.encode_vec(clear)).decode(),
+        ]
     for name in ("leader", "helper"):
         blobs = [(d.root / f"{name}.log").read_text(errors="replace")]
         state = d.root / "dep" / name / "state"
@@ -218,8 +237,9 @@ def test_aggregator_killed_mid_round_aborts_then_retries(
     dep: tuple[Deployment, MPCVoting], tmp_path: Path
 ) -> None:
     d, voting = dep
-    settings = EvolveSettings(epsilon=4.0, delta=1e-3, iterations=3, population=(10,),
-                              num_outputs=2)  # fmt: skip
+    settings = EvolveSettings(
+        epsilon=4.0, delta=1e-3, iterations=3, population=(10,), num_outputs=2
+    )
     ledger = voting.open_ledger(tmp_path, None)
     voter = voting.noisy_voter(settings, ledger, tmp_path)
     candidates = np.random.default_rng(4).normal(size=(12, DIM)).astype(np.float32)
@@ -242,8 +262,11 @@ def test_aggregator_killed_mid_round_aborts_then_retries(
     np.testing.assert_array_equal(out["noisy"], _clear_sum(d, accepted, candidates))
     # Only the retried round was released by the leader for this run's iteration.
     leader_state = d.root / "dep" / "leader" / "state" / "runs"
-    record = json.loads(next(p for p in leader_state.glob("*.json")
-                             if ledger.origin.replace("/", "_") in p.name).read_text())  # fmt: skip
+    record = json.loads(
+        next(
+            p for p in leader_state.glob("*.json") if ledger.origin.replace("/", "_") in p.name
+        ).read_text()
+    )
     assert list(record["released"]) == ["0"]
     # Both aggregators co-signed every checkpoint.
     for vkey in d.coordinator.aggregator_vkeys.values():

@@ -20,8 +20,10 @@ from penumbra.privacy import gaussian_epsilon
 def _grid_epsilon(rho: float, delta: float) -> float:
     """The CKS conversion minimised over a dense grid of orders α (a slow reference)."""
     alphas = 1.0 + np.exp(np.linspace(-12, 12, 200_001))
-    eps = alphas * rho - (math.log(delta) + np.log(alphas)) / (alphas - 1) + np.log(
-        (alphas - 1) / alphas
+    eps = (
+        alphas * rho
+        - (math.log(delta) + np.log(alphas)) / (alphas - 1)
+        + np.log((alphas - 1) / alphas)
     )
     return float(max(0.0, eps.min()))
 

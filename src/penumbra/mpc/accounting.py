@@ -56,8 +56,9 @@ def zcdp_to_epsilon(rho: float, delta: float) -> float:
     guess = math.log(math.sqrt(-log_delta / rho) + 1e-12)
     grid = [guess + step for step in (-12, -6, -3, -1, 0, 1, 3, 6, 12)]
     best = min(grid, key=eps)
-    result = minimize_scalar(eps, bounds=(best - 3.0, best + 3.0), method="bounded",
-                             options={"xatol": 1e-12})  # fmt: skip
+    result = minimize_scalar(
+        eps, bounds=(best - 3.0, best + 3.0), method="bounded", options={"xatol": 1e-12}
+    )
     value = min(float(result.fun), eps(best))
     return max(0.0, value)
 
@@ -76,9 +77,14 @@ def dgauss_sigma(epsilon: float, delta: float, steps: int, sensitivity: float = 
     while dgauss_epsilon(hi, steps, delta, sensitivity) > epsilon:
         lo, hi = hi, hi * 2.0
     sigma = float(
-        brentq(lambda s: dgauss_epsilon(s, steps, delta, sensitivity) - epsilon, lo, hi,
-               xtol=1e-12, rtol=1e-12)
-    )  # fmt: skip
+        brentq(
+            lambda s: dgauss_epsilon(s, steps, delta, sensitivity) - epsilon,
+            lo,
+            hi,
+            xtol=1e-12,
+            rtol=1e-12,
+        )
+    )
     while dgauss_epsilon(sigma, steps, delta, sensitivity) > epsilon:
         sigma *= 1 + 1e-12
     return sigma

@@ -124,8 +124,9 @@ class Aggregator:
         self.seen = SeenStore(self.state / "seen.txt")
         self.rounds: dict[str, Round] = {}
         self.lock = threading.RLock()
-        self.signer = load_private_key(config.path(config.note_key or ""),
-                                       f"penumbra-mpc-{config.name}")  # fmt: skip
+        self.signer = load_private_key(
+            config.path(config.note_key or ""), f"penumbra-mpc-{config.name}"
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -171,17 +172,24 @@ class Aggregator:
             own = 0.0
             if not self.c.test_noiseless:
                 own = dgauss_sigma(
-                    float(wanted["epsilon"]), float(wanted["delta"]), int(wanted["iterations"]),
+                    float(wanted["epsilon"]),
+                    float(wanted["delta"]),
+                    int(wanted["iterations"]),
                     sensitivity=float(wanted["k"]) ** 0.5,
-                )  # fmt: skip
+                )
             sigma = max(own, params.sigma) if not self.c.test_noiseless else 0.0
             if not record:
-                atomic_write_bytes(self._run_file(run),
-                                   json.dumps({"budget": wanted, "released": {}}).encode())  # fmt: skip
+                atomic_write_bytes(
+                    self._run_file(run), json.dumps({"budget": wanted, "released": {}}).encode()
+                )
             params = params.model_copy(update={"sigma": sigma})
             self.rounds[params.round_id] = Round(params, run)
-        log.info("round %s opened (iteration %d, %d candidates)", params.round_id,
-                 params.iteration, params.length)  # fmt: skip
+        log.info(
+            "round %s opened (iteration %d, %d candidates)",
+            params.round_id,
+            params.iteration,
+            params.length,
+        )
         return {"sigma": sigma}
 
     def status(self, round_id: str) -> RoundStatus:
@@ -200,8 +208,9 @@ class Aggregator:
 
             def refuse(reason: str) -> UploadReply:
                 if rnd is not None:
-                    rnd.refused.append(Rejection(report_id=msg.report_id[:64], holder=holder,
-                                                 reason=reason))  # fmt: skip
+                    rnd.refused.append(
+                        Rejection(report_id=msg.report_id[:64], holder=holder, reason=reason)
+                    )
                 log.info("report %s from %s refused: %s", msg.report_id[:64], holder, reason)
                 return UploadReply(accepted=False, reason=reason)
 
@@ -236,10 +245,14 @@ class Aggregator:
         vdaf = vdaf_for(rnd.params.length, self.c.bits, self._bound(report.holder, rnd.params.k))
         ctx = vdaf_ctx(self.c.deployment, rnd.params.round_id)
         state, share = vdaf.verify_init(
-            self.verify_key, ctx, self.agg_id, None, report.nonce,
+            self.verify_key,
+            ctx,
+            self.agg_id,
+            None,
+            report.nonce,
             vdaf.decode_public_share(report.public_share),
             vdaf.decode_input_share(self.agg_id, report.input_share),
-        )  # fmt: skip
+        )
         return vdaf, state, share
 
     def close(self, round_id: str, client: httpx.Client) -> RoundOutcome:
@@ -256,12 +269,22 @@ class Aggregator:
                 try:
                     vdaf, state, share = self._init(rnd, rid)
                 except ValueError as e:
-                    rejected.append(Rejection(report_id=rid, holder=report.holder,
-                                              reason=f"verification failed at leader: {e}"))  # fmt: skip
+                    rejected.append(
+                        Rejection(
+                            report_id=rid,
+                            holder=report.holder,
+                            reason=f"verification failed at leader: {e}",
+                        )
+                    )
                     continue
                 states[rid] = (vdaf, state)
-                items.append(VerifyItem(report_id=rid, holder=report.holder,
-                                        verifier_share=b64(vdaf.encode_verifier_share(share))))  # fmt: skip
+                items.append(
+                    VerifyItem(
+                        report_id=rid,
+                        holder=report.holder,
+                        verifier_share=b64(vdaf.encode_verifier_share(share)),
+                    )
+                )
         request = VerifyRequest(round_id=round_id, items=items, rejected=[])
         reply = VerifyReply.model_validate(
             _post(client, f"{self.c.helper_url}/rounds/{round_id}/verify", request.model_dump())
@@ -271,8 +294,11 @@ class Aggregator:
             for result in reply.items:
                 report = rnd.reports[result.report_id]
                 if not result.ok:
-                    rejected.append(Rejection(report_id=result.report_id, holder=report.holder,
-                                              reason=result.reason))  # fmt: skip
+                    rejected.append(
+                        Rejection(
+                            report_id=result.report_id, holder=report.holder, reason=result.reason
+                        )
+                    )
                     continue
                 vdaf, state = states[result.report_id]
                 try:
@@ -281,8 +307,13 @@ class Aggregator:
                         vdaf_ctx(self.c.deployment, round_id), state, message
                     )
                 except ValueError as e:
-                    rejected.append(Rejection(report_id=result.report_id, holder=report.holder,
-                                              reason=f"rejected at leader: {e}"))  # fmt: skip
+                    rejected.append(
+                        Rejection(
+                            report_id=result.report_id,
+                            holder=report.holder,
+                            reason=f"rejected at leader: {e}",
+                        )
+                    )
                     continue
                 accepted.append(Accepted(report_id=result.report_id, holder=report.holder))
             rejected += reply.rejected
@@ -291,8 +322,9 @@ class Aggregator:
         with self.lock:
             rnd.outcome = RoundOutcome(round_id=round_id, accepted=accepted, rejected=rejected)
             rnd.state = "committed"
-        log.info("round %s: %d reports accepted, %d rejected", round_id, len(accepted),
-                 len(rejected))  # fmt: skip
+        log.info(
+            "round %s: %d reports accepted, %d rejected", round_id, len(accepted), len(rejected)
+        )
         return rnd.outcome
 
     def verify(self, request: VerifyRequest) -> VerifyReply:
@@ -308,8 +340,11 @@ class Aggregator:
             for item in request.items:
                 report = rnd.reports.get(item.report_id)
                 if report is None or report.holder != item.holder:
-                    results.append(VerifyResult(report_id=item.report_id, ok=False,
-                                                reason="share missing at helper"))  # fmt: skip
+                    results.append(
+                        VerifyResult(
+                            report_id=item.report_id, ok=False, reason="share missing at helper"
+                        )
+                    )
                     continue
                 try:
                     vdaf, state, share = self._init(rnd, item.report_id)
@@ -317,13 +352,19 @@ class Aggregator:
                     message = vdaf.verifier_shares_to_message(ctx, None, [leader_share, share])
                     rnd.out_shares[item.report_id] = vdaf.verify_next(ctx, state, message)
                 except ValueError as e:
-                    results.append(VerifyResult(report_id=item.report_id, ok=False,
-                                                reason=f"invalid report: {e}"))  # fmt: skip
+                    results.append(
+                        VerifyResult(
+                            report_id=item.report_id, ok=False, reason=f"invalid report: {e}"
+                        )
+                    )
                     continue
-                results.append(VerifyResult(
-                    report_id=item.report_id, ok=True,
-                    verifier_message=b64(vdaf.encode_verifier_message(message)),
-                ))  # fmt: skip
+                results.append(
+                    VerifyResult(
+                        report_id=item.report_id,
+                        ok=True,
+                        verifier_message=b64(vdaf.encode_verifier_message(message)),
+                    )
+                )
             rejected = list(rnd.refused) + [
                 Rejection(report_id=rid, holder=r.holder, reason="share missing at leader")
                 for rid, r in rnd.reports.items()
@@ -340,8 +381,9 @@ class Aggregator:
             missing = [a.report_id for a in request.accepted if a.report_id not in rnd.out_shares]
             if missing:
                 raise HTTPException(409, f"{len(missing)} accepted reports not verified here")
-            rnd.outcome = RoundOutcome(round_id=request.round_id, accepted=request.accepted,
-                                       rejected=request.rejected)  # fmt: skip
+            rnd.outcome = RoundOutcome(
+                round_id=request.round_id, accepted=request.accepted, rejected=request.rejected
+            )
             rnd.state = "committed"
 
     # -- release ----------------------------------------------------------------------------
@@ -368,10 +410,13 @@ class Aggregator:
                 agg = [(a + int(z)) % p for a, z in zip(agg, noise.tolist(), strict=True)]
                 del noise  # never logged, never stored apart from the noisy share
             share = AggregateShare(
-                round_id=round_id, aggregator=self.c.name, agg_share=b64(vdaf.encode_agg_share(agg)),
-                accepted=[a.report_id for a in rnd.outcome.accepted], sigma=rnd.params.sigma,
+                round_id=round_id,
+                aggregator=self.c.name,
+                agg_share=b64(vdaf.encode_agg_share(agg)),
+                accepted=[a.report_id for a in rnd.outcome.accepted],
+                sigma=rnd.params.sigma,
                 noiseless=self.c.test_noiseless,
-            )  # fmt: skip
+            )
             atomic_write_bytes(stored, share.model_dump_json().encode("utf-8"))
             record["released"][str(rnd.params.iteration)] = round_id
             atomic_write_bytes(self._run_file(rnd.run), json.dumps(record).encode())
@@ -432,8 +477,9 @@ def _post(client: httpx.Client, url: str, payload: dict[str, Any]) -> Any:
 
 
 def make_app(agg: Aggregator) -> FastAPI:
-    app = FastAPI(title=f"penumbra aggregator {agg.c.name}", docs_url=None, redoc_url=None,
-                  openapi_url=None)  # fmt: skip
+    app = FastAPI(
+        title=f"penumbra aggregator {agg.c.name}", docs_url=None, redoc_url=None, openapi_url=None
+    )
     holders = tuple(h.name for h in agg.c.holders)
     ctx = client_context(agg.c.path(agg.c.ca), agg.c.path(agg.c.cert), agg.c.path(agg.c.key))
     client = http_client(ctx, connect=agg.c.timeouts.connect_s, read=agg.c.timeouts.read_s)
@@ -507,7 +553,11 @@ def run_aggregator(config_path: Path | str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     agg = Aggregator(config)
     uv = server_config(
-        make_app(agg), host=config.host, port=config.port, ca=config.path(config.ca),
-        cert=config.path(config.cert), key=config.path(config.key),
-    )  # fmt: skip
+        make_app(agg),
+        host=config.host,
+        port=config.port,
+        ca=config.path(config.ca),
+        cert=config.path(config.cert),
+        key=config.path(config.key),
+    )
     uvicorn.Server(uv).run()

@@ -32,9 +32,12 @@ def init(
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the deployment.")],
     counts: Annotated[
         str | None,
-        typer.Option("--counts", help="Declared sample count per holder (its L1 bound), e.g. "
-                     "500,300,200; public. Default 1000 each."),
-    ] = None,  # fmt: skip
+        typer.Option(
+            "--counts",
+            help="Declared sample count per holder (its L1 bound), e.g. "
+            "500,300,200; public. Default 1000 each.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address every party listens on.")] = (
         "127.0.0.1"
     ),
@@ -53,10 +56,14 @@ def init(
     if len(port_list) != 3:
         raise ConfigError("--ports: give three ports: leader,helper,coordinator")
     written = init_deployment(
-        out, holders=holders, counts=_ints(counts, "--counts") if counts else None, host=host,
-        ports=dict(zip(("leader", "helper", "coordinator"), port_list, strict=True)), bits=bits,
+        out,
+        holders=holders,
+        counts=_ints(counts, "--counts") if counts else None,
+        host=host,
+        ports=dict(zip(("leader", "helper", "coordinator"), port_list, strict=True)),
+        bits=bits,
         round_deadline_s=deadline,
-    )  # fmt: skip
+    )
     table = Table(title=f"deployment in {out}")
     table.add_column("party")
     table.add_column("config")
@@ -105,8 +112,14 @@ def coordinate(
     """Run PE as the coordinator: candidates out, noisy aggregate histograms in."""
     from penumbra.mpc.coordinator import coordinate as run_coordinate
 
-    run = run_coordinate(config, epsilon=epsilon, out=out, run_config=run_config,
-                         overrides=overrides or [], console=console)  # fmt: skip
+    run = run_coordinate(
+        config,
+        epsilon=epsilon,
+        out=out,
+        run_config=run_config,
+        overrides=overrides or [],
+        console=console,
+    )
     console.print(
         f"done: ε spent {run.epsilon_spent:.4g} of {run.epsilon_target:g}; "
         f"{run.num_images} images in {out / 'synthetic'}; verify with: penumbra verify {out}",
@@ -128,15 +141,18 @@ def demo(
     """2 aggregators, 3 holders (demo set split 50/30/20%) and a coordinator as processes."""
     from penumbra.mpc.demo import run_mpc_demo
 
-    summary = run_mpc_demo(out, epsilon=epsilon, n_private=n_private, console=console,
-                           overrides=overrides or [])  # fmt: skip
+    summary = run_mpc_demo(
+        out, epsilon=epsilon, n_private=n_private, console=console, overrides=overrides or []
+    )
     receipt = summary["receipt"]
     table = Table(title="penumbra mpc demo: done")
     table.add_column("")
     table.add_column("")
     table.add_row("holders (declared samples)", ", ".join(map(str, summary["holders"])))
-    table.add_row("ε spent / target",
-                  f"{receipt.get('epsilon_spent', 0):.4g} / {receipt.get('epsilon_target')}")  # fmt: skip
+    table.add_row(
+        "ε spent / target",
+        f"{receipt.get('epsilon_spent', 0):.4g} / {receipt.get('epsilon_target')}",
+    )
     table.add_row("run directory", summary["run_dir"])
     table.add_row("verified", "yes" if summary["verified"] else "NO")
     console.print(table)

@@ -106,10 +106,12 @@ class Aggregators:
 
     def __init__(self, config: PartyConfig) -> None:
         self.c = config
-        ctx = client_context(config.path(config.ca), config.path(config.cert),
-                             config.path(config.key))  # fmt: skip
-        self.client = http_client(ctx, connect=config.timeouts.connect_s,
-                                  read=config.timeouts.read_s)  # fmt: skip
+        ctx = client_context(
+            config.path(config.ca), config.path(config.cert), config.path(config.key)
+        )
+        self.client = http_client(
+            ctx, connect=config.timeouts.connect_s, read=config.timeouts.read_s
+        )
         self.urls = {"leader": config.leader_url, "helper": config.helper_url}
 
     def call(self, name: str, method: str, path: str, payload: Any = None) -> Any:
@@ -145,23 +147,45 @@ def run_round(
     c = aggs.c
     round_id = new_round_id(iteration)
     deadline = time.time() + c.round_deadline_s
-    params = RoundParams(round_id=round_id, iteration=iteration, length=len(embeddings),
-                         k=int(budget["k"]), sigma=sigma, deadline_unix=deadline)  # fmt: skip
+    params = RoundParams(
+        round_id=round_id,
+        iteration=iteration,
+        length=len(embeddings),
+        k=int(budget["k"]),
+        sigma=sigma,
+        deadline_unix=deadline,
+    )
     used = {}
     for name in AGGREGATORS:
-        reply = aggs.call(name, "POST", "/rounds/open",
-                          {"params": params.model_dump(), "run": run, "budget": budget})  # fmt: skip
+        reply = aggs.call(
+            name,
+            "POST",
+            "/rounds/open",
+            {"params": params.model_dump(), "run": run, "budget": budget},
+        )
         used[name] = float(reply["sigma"])
     data, shape = encode_embeddings(embeddings)
-    board.set(Announcement(
-        open=True, round_id=round_id, iteration=iteration, length=len(embeddings), k=params.k,
-        metric=metric, deadline_unix=deadline, embeddings=data, shape=shape, embedder=embedder,
-    ))  # fmt: skip
+    board.set(
+        Announcement(
+            open=True,
+            round_id=round_id,
+            iteration=iteration,
+            length=len(embeddings),
+            k=params.k,
+            metric=metric,
+            deadline_unix=deadline,
+            embeddings=data,
+            shape=shape,
+            embedder=embedder,
+        )
+    )
     holders = [h.name for h in c.holders]
     try:
         while True:
-            uploads = [RoundStatus.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/status"))
-                       for n in AGGREGATORS]  # fmt: skip
+            uploads = [
+                RoundStatus.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/status"))
+                for n in AGGREGATORS
+            ]
             present = [h for h in holders if all(u.uploads.get(h) for u in uploads)]
             if len(present) == len(holders) or time.time() > deadline:
                 break
@@ -169,11 +193,11 @@ def run_round(
     finally:
         board.set(Announcement(open=False))
     missing = [h for h in holders if h not in present]
-    outcome = RoundOutcome.model_validate(
-        aggs.call("leader", "POST", f"/rounds/{round_id}/close")
-    )
-    shares = [AggregateShare.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/aggregate"))
-              for n in AGGREGATORS]  # fmt: skip
+    outcome = RoundOutcome.model_validate(aggs.call("leader", "POST", f"/rounds/{round_id}/close"))
+    shares = [
+        AggregateShare.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/aggregate"))
+        for n in AGGREGATORS
+    ]
     ids = sorted(a.report_id for a in outcome.accepted)
     for share in shares:
         if sorted(share.accepted) != ids:
@@ -217,9 +241,12 @@ class CoSignedLedger(Ledger):
         for _ in range(3):
             start = self.known[name]
             request = CosignRequest(
-                origin=cp.origin, size=cp.size, root=b64(cp.root), start=start,
+                origin=cp.origin,
+                size=cp.size,
+                root=b64(cp.root),
+                start=start,
                 entries=[line.decode("utf-8") for line in lines[start:]],
-            )  # fmt: skip
+            )
             deadline = time.monotonic() + 120
             while True:
                 try:
@@ -229,7 +256,9 @@ class CoSignedLedger(Ledger):
                     break
                 except RoundAborted as e:
                     if time.monotonic() > deadline:
-                        raise LedgerError(f"checkpoint {cp.size}: {name} did not co-sign: {e}")
+                        raise LedgerError(
+                            f"checkpoint {cp.size}: {name} did not co-sign: {e}"
+                        ) from None
                     time.sleep(1.0)
             if reply.need_from >= 0:
                 self.known[name] = reply.need_from
@@ -242,8 +271,15 @@ class CoSignedLedger(Ledger):
 class MPCVoting:
     """`ExternalVoting` for `synthesize`: secure aggregation over the deployment's holders."""
 
-    def __init__(self, config: PartyConfig, *, embedder: str, k: int = 1, metric: str = "l2",
-                 allow_noiseless: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: PartyConfig,
+        *,
+        embedder: str,
+        k: int = 1,
+        metric: str = "l2",
+        allow_noiseless: bool = False,
+    ) -> None:
         """`allow_noiseless` is for tests of test-only noiseless aggregators, never a run."""
         self.c = config
         self.allow_noiseless = allow_noiseless
@@ -254,10 +290,16 @@ class MPCVoting:
         self.aggs = Aggregators(config)
         self.board = Board()
         holders = tuple(h.name for h in config.holders)
-        self.server = BackgroundServer(server_config(
-            board_app(self.board, holders), host=config.host, port=config.port,
-            ca=config.path(config.ca), cert=config.path(config.cert), key=config.path(config.key),
-        ))  # fmt: skip
+        self.server = BackgroundServer(
+            server_config(
+                board_app(self.board, holders),
+                host=config.host,
+                port=config.port,
+                ca=config.path(config.ca),
+                cert=config.path(config.cert),
+                key=config.path(config.key),
+            )
+        )
 
     def start(self) -> None:
         self.server.start()
@@ -279,8 +321,9 @@ class MPCVoting:
         return ledger
 
     def noisy_voter(self, settings: EvolveSettings, ledger: Ledger, out: Path) -> MPCVoter:
-        sigma_agg = dgauss_sigma(settings.epsilon, settings.delta, settings.iterations,
-                                 sensitivity=math.sqrt(self.k))  # fmt: skip
+        sigma_agg = dgauss_sigma(
+            settings.epsilon, settings.delta, settings.iterations, sensitivity=math.sqrt(self.k)
+        )
         per_candidate = self.n_private / max(settings.sizes())
         noise = total_sigma(sigma_agg) / math.sqrt(self.k)
         if per_candidate < noise:
@@ -296,16 +339,26 @@ class MPCVoting:
 class MPCVoter:
     """The engine's `NoisyVoter`: ε from ONE aggregator's σ (either honest one suffices)."""
 
-    def __init__(self, voting: MPCVoting, settings: EvolveSettings, ledger: Ledger, out: Path,
-                 sigma_agg: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        voting: MPCVoting,
+        settings: EvolveSettings,
+        ledger: Ledger,
+        out: Path,
+        sigma_agg: float,
+    ) -> None:
         self.v = voting
         self.settings = settings
         self.ledger = ledger
         self.folder = out / "mpc"
         self.sigma_agg = sigma_agg
         self.sigma = sigma_agg / math.sqrt(voting.k)  # histogram units (votes / √k)
-        self.budget = {"epsilon": settings.epsilon, "delta": settings.delta,
-                       "iterations": settings.iterations, "k": voting.k}  # fmt: skip
+        self.budget = {
+            "epsilon": settings.epsilon,
+            "delta": settings.delta,
+            "iterations": settings.iterations,
+            "k": voting.k,
+        }
 
     def epsilon(self, steps: int, delta: float) -> float:
         return dgauss_epsilon(self.sigma_agg, steps, delta, math.sqrt(self.v.k))
@@ -314,14 +367,21 @@ class MPCVoter:
         if list(self.ledger.find("mpc_setup")):
             return
         c = self.v.c
-        self.ledger.append("mpc_setup", {
-            "accountant": ACCOUNTANT, "deployment": c.deployment, "protocol": "Prio3L1BoundedSumVec",
-            "bits": c.bits, "k": self.v.k, "sigma_per_aggregator": self.sigma_agg,
-            "sigma_total": total_sigma(self.sigma_agg),
-            "holders": [h.model_dump() for h in c.holders],
-            "aggregator_vkeys": [c.aggregator_vkeys[n] for n in AGGREGATORS],
-            "round_deadline_s": c.round_deadline_s,
-        })  # fmt: skip
+        self.ledger.append(
+            "mpc_setup",
+            {
+                "accountant": ACCOUNTANT,
+                "deployment": c.deployment,
+                "protocol": "Prio3L1BoundedSumVec",
+                "bits": c.bits,
+                "k": self.v.k,
+                "sigma_per_aggregator": self.sigma_agg,
+                "sigma_total": total_sigma(self.sigma_agg),
+                "holders": [h.model_dump() for h in c.holders],
+                "aggregator_vkeys": [c.aggregator_vkeys[n] for n in AGGREGATORS],
+                "round_deadline_s": c.round_deadline_s,
+            },
+        )
 
     def __call__(self, embeddings: np.ndarray, iteration: int) -> np.ndarray:
         self._setup()
@@ -337,36 +397,59 @@ class MPCVoter:
             attempt += 1
             try:
                 result = run_round(
-                    self.v.aggs, self.v.board, run=self.ledger.origin, iteration=iteration,
-                    embeddings=embeddings, budget=self.budget, sigma=self.sigma_agg,
-                    embedder=self.v.embedder, metric=self.v.metric,
+                    self.v.aggs,
+                    self.v.board,
+                    run=self.ledger.origin,
+                    iteration=iteration,
+                    embeddings=embeddings,
+                    budget=self.budget,
+                    sigma=self.sigma_agg,
+                    embedder=self.v.embedder,
+                    metric=self.v.metric,
                     allow_noiseless=self.v.allow_noiseless,
-                )  # fmt: skip
+                )
                 break
             except RoundAborted as e:
                 log.warning("iteration %d attempt %d aborted: %s", iteration, attempt, e)
-                self.ledger.append("mpc_round", {
-                    "iteration": iteration, "attempt": attempt, "outcome": "aborted",
-                    "reason": str(e), "epsilon_spent_by_round": 0.0,
-                })  # fmt: skip
+                self.ledger.append(
+                    "mpc_round",
+                    {
+                        "iteration": iteration,
+                        "attempt": attempt,
+                        "outcome": "aborted",
+                        "reason": str(e),
+                        "epsilon_spent_by_round": 0.0,
+                    },
+                )
                 if attempt >= 20:
-                    raise PenumbraError(f"iteration {iteration}: {attempt} rounds aborted; "
-                                        f"last: {e}") from None  # fmt: skip
+                    raise PenumbraError(
+                        f"iteration {iteration}: {attempt} rounds aborted; last: {e}"
+                    ) from None
                 self._wait_for_aggregators()
         record = {
-            "iteration": iteration, "attempt": attempt, "round_id": result.round_id,
-            "outcome": "released", "embeddings_sha256": digest, "length": len(embeddings),
-            "bits": self.v.c.bits, "k": self.v.k, "sigma_per_aggregator": result.sigma,
+            "iteration": iteration,
+            "attempt": attempt,
+            "round_id": result.round_id,
+            "outcome": "released",
+            "embeddings_sha256": digest,
+            "length": len(embeddings),
+            "bits": self.v.c.bits,
+            "k": self.v.k,
+            "sigma_per_aggregator": result.sigma,
             "accepted_ids": sorted(a.report_id for a in result.outcome.accepted),
             "accepted": [a.model_dump() for a in result.outcome.accepted],
             "rejected": _unique([r.model_dump() for r in result.outcome.rejected]),
-            "holders_present": result.present, "holders_missing": result.missing,
+            "holders_present": result.present,
+            "holders_missing": result.missing,
             "noisy": [int(v) for v in result.noisy],
             "cumulative_epsilon": self.epsilon(iteration + 1, self.settings.delta),
-        }  # fmt: skip
+        }
         atomic_write_bytes(path, json.dumps(record).encode("utf-8"))  # durable before use
-        self.ledger.append("mpc_round", {k: v for k, v in record.items() if k != "noisy"}
-                           | {"noisy_histogram": record["noisy"]})  # fmt: skip
+        self.ledger.append(
+            "mpc_round",
+            {k: v for k, v in record.items() if k != "noisy"}
+            | {"noisy_histogram": record["noisy"]},
+        )
         return result.noisy / math.sqrt(self.v.k)
 
     def _wait_for_aggregators(self, max_wait_s: float = 600.0) -> None:
@@ -418,13 +501,18 @@ def coordinate(
         cfg = run_config if not isinstance(run_config, (str, Path)) else load_config(run_config)
     if cfg.modality != "image" or cfg.voting != "image":
         raise PenumbraError("penumbra mpc supports modality=image with voting=image only")
-    voting = MPCVoting(config, embedder=cfg.models.image_embedder, k=cfg.pe.k,
-                       metric=cfg.pe.metric)  # fmt: skip
+    voting = MPCVoting(config, embedder=cfg.models.image_embedder, k=cfg.pe.k, metric=cfg.pe.metric)
     voting.start()
     try:
         return synthesize(
-            None, None if resume else epsilon, out=out, config=None if resume else cfg,
-            overrides=overrides or [], resume=resume, console=console, external=voting,
-        )  # fmt: skip
+            None,
+            None if resume else epsilon,
+            out=out,
+            config=None if resume else cfg,
+            overrides=overrides or [],
+            resume=resume,
+            console=console,
+            external=voting,
+        )
     finally:
         voting.finish()

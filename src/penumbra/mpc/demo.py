@@ -9,6 +9,7 @@ configs), the holders' image folders and every party's log live under RUN_DIR/pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -44,15 +45,17 @@ def free_ports(count: int) -> list[int]:
 def split_private_set(folder: Path, n: int, split: tuple[float, ...] = SPLIT) -> list[Path]:
     """The demo set written as one image folder per holder, unevenly split."""
     demo = demo_private_set(n)
-    sizes = [int(round(f * n)) for f in split[:-1]]
+    sizes = [round(f * n) for f in split[:-1]]
     sizes.append(n - sum(sizes))
     paths, start = [], 0
     for i, size in enumerate(sizes):
         path = folder / f"holder-{i + 1}"
         if not path.exists():
-            part = DemoPrivateSet(demo.images[start : start + size],
-                                  demo.labels[start : start + size],
-                                  demo.darkness[start : start + size])  # fmt: skip
+            part = DemoPrivateSet(
+                demo.images[start : start + size],
+                demo.labels[start : start + size],
+                demo.darkness[start : start + size],
+            )
             part.write(path.with_name(path.name + ".tmp"))
             path.with_name(path.name + ".tmp").rename(path)
         paths.append(path)
@@ -94,9 +97,13 @@ class Parties:
 
 
 def run_mpc_demo(
-    out: Path, *, epsilon: float, n_private: int = 5000, console: Console | None = None,
+    out: Path,
+    *,
+    epsilon: float,
+    n_private: int = 5000,
+    console: Console | None = None,
     overrides: list[str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Start all parties, wait for the coordinator, verify the run; returns a summary."""
     out = Path(out)
     secret = out / "private" / "mpc"
@@ -107,23 +114,45 @@ def run_mpc_demo(
     counts = [len(list(p.glob("*.png"))) for p in data]
     if not (deployment / "coordinator" / "config.json").exists():
         leader, helper, coord = free_ports(3)
-        init_deployment(deployment, holders=len(data), counts=counts,
-                        ports={"leader": leader, "helper": helper, "coordinator": coord},
-                        round_deadline_s=300.0)  # fmt: skip
+        init_deployment(
+            deployment,
+            holders=len(data),
+            counts=counts,
+            ports={"leader": leader, "helper": helper, "coordinator": coord},
+            round_deadline_s=300.0,
+        )
     parties = Parties(secret / "logs")
     sets = [arg for o in (overrides or []) for arg in ("--set", o)]
     try:
         for name in ("leader", "helper"):
-            parties.start(name, cli_command("aggregator", "--config",
-                                            str(deployment / name / "config.json")))  # fmt: skip
+            parties.start(
+                name, cli_command("aggregator", "--config", str(deployment / name / "config.json"))
+            )
         for i, path in enumerate(data):
             name = f"holder-{i + 1}"
-            parties.start(name, cli_command("holder", "--private", str(path), "--config",
-                                            str(deployment / name / "config.json")))  # fmt: skip
-        parties.start("coordinator", cli_command(
-            "coordinate", "--config", str(deployment / "coordinator" / "config.json"),
-            "--epsilon", str(epsilon), "--out", str(out), *sets,
-        ))  # fmt: skip
+            parties.start(
+                name,
+                cli_command(
+                    "holder",
+                    "--private",
+                    str(path),
+                    "--config",
+                    str(deployment / name / "config.json"),
+                ),
+            )
+        parties.start(
+            "coordinator",
+            cli_command(
+                "coordinate",
+                "--config",
+                str(deployment / "coordinator" / "config.json"),
+                "--epsilon",
+                str(epsilon),
+                "--out",
+                str(out),
+                *sets,
+            ),
+        )
         code = _watch(out, parties, console)
         if code != 0:
             tail = (secret / "logs" / "coordinator.log").read_text(errors="replace")[-2000:]
@@ -132,25 +161,33 @@ def run_mpc_demo(
         for i in range(len(data)):
             proc = parties.procs.get(f"holder-{i + 1}")
             if proc is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    pass
     finally:
         parties.stop_all()
     from penumbra.ledger.verify import verify_run
 
     report = verify_run(out)
-    return {"run_dir": str(out), "verified": report.ok,
-            "failures": [str(f) for f in report.failures], "holders": counts,
-            "receipt": report.receipt}  # fmt: skip
+    return {
+        "run_dir": str(out),
+        "verified": report.ok,
+        "failures": [str(f) for f in report.failures],
+        "holders": counts,
+        "receipt": report.receipt,
+    }
 
 
 def _watch(out: Path, parties: Parties, console: Console | None) -> int:
     """Rich progress over the coordinator's rounds until it exits; its exit code."""
     coordinator = parties.procs["coordinator"]
-    progress = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, disable=console is None)  # fmt: skip
+    progress = Progress(
+        TextColumn("{task.description:<26}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+    )
     with progress:
         task = progress.add_task("secure PE rounds", total=None)
         while coordinator.poll() is None:
@@ -162,7 +199,9 @@ def _watch(out: Path, parties: Parties, console: Console | None) -> int:
             progress.update(task, completed=rounds, total=total)
             for name, proc in list(parties.procs.items()):
                 if name in ("leader", "helper") and proc.poll() is not None:
-                    raise PenumbraError(f"aggregator {name} exited (code {proc.returncode}); "
-                                        f"see {parties.logs / (name + '.log')}")  # fmt: skip
+                    raise PenumbraError(
+                        f"aggregator {name} exited (code {proc.returncode}); "
+                        f"see {parties.logs / (name + '.log')}"
+                    )
             time.sleep(0.5)
     return int(coordinator.returncode)

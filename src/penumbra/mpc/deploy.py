@@ -173,7 +173,9 @@ def _issue(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -221,12 +223,18 @@ def init_deployment(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .sign(ca_key, hashes.SHA256())
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -252,8 +260,11 @@ def init_deployment(
         "round_deadline_s": round_deadline_s,
         **(extra or {}),
     }
-    parties: list[tuple[str, str]] = [("leader", "aggregator"), ("helper", "aggregator"),
-                                      ("coordinator", "coordinator")]  # fmt: skip
+    parties: list[tuple[str, str]] = [
+        ("leader", "aggregator"),
+        ("helper", "aggregator"),
+        ("coordinator", "coordinator"),
+    ]
     parties += [(str(h["name"]), "holder") for h in holder_infos]
     written: dict[str, Path] = {}
     for name, role in parties:
@@ -261,8 +272,13 @@ def init_deployment(
         folder = out / name
         atomic_write_bytes(folder / "cert.pem", cert)
         _write_secret(folder / "key.pem", key)
-        config: dict[str, Any] = {**common, "role": role, "name": name, "host": host,
-                                  "port": ports.get(name, 0)}  # fmt: skip
+        config: dict[str, Any] = {
+            **common,
+            "role": role,
+            "name": name,
+            "host": host,
+            "port": ports.get(name, 0),
+        }
         if role == "aggregator":
             config.update({"verify_key": verify_key, "note_key": "note.key"})
         path = folder / "config.json"

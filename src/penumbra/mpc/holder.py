@@ -66,10 +66,12 @@ def make_report(
     report_id = new_report_id()
     return [
         Upload(
-            round_id=round_id, report_id=report_id, nonce=b64(nonce),
+            round_id=round_id,
+            report_id=report_id,
+            nonce=b64(nonce),
             public_share=b64(vdaf.encode_public_share(public)),
             input_share=b64(vdaf.encode_input_share(share)),
-        )  # fmt: skip
+        )
         for share in shares
     ]
 
@@ -91,10 +93,12 @@ class Holder:
         if info is None:
             raise DataError(f"{config.name}: not a holder of this deployment")
         self.declared = info.declared_count
-        ctx = client_context(config.path(config.ca), config.path(config.cert),
-                             config.path(config.key))  # fmt: skip
-        self.client = http_client(ctx, connect=config.timeouts.connect_s,
-                                  read=config.timeouts.read_s)  # fmt: skip
+        ctx = client_context(
+            config.path(config.ca), config.path(config.cert), config.path(config.key)
+        )
+        self.client = http_client(
+            ctx, connect=config.timeouts.connect_s, read=config.timeouts.read_s
+        )
         self.done: set[str] = set()
         self.previous: list[Upload] = []
 
@@ -107,8 +111,9 @@ class Holder:
             )
         candidates = decode_embeddings(ann.embeddings, ann.shape)
         votes = integer_votes(private, candidates, ann.k, self.c.bits, ann.metric)
-        uploads = make_report(self.c, ann.round_id, votes, self.declared * ann.k,
-                              invalid=self.fault == "invalid")  # fmt: skip
+        uploads = make_report(
+            self.c, ann.round_id, votes, self.declared * ann.k, invalid=self.fault == "invalid"
+        )
         del votes  # the clear vector goes no further
         if self.fault == "late":
             time.sleep(max(0.0, ann.deadline_unix - time.time()) + 0.5)
@@ -117,20 +122,25 @@ class Holder:
             if self.fault == "replay":
                 self._post(f"{url}/upload", upload)  # same round
         if self.fault == "replay" and self.previous:
-            for url, old in zip((self.c.leader_url, self.c.helper_url), self.previous,
-                                strict=True):  # fmt: skip
+            for url, old in zip((self.c.leader_url, self.c.helper_url), self.previous, strict=True):
                 self._post(f"{url}/upload", old.model_copy(update={"round_id": ann.round_id}))
         self.previous = uploads
-        log.info("%s: report %s submitted for round %s", self.c.name, uploads[0].report_id,
-                 ann.round_id)  # fmt: skip
+        log.info(
+            "%s: report %s submitted for round %s", self.c.name, uploads[0].report_id, ann.round_id
+        )
 
     def _post(self, url: str, upload: Upload) -> None:
         try:
             response = self.client.post(url, json=upload.model_dump())
             reply = response.json() if response.status_code == 200 else {}
             if not reply.get("accepted"):
-                log.warning("%s: %s refused report %s: %s", self.c.name, url,
-                            upload.report_id, reply.get("reason", response.status_code))  # fmt: skip
+                log.warning(
+                    "%s: %s refused report %s: %s",
+                    self.c.name,
+                    url,
+                    upload.report_id,
+                    reply.get("reason", response.status_code),
+                )
         except httpx.HTTPError as e:
             log.warning("%s: upload to %s failed: %s", self.c.name, url, type(e).__name__)
 
@@ -177,13 +187,19 @@ def private_embedder(private: Path, state: Path) -> Callable[[Announcement], np.
 
             model = load(ann.embedder, role="image-embedder")  # type: ignore[arg-type]
             if ann.embedder_fingerprint and model.fingerprint != ann.embedder_fingerprint:
-                raise DataError(f"{ann.embedder}: this holder's copy differs from the "
-                                "coordinator's (fingerprint); install the same version")  # fmt: skip
+                raise DataError(
+                    f"{ann.embedder}: this holder's copy differs from the "
+                    "coordinator's (fingerprint); install the same version"
+                )
             emb, _ = embed_private_images(
-                private, state, voting="image", image_embedder=model,  # type: ignore[arg-type]
-                captioner=None, text_embedder=None,  # type: ignore[arg-type]
+                private,
+                state,
+                voting="image",
+                image_embedder=model,  # type: ignore[arg-type]
+                captioner=None,  # type: ignore[arg-type]
+                text_embedder=None,  # type: ignore[arg-type]
                 max_pixels=64_000_000,
-            )  # fmt: skip
+            )
             cache[ann.embedder] = emb
         return cache[ann.embedder]
 

@@ -53,7 +53,9 @@ class MTLSProtocol(H11Protocol):
         cert = ssl_object.getpeercert()
         if not cert:
             return
-        peer = Peer(_subject_field(cert, "commonName"), _subject_field(cert, "organizationalUnitName"))
+        peer = Peer(
+            _subject_field(cert, "commonName"), _subject_field(cert, "organizationalUnitName")
+        )
         with _LOCK:
             _PEERS[(str(peername[0]), int(peername[1]))] = peer
         self._penumbra_peer_key = (str(peername[0]), int(peername[1]))
