@@ -153,14 +153,15 @@ def plot(rows: list[tuple[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(10, 3.4))
     names = [r[0] for r in rows]
     values = [r[1] for r in rows]
     colours = ["tab:blue" if n.startswith("penumbra") else "tab:grey" for n in names]
     ax.barh(names, values, color=colours)
     for k, v in enumerate(values):
         ax.text(v, k, f" {v:.1f}", va="center")
-    ax.set_xlabel("frames/s (1280x720 clip, 2 CPU cores, higher is better)")
+    ax.set_xlabel("frames/s, 1280x720 clip, 2 CPU cores (higher is better)")
+    ax.set_xlim(0, max(values) * 1.15)
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
