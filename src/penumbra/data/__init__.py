@@ -1,6 +1,6 @@
 """Reading private/public media safely; writing Hugging Face imagefolder outputs; demo data."""
 
-from penumbra.data.demo import DemoPrivateSet, demo_private_set
+from penumbra.data.demo import DemoPrivateSet, demo_holdout_set, demo_private_set
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.data.images import (
     DEFAULT_MAX_PIXELS,
@@ -18,6 +18,7 @@ __all__ = [
     "DemoPrivateSet",
     "ImageRecord",
     "ReadReport",
+    "demo_holdout_set",
     "demo_private_set",
     "iter_images",
     "list_image_files",

@@ -82,8 +82,20 @@ def demo_private_set(n: int = 5000, seed: int = 0) -> DemoPrivateSet:
     """`n` images of the shipped demo pool, the same ones for the same (n, seed)."""
     if not 1 <= n <= POOL_SIZE:
         raise ValueError(f"n must be in [1, {POOL_SIZE}] (the shipped demo pool), got {n}")
+    return _subset(slice(0, n), seed)
+
+
+def demo_holdout_set(n_private: int, seed: int = 0) -> DemoPrivateSet:
+    """The pool images that `demo_private_set(n_private, seed)` leaves out: non-members from
+    exactly the private set's distribution, for the membership-inference audit."""
+    if not 1 <= n_private < POOL_SIZE:
+        raise ValueError(f"n_private must be in [1, {POOL_SIZE - 1}], got {n_private}")
+    return _subset(slice(n_private, POOL_SIZE), seed)
+
+
+def _subset(part: slice, seed: int) -> DemoPrivateSet:
     images, labels, darkness = _load_asset()
-    order = np.random.default_rng(seed).permutation(len(images))[:n]
+    order = np.random.default_rng(seed).permutation(len(images))[part]
     return DemoPrivateSet(
         images=[Image.fromarray(images[i], mode="L").convert("RGB") for i in order],
         labels=labels[order].copy(),

@@ -18,6 +18,8 @@ synthetic set; AUC and the TPR at 1% FPR separate members from non-members.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from penumbra.evaluate.manifold import BLOCK, pairwise_distances
@@ -79,7 +81,7 @@ def membership_inference(
     *,
     seed: int = 0,
     bootstrap: int = 200,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Distance-to-closest-synthetic attack. Members are subsampled to the number of
     non-members (or the other way) so that AUC is not skewed by the class ratio."""
     rng = np.random.default_rng(seed)
@@ -96,6 +98,8 @@ def membership_inference(
         i, j = rng.integers(0, size, size), rng.integers(0, size, size)
         boots.append(roc_auc(mem_scores[i], non_scores[j]))
     lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    fpr, tpr = roc_curve(mem_scores, non_scores)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 400)).astype(int))
     return {
         "auc": auc,
         "auc_ci95_low": float(lo),
@@ -104,6 +108,7 @@ def membership_inference(
         "tpr_at_10pct_fpr": tpr_at_fpr(mem_scores, non_scores, 0.10),
         "members": float(size),
         "nonmembers": float(size),
+        "roc": {"fpr": [float(v) for v in fpr[keep]], "tpr": [float(v) for v in tpr[keep]]},
     }
 
 

@@ -135,10 +135,10 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
         parts.append("</ol>")
     evaluation = run_dir / "evaluation.json"
     if evaluation.exists():
+        from penumbra.report.evaluation import evaluation_section
+
         metrics: dict[str, Any] = json.loads(evaluation.read_text(encoding="utf-8"))
-        parts.append("<h2>Evaluation</h2><p class='note'>Metrics marked as using private data "
-                     "are not DP and never fed back into the run.</p><pre>")  # fmt: skip
-        parts.append(html.escape(json.dumps(metrics, indent=2)) + "</pre>")
+        parts.append(evaluation_section(run_dir, metrics))
     out = run_dir / "report.html"
     from penumbra.durable import atomic_write_bytes
 
