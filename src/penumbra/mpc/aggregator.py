@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 
 from penumbra.durable import atomic_write_bytes
 from penumbra.ledger.log import canonical
@@ -58,7 +58,7 @@ from penumbra.mpc.protocol import (
     vdaf_ctx,
     vdaf_for,
 )
-from penumbra.mpc.tls import client_context, http_client, require_peer, server_config
+from penumbra.mpc.tls import client_context, http_client, needs, require_peer, server_config
 
 log = logging.getLogger("penumbra.mpc.aggregator")
 _SAFE = re.compile(r"^[A-Za-z0-9._/+-]{1,120}$")
@@ -489,12 +489,12 @@ def make_app(agg: Aggregator) -> FastAPI:
         require_peer(request, ("coordinator", "aggregator", "holder"))
         return {"name": agg.c.name}
 
-    @app.post("/upload")
+    @app.post("/upload", dependencies=[Depends(needs(("holder",), holders))])
     def upload(request: Request, msg: Upload) -> UploadReply:
         peer = require_peer(request, ("holder",), holders)
         return agg.upload(peer.name, msg)
 
-    @app.post("/rounds/open")
+    @app.post("/rounds/open", dependencies=[Depends(needs(("coordinator",)))])
     def open_round(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         require_peer(request, ("coordinator",))
         try:
@@ -518,14 +518,18 @@ def make_app(agg: Aggregator) -> FastAPI:
         except httpx.HTTPError as e:
             raise HTTPException(502, f"helper unreachable: {type(e).__name__}") from None
 
-    @app.post("/rounds/{round_id}/verify")
+    @app.post(
+        "/rounds/{round_id}/verify", dependencies=[Depends(needs(("aggregator",), ("leader",)))]
+    )
     def verify(request: Request, round_id: str, body: VerifyRequest) -> VerifyReply:
         require_peer(request, ("aggregator",), ("leader",))
         if agg.agg_id != 1 or body.round_id != round_id:
             raise HTTPException(404, "only the helper answers verify requests")
         return agg.verify(body)
 
-    @app.post("/rounds/{round_id}/commit")
+    @app.post(
+        "/rounds/{round_id}/commit", dependencies=[Depends(needs(("aggregator",), ("leader",)))]
+    )
     def commit(request: Request, round_id: str, body: CommitRequest) -> dict[str, bool]:
         require_peer(request, ("aggregator",), ("leader",))
         if agg.agg_id != 1 or body.round_id != round_id:
@@ -538,7 +542,7 @@ def make_app(agg: Aggregator) -> FastAPI:
         require_peer(request, ("coordinator",))
         return agg.aggregate(round_id)
 
-    @app.post("/cosign")
+    @app.post("/cosign", dependencies=[Depends(needs(("coordinator",)))])
     def cosign(request: Request, body: CosignRequest) -> CosignReply:
         require_peer(request, ("coordinator",))
         return agg.cosign(body)

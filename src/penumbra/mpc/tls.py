@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,15 @@ def require_peer(request: Request, roles: tuple[str, ...], names: tuple[str, ...
     if peer.role not in roles or (names and peer.name not in names):
         raise HTTPException(status_code=403, detail=f"{peer.role}/{peer.name} may not call this")
     return peer
+
+
+def needs(roles: tuple[str, ...], names: tuple[str, ...] = ()) -> Callable[[Request], Peer]:
+    """A FastAPI dependency: checks the peer before the request body is even parsed."""
+
+    def check(request: Request) -> Peer:
+        return require_peer(request, roles, names)
+
+    return check
 
 
 def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
