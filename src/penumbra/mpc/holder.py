@@ -206,12 +206,23 @@ def private_embedder(private: Path, state: Path) -> Callable[[Announcement], np.
     return embed
 
 
-def run_holder(config_path: Path | str, private: Path | str, *, fault: str = "") -> int:
+def run_holder(
+    config_path: Path | str,
+    private: Path | str,
+    *,
+    fault: str = "",
+    warm_embedder: str = "builtin:effnet-lite0",
+) -> int:
     config = load_party_config(config_path, "holder")
     private = Path(private)
     if not private.exists():
         raise DataError(f"{private}: private data not found; check --private")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    holder = Holder(config, private_embedder(private, config.path(config.state_dir)), fault=fault)
+    embed = private_embedder(private, config.path(config.state_dir))
+    if private.is_dir() and warm_embedder:
+        # Embed before the first round (the default voting embedder), so that a round's
+        # deadline is spent voting, not loading models; another announced embedder still works.
+        embed(Announcement(open=False, embedder=warm_embedder))
+    holder = Holder(config, embed, fault=fault)
     return holder.run()
