@@ -102,7 +102,9 @@ def run_spti(ref: Reference, out: Path, eps: float, voting: str, args: argparse.
     if out.exists() and not (out / "synthetic" / "metadata.jsonl").exists():
         shutil.rmtree(out)  # an interrupted run: start it again
     if not out.exists():
-        synthesize(ref.private, None, out=out, config=RunConfig.model_validate(data))
+        run = synthesize(ref.private, None, out=out, config=RunConfig.model_validate(data))
+        stages = {k: round(v, 1) for k, v in getattr(run, "stage_seconds", {}).items()}
+        (out / "stage_seconds.json").write_text(json.dumps(stages))
     return out / "synthetic"
 
 
