@@ -36,7 +36,11 @@ def table(
     ] = 0.0,
     categorical: Annotated[
         str | None,
-        typer.Option("--categorical", help="QIs to treat as categories; the others are numeric."),
+        typer.Option(
+            "--categorical",
+            help="QIs to treat as categories; the others must be numeric. Default: "
+            "columns holding non-numbers are categorical.",
+        ),
     ] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write the report as JSON.")
@@ -58,7 +62,8 @@ def table(
         t,
         l_kind=l_kind,  # type: ignore[arg-type]  # validated inside
         suppression_limit=suppression_limit,
-        categorical=_names(categorical),
+        # not given: columns with non-numeric values are categorical, the rest numeric
+        categorical=_names(categorical) if categorical is not None else None,
     )
     atomic_write_bytes(dst, result.table.to_csv(index=False).encode("utf-8"))
     r = result.report
