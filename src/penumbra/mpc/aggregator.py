@@ -169,6 +169,19 @@ class Aggregator:
                 raise HTTPException(409, f"iteration {params.iteration} of {run} was released")
             if params.iteration >= wanted["iterations"] or len(released) >= wanted["iterations"]:
                 raise HTTPException(409, f"run {run} has no budget left for another release")
+            if not record and self.c.max_epsilon is not None:
+                # Basic composition across runs over the same holders: the ε targets of every
+                # run this aggregator has served add up, and must stay within the cap.
+                served = sum(
+                    float(json.loads(p.read_text(encoding="utf-8"))["budget"]["epsilon"])
+                    for p in (self.state / "runs").glob("*.json")
+                )
+                if served + float(wanted["epsilon"]) > self.c.max_epsilon * (1 + 1e-12):
+                    raise HTTPException(
+                        403,
+                        f"deployment budget: ε {served:g} already served, cap "
+                        f"{self.c.max_epsilon:g}; refusing a run of ε {wanted['epsilon']:g}",
+                    )
             own = 0.0
             if not self.c.test_noiseless:
                 own = dgauss_sigma(

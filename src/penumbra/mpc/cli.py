@@ -45,6 +45,10 @@ def init(
         str, typer.Option("--ports", help="Ports of leader,helper,coordinator.")
     ] = "8441,8442,8443",
     bits: Annotated[int, typer.Option("--bits", help="Vote entries lie in [0, 2^bits).")] = 16,
+    max_epsilon: Annotated[
+        float | None,
+        typer.Option("--max-epsilon", help="Each aggregator refuses runs beyond this total ε."),
+    ] = None,
     deadline: Annotated[
         float, typer.Option("--deadline", help="Seconds holders have to answer a round.")
     ] = 60.0,
@@ -63,6 +67,7 @@ def init(
         ports=dict(zip(("leader", "helper", "coordinator"), port_list, strict=True)),
         bits=bits,
         round_deadline_s=deadline,
+        max_epsilon=max_epsilon,
     )
     table = Table(title=f"deployment in {out}")
     table.add_column("party")

@@ -75,6 +75,7 @@ class PartyConfig(BaseModel):
     verify_key: str | None = None  # aggregators only (hex)
     note_key: str | None = None  # aggregators only
     test_noiseless: bool = False  # aggregators only; tests of the plain sum, never a real run
+    max_epsilon: float | None = Field(default=None, gt=0)  # aggregators: ε cap over all runs
     folder: str = Field(default="", exclude=True)
 
     def path(self, name: str) -> Path:
@@ -193,12 +194,14 @@ def init_deployment(
     bits: int = 16,
     round_deadline_s: float = 60.0,
     days: int = 30,
+    max_epsilon: float | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write a complete deployment under `out`; returns {party name: its config.json}.
 
     `counts` are the holders' declared sample counts (default 1000 each); `ports` maps
-    leader/helper/coordinator to their ports (default 8441-8443)."""
+    leader/helper/coordinator to their ports (default 8441-8443). `max_epsilon` caps, at each
+    aggregator, the sum of the ε targets of all runs it serves (basic composition)."""
     out = Path(out)
     if holders < 1:
         raise ConfigError(f"--holders must be >= 1, got {holders}")
@@ -281,6 +284,8 @@ def init_deployment(
         }
         if role == "aggregator":
             config.update({"verify_key": verify_key, "note_key": "note.key"})
+            if max_epsilon is not None:
+                config["max_epsilon"] = max_epsilon
         path = folder / "config.json"
         atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
         written[name] = path
