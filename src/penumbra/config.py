@@ -137,10 +137,21 @@ class DataConfig(Section):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=10**10)
 
 
+class ContentCredentialsConfig(Section):
+    """C2PA signing material for labelling synthetic images as made by a trained model."""
+
+    cert: Path = Field(description="PEM certificate chain, leaf first (ES256)")
+    key: Path = Field(description="the leaf's PKCS#8 PEM EC P-256 private key")
+    tsa_url: str | None = Field(None, description="RFC 3161 time-stamp authority, if any")
+
+
 class OutputConfig(Section):
     num_images: int = Field(100, ge=1, le=10_000_000)
     image_size: int = Field(256, ge=8, le=4096, description="side of the square output images")
     image_format: Literal["png", "jpg", "webp"] = "png"
+    content_credentials: ContentCredentialsConfig | None = Field(
+        None, description="sign every synthetic image with C2PA (needs penumbra[c2pa])"
+    )
 
 
 class RunConfig(Section):

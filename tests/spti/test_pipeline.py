@@ -50,8 +50,23 @@ def test_tiny_run_verifies_and_leaks_nothing(
     private_dir: Path, tmp_path: Path, voting: str
 ) -> None:
     out = tmp_path / "run"
-    run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}"])
+    extra = []
+    if voting == "image":  # also label the outputs with C2PA Content Credentials
+        from penumbra.anonymize.credentials import make_test_signer
+
+        cert, key = make_test_signer(tmp_path / "signer")
+        extra = [f"output.content_credentials.cert={cert}", f"output.content_credentials.key={key}"]
+    run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}", *extra])
     assert isinstance(run, Run) and run.iterations == 2 and run.num_images == 4
+    if voting == "image":
+        from penumbra.anonymize.credentials import read_manifest
+
+        anchors = (tmp_path / "signer" / "ca.pem").read_text()
+        for image in sorted((out / "synthetic").glob("*.png")):
+            store = read_manifest(image.read_bytes(), "image/png", trust_anchors=anchors)
+            assert store["validation_state"] == "Trusted", store.get("validation_status")
+            text = json.dumps(store)
+            assert "trainedAlgorithmicMedia" in text and "thumbnail" not in text.lower()
     assert run.epsilon_spent <= 8.0
     report = verify_run(out)
     assert report.ok, report.failures

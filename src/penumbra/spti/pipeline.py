@@ -30,6 +30,7 @@ from rich.progress import (
 
 from penumbra import __version__
 from penumbra.config import (
+    ContentCredentialsConfig,
     RunConfig,
     apply_overrides,
     config_hash,
@@ -38,6 +39,7 @@ from penumbra.config import (
     write_config,
 )
 from penumbra.data.imagefolder import write_imagefolder
+from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import (
@@ -345,6 +347,9 @@ def synthesize(
                     out, final_gen, result.outputs, settings.seed, cfg.output.image_format,
                     progress, final_task,
                 )  # fmt: skip
+            if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
+                with _stage(times, "content credentials"):
+                    label_outputs(out, cfg.output.content_credentials)
             rows = [
                 {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
                  "iteration": it, "lineage": lineage}
@@ -374,6 +379,24 @@ def synthesize(
         skipped_private=len(report.skipped) if report is not None else 0, report=report_path,
         stage_seconds=times, models=models,
     )  # fmt: skip
+
+
+def label_outputs(out: Path, credentials: ContentCredentialsConfig) -> None:
+    """C2PA-label every synthetic image before the ledger records its hash. A list of the
+    files already labelled (under cache/) makes a resumed run skip them: a second manifest
+    would not validate as ours."""
+    from penumbra.anonymize.credentials import label_synthetic
+
+    done_path = out / "cache" / "c2pa-labelled.json"
+    done: list[str] = json.loads(done_path.read_text()) if done_path.exists() else []
+    for path in sorted((out / "synthetic").iterdir()):
+        if path.suffix == ".jsonl" or path.name in done:
+            continue
+        label_synthetic(path, path, signer_cert=credentials.cert, signer_key=credentials.key,
+                        tsa_url=credentials.tsa_url)  # fmt: skip
+        done.append(path.name)
+        done_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(done_path, json.dumps(done).encode())
 
 
 def _final_render(
@@ -417,8 +440,6 @@ def _final_render(
 
 def _write_texts(out: Path, outputs: dict[str, list[Any]]) -> None:
     """DP synthetic texts (Aug-PE) as JSONL with their lineage, written atomically."""
-    from penumbra.durable import atomic_write_bytes
-
     lines = [
         json.dumps({"text": text, "iteration": it, "candidate_id": cid, "parent_chain": chain},
                    ensure_ascii=False, sort_keys=True)
