@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from penumbra.mpc.field import Field
-from penumbra.mpc.flp import Mul, ParallelSum, PolyEval, Valid
+from penumbra.mpc.flp import Gadget, Mul, ParallelSum, PolyEval, Valid
 
 
 def encode_range_checked_int(field: type[Field], value: int, max_measurement: int) -> list[int]:
@@ -44,17 +44,30 @@ def decode_range_checked_int(
     return sum(w * b for w, b in zip(weights, encoded, strict=False)) % field.MODULUS
 
 
+def _check_length(measurement: Sequence[int], length: int) -> None:
+    if len(measurement) != length:
+        raise ValueError(f"measurement has {len(measurement)} entries, not {length}")
+
+
+def _range_check_gadgets(meas_len: int, chunk_length: int) -> tuple[list[Gadget], list[int]]:
+    """GADGETS and GADGET_CALLS of the circuits that check every one of `meas_len` elements
+    is in {0, 1}: ParallelSum(Mul, chunk_length), called once per chunk. JOINT_RAND_LEN is
+    the number of calls (one random weight per call, see `_range_check_inputs`)."""
+    return [ParallelSum(Mul(), chunk_length)], [(meas_len + chunk_length - 1) // chunk_length]
+
+
 def _range_check_inputs(
     field: type[Field],
     meas: Sequence[int],
     joint_rand: Sequence[int],
     num_shares: int,
     chunk_length: int,
-    calls: int,
-) -> list[list[int]]:
-    """Inputs of the ParallelSum(Mul) calls of SumVec/Histogram: call i, slot j gets
-    `r_i**(j+1) * x` and `x - 1/num_shares` for the measurement element x it covers."""
+) -> list[list[list[int]]]:
+    """`gadget_inputs` of the `_range_check_gadgets` circuits: call i, slot j gets
+    `r_i**(j+1) * x` and `x - 1/num_shares` for the measurement element x it covers, so the
+    sum of all calls' outputs is a random linear combination of every `x * (x - 1)`."""
     p = field.MODULUS
+    calls = (len(meas) + chunk_length - 1) // chunk_length
     shares_inv = field.inv(num_shares)
     padded = np.zeros(calls * chunk_length, dtype=object)
     padded[: len(meas)] = list(meas)
@@ -68,7 +81,18 @@ def _range_check_inputs(
     inputs[:, 0::2] = powers * x % p
     inputs[:, 1::2] = (x - shares_inv) % p
     result: list[list[int]] = inputs.tolist()
-    return result
+    return [result]
+
+
+def _weighted_rows(
+    field: type[Field], meas: Sequence[int], length: int, weights: Sequence[int]
+) -> list[int]:
+    """`meas` cut into `length` rows of `len(weights)` elements, each row's weighted sum mod p:
+    decodes a vector of weighted-bit encodings (linear, so shares decode to shares)."""
+    p = field.MODULUS
+    w = np.array(list(weights), dtype=object)
+    m = np.array([int(x) for x in meas], dtype=object).reshape(length, len(w))
+    return [int(v) % p for v in m.dot(w)]
 
 
 class Count(Valid):
@@ -169,13 +193,11 @@ class SumVec(Valid):
         self.chunk_length = chunk_length
         self.MEAS_LEN = length * self.bits
         self.OUTPUT_LEN = length
-        self.GADGETS = [ParallelSum(Mul(), chunk_length)]
-        self.GADGET_CALLS = [(self.MEAS_LEN + chunk_length - 1) // chunk_length]
+        self.GADGETS, self.GADGET_CALLS = _range_check_gadgets(self.MEAS_LEN, chunk_length)
         self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
 
     def encode(self, measurement: Sequence[int]) -> list[int]:
-        if len(measurement) != self.length:
-            raise ValueError(f"measurement has {len(measurement)} entries, not {self.length}")
+        _check_length(measurement, self.length)
         out: list[int] = []
         for v in measurement:
             out += encode_range_checked_int(self.field, int(v), self.max_measurement)
@@ -184,10 +206,7 @@ class SumVec(Valid):
     def gadget_inputs(
         self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
     ) -> list[list[list[int]]]:
-        calls = self.GADGET_CALLS[0]
-        return [
-            _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length, calls)
-        ]
+        return _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length)
 
     def combine(
         self,
@@ -199,10 +218,8 @@ class SumVec(Valid):
         return [sum(gadget_outputs[0]) % self.field.MODULUS]
 
     def truncate(self, meas: Sequence[int]) -> list[int]:
-        p = self.field.MODULUS
-        w = np.array(range_checked_weights(self.field, self.max_measurement), dtype=object)
-        m = np.array([int(x) for x in meas], dtype=object).reshape(self.length, self.bits)
-        return [int(v) % p for v in m.dot(w)]
+        weights = range_checked_weights(self.field, self.max_measurement)
+        return _weighted_rows(self.field, meas, self.length, weights)
 
     def decode(self, output: Sequence[int], num_measurements: int) -> list[int]:
         return [int(x) for x in output]
@@ -219,8 +236,7 @@ class Histogram(Valid):
         self.field = field
         self.length = length
         self.chunk_length = chunk_length
-        self.GADGETS = [ParallelSum(Mul(), chunk_length)]
-        self.GADGET_CALLS = [(length + chunk_length - 1) // chunk_length]
+        self.GADGETS, self.GADGET_CALLS = _range_check_gadgets(length, chunk_length)
         self.MEAS_LEN = length
         self.OUTPUT_LEN = length
         self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
@@ -235,10 +251,7 @@ class Histogram(Valid):
     def gadget_inputs(
         self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
     ) -> list[list[list[int]]]:
-        calls = self.GADGET_CALLS[0]
-        return [
-            _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length, calls)
-        ]
+        return _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length)
 
     def combine(
         self,
@@ -262,9 +275,10 @@ class Histogram(Valid):
 class L1BoundedSumVec(Valid):
     """`length` integers in `[0, 2**bits)` whose sum is at most `l1_bound` (not in the draft).
 
-    Encoding: the bits of each entry, then the slack `l1_bound - sum(entries)` in the draft's
-    range-checked encoding for `[0, l1_bound]`. Every encoded element is range-checked to
-    {0, 1} by ParallelSum(Mul) calls weighted by joint randomness, exactly as SumVec does, and
+    Encoding: the entries as SumVec with `max_measurement = 2**bits - 1` encodes them (whose
+    weights are exactly the powers of two), then the slack `l1_bound - sum(entries)` in the
+    draft's range-checked encoding for `[0, l1_bound]`. Every encoded element is checked to be
+    in {0, 1} by the same ParallelSum(Mul) calls as SumVec's (`_range_check_inputs`), and
     a second, linear output checks `sum(entries) + slack - l1_bound == 0`. Because all entries
     and the slack are non-negative and far below the modulus, that equation holds over the
     field only if `sum(entries) <= l1_bound` over the integers. The FLP combines both outputs
@@ -286,15 +300,14 @@ class L1BoundedSumVec(Valid):
         self.chunk_length = chunk_length
         self.l1_bound = l1_bound
         self.slack_bits = l1_bound.bit_length()
-        self.MEAS_LEN = length * bits + self.slack_bits
+        self.entries = SumVec(field, length, 2**bits - 1, chunk_length)
+        self.MEAS_LEN = self.entries.MEAS_LEN + self.slack_bits
         self.OUTPUT_LEN = length
-        self.GADGETS = [ParallelSum(Mul(), chunk_length)]
-        self.GADGET_CALLS = [(self.MEAS_LEN + chunk_length - 1) // chunk_length]
+        self.GADGETS, self.GADGET_CALLS = _range_check_gadgets(self.MEAS_LEN, chunk_length)
         self.JOINT_RAND_LEN = self.GADGET_CALLS[0]
 
     def encode(self, measurement: Sequence[int]) -> list[int]:
-        if len(measurement) != self.length:
-            raise ValueError(f"measurement has {len(measurement)} entries, not {self.length}")
+        _check_length(measurement, self.length)
         values = [int(v) for v in measurement]
         for v in values:
             if not 0 <= v < 2**self.bits:
@@ -322,10 +335,7 @@ class L1BoundedSumVec(Valid):
     def gadget_inputs(
         self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
     ) -> list[list[list[int]]]:
-        calls = self.GADGET_CALLS[0]
-        return [
-            _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length, calls)
-        ]
+        return _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length)
 
     def combine(
         self,
@@ -337,16 +347,12 @@ class L1BoundedSumVec(Valid):
         p = self.field.MODULUS
         range_check = sum(gadget_outputs[0]) % p
         entries_total = sum(self.truncate(meas))
-        slack = decode_range_checked_int(self.field, meas[self.length * self.bits :], self.l1_bound)
+        slack = decode_range_checked_int(self.field, meas[self.entries.MEAS_LEN :], self.l1_bound)
         bound_share = self.l1_bound * self.field.inv(num_shares)
         return [range_check, (entries_total + slack - bound_share) % p]
 
     def truncate(self, meas: Sequence[int]) -> list[int]:
-        p = self.field.MODULUS
-        n = self.length * self.bits
-        w = np.array([1 << i for i in range(self.bits)], dtype=object)
-        m = np.array([int(x) for x in meas[:n]], dtype=object).reshape(self.length, self.bits)
-        return [int(v) % p for v in m.dot(w)]
+        return self.entries.truncate(meas[: self.entries.MEAS_LEN])
 
     def decode(self, output: Sequence[int], num_measurements: int) -> list[int]:
-        return [int(x) for x in output]
+        return self.entries.decode(output, num_measurements)
