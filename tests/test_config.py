@@ -96,3 +96,25 @@ def test_openai_options_merge() -> None:
     assert options["timeout"] == 5 and options["max_retries"] == 1
     assert options["api_key_env"] == "OPENAI_API_KEY"
     assert config.models.options_for("builtin:minilm-l6") == {}
+
+
+def test_config_hash_ignores_unset_optional_fields() -> None:
+    # A run started before output.content_credentials existed recorded the hash of a dump
+    # without that key; the same settings must hash the same now (resume and verify).
+    import hashlib
+    import json
+
+    from penumbra.config import RunConfig, config_hash
+
+    cfg = RunConfig()
+    old = cfg.model_dump(mode="json")
+    del old["output"]["content_credentials"]
+    old = {k: v for k, v in old.items() if v is not None}
+    for section in old.values():
+        if isinstance(section, dict):
+            for key in [k for k, v in section.items() if v is None]:
+                del section[key]
+    text = json.dumps(old, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert config_hash(cfg) == hashlib.sha256(text.encode()).hexdigest()
+    changed = RunConfig.model_validate({"output": {"num_images": 7}})
+    assert config_hash(changed) != config_hash(cfg)

@@ -288,8 +288,14 @@ def write_config(config: RunConfig, path: Path | str) -> None:
 
 
 def config_hash(config: RunConfig) -> str:
-    """SHA-256 of the canonical JSON of a resolved config (what the ledger records)."""
+    """SHA-256 of the canonical JSON of a resolved config (what the ledger records).
+
+    Unset (None) fields are left out, so a release that adds an optional field does not
+    change the hash of runs started before it (their --resume and verify keep working)."""
     canonical = json.dumps(
-        config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        config.model_dump(mode="json", exclude_none=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
