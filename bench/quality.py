@@ -176,14 +176,15 @@ METHODS = {
 
 def write_outputs(results: list[dict[str, Any]], out: Path, args: argparse.Namespace) -> str:
     lines = [
-        "| method | ε | Fréchet ↓ | class TV ↓ | precision ↑ | recall ↑ | MIA AUC (95% CI) | "
-        "TPR@1%FPR | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | ε | Fréchet ↓ | KID×10³ ↓ | class TV ↓ | precision ↑ | recall ↑ | "
+        "MIA AUC (95% CI) | TPR@1%FPR | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lo, hi = r["mia_auc_ci"]
         lines.append(
             f"| {METHODS[r['method']]} | {r['epsilon']} | {r['frechet']:.1f} | "
+            f"{1e3 * r['kid']:.0f} | "
             f"{r['class_tv']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
             f"{r['mia_auc']:.3f} ({lo:.3f}–{hi:.3f}) | {r['tpr_at_1pct_fpr']:.3f} | "
             f"{r['wall_s']:.0f} |"
@@ -222,7 +223,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [("frechet", "Fréchet distance ↓"), ("class_tv", "class-mix TV ↓"),
+    metrics = [("kid", "KID ↓"), ("class_tv", "class-mix TV ↓"),
                ("precision", "precision ↑"), ("recall", "recall ↑"),
                ("mia_auc", "MIA AUC (0.5 = chance)")]  # fmt: skip
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), dpi=100)
@@ -258,8 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population", type=int, default=40)
     parser.add_argument("--num-images", type=int, default=100)
     parser.add_argument("--work", type=Path, default=Path("/tmp/penumbra-quality"))
+    parser.add_argument("--collect", action="store_true", help="Only tabulate finished runs.")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.collect:
+        order = {m: i for i, m in enumerate(METHODS)}
+        rows = [json.loads(p.read_text()) for p in (args.out / "runs").glob("*.json")]
+        key = {"floor": -1.0, "∞": INF}
+        rows.sort(
+            key=lambda r: (order[r["method"]], key.get(r["epsilon"], 0) or float(r["epsilon"]))
+        )
+        sys.stdout.write(write_outputs(rows, args.out, args) + "\n")
+        return 0
     epsilons = [INF if e == "inf" else float(e) for e in args.epsilons.split(",")]
     ref = Reference(args.work / "data")
     results: list[dict[str, Any]] = []
