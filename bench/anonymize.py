@@ -15,9 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_md import splice_section
+
 BENCH = Path(__file__).resolve().parent
 PARTS = ("faces", "voice", "tables")
-BEGIN, END = "<!-- anonymize:begin -->", "<!-- anonymize:end -->"
 
 
 def collect(results: Path = BENCH / "RESULTS.md") -> None:
@@ -31,14 +32,9 @@ def collect(results: Path = BENCH / "RESULTS.md") -> None:
             body = "\n".join([title, *rest])
             png = f"results/anonymize_{part}.png"
             sections.append(f"### {body.strip()}\n\nPlot: [{png}]({png})\n")
-    block = "\n".join([BEGIN, "## Anonymization (`bench/anonymize.py`)\n", *sections, END])
-    text = results.read_text()
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    results.write_text(text)
+    splice_section(
+        "anonymize", "\n".join(["## Anonymization (`bench/anonymize.py`)\n", *sections]), results
+    )
 
 
 def main(argv: list[str]) -> int:

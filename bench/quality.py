@@ -204,17 +204,11 @@ def write_outputs(results: list[dict[str, Any]], out: Path, args: argparse.Names
 
 def splice_results(section: str, png: Path, results: Path = ROOT / "bench" / "RESULTS.md") -> None:
     """Put the table into RESULTS.md between markers (replacing an earlier run's)."""
-    begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
+    from results_md import splice_section
+
     link = png.relative_to(results.parent).as_posix() if png.is_relative_to(results.parent) else png
-    block = (f"{begin}\n## Quality vs ε (`bench/quality.py`)\n\n{section}\n"
-             f"Plot: [{link}]({link})\n{end}")  # fmt: skip
-    text = results.read_text()
-    if begin in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    results.write_text(text)
+    block = f"## Quality vs ε (`bench/quality.py`)\n\n{section}\nPlot: [{link}]({link})\n"
+    splice_section("quality", block, results)
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:
