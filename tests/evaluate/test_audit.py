@@ -83,3 +83,13 @@ def test_memorisation_without_holdout_reports_distances_only() -> None:
     assert r["synthetic_to_member_median"] > 0  # type: ignore[operator]
     fixed = memorisation(rng.normal(size=(20, 3)), rng.normal(size=(30, 3)), None, threshold=1e9)
     assert fixed["flagged"] == 20
+
+
+def test_closer_to_member_share_is_not_skewed_by_a_larger_member_set() -> None:
+    # 4x more members than non-members: the raw nearest-member distance is smaller by chance
+    # alone; the share compares equal-size sets, so fresh samples stay near 0.5 (binomial(300,
+    # .5): ± 0.12 is > 4 SE).
+    rng = np.random.default_rng(6)
+    members, nonmembers = rng.normal(size=(2000, 4)), rng.normal(size=(500, 4))
+    r = memorisation(rng.normal(size=(300, 4)), members, nonmembers)
+    assert abs(r["closer_to_member_share"] - 0.5) < 0.12  # type: ignore[operator]

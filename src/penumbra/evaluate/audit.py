@@ -120,6 +120,7 @@ def memorisation(
     quantile: float = 0.01,
     threshold: float | None = None,
     max_pairs: int = 16,
+    seed: int = 0,
 ) -> dict[str, object]:
     """Nearest-member distances of the synthetic set, compared with held-out images.
 
@@ -134,8 +135,15 @@ def memorisation(
         d_non, _ = nearest(synthetic, nonmembers)
         reference, _ = nearest(nonmembers, members)
         result["synthetic_to_nonmember_median"] = float(np.median(d_non))
-        # ~0.5 when synthetic samples are no closer to members than to unseen images
-        result["closer_to_member_share"] = float((d_mem < d_non).mean())
+        # ~0.5 when synthetic samples are no closer to members than to unseen images; the
+        # nearest of more points is closer by chance, so compare equal-size sets
+        size = min(len(members), len(nonmembers))
+        rng = np.random.default_rng(seed)
+        d_mem_eq, _ = nearest(synthetic, members[rng.choice(len(members), size, replace=False)])
+        d_non_eq, _ = nearest(
+            synthetic, nonmembers[rng.choice(len(nonmembers), size, replace=False)]
+        )
+        result["closer_to_member_share"] = float((d_mem_eq < d_non_eq).mean())
         result["nonmember_to_member_median"] = float(np.median(reference))
         if threshold is None:
             threshold = float(np.quantile(reference, quantile))

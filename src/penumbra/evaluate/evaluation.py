@@ -158,7 +158,7 @@ def evaluate(
             private, embed, name="--private", on_progress=on_progress
         )  # fmt: skip
         non = embed_folder(holdout, embed, name="--holdout", on_progress=on_progress)
-        mem = memorisation(syn.features, members.features, non.features)
+        mem = memorisation(syn.features, members.features, non.features, seed=seed)
         for pair in mem["pairs"]:  # type: ignore[attr-defined]
             pair["synthetic_file"] = syn.relpaths[pair["synthetic"]]
             pair["member_file"] = members.relpaths[pair["member"]]
