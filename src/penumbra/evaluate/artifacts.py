@@ -32,7 +32,7 @@ def pairs_picture(
     rows = max(len(pairs), 1)
     sheet = Image.new("RGB", (2 * CELL + 150, rows * (CELL + 6) + 24), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((4, 4), label, fill=(160, 0, 0))
+    draw.text((4, 4), label.replace("—", "-"), fill=(160, 0, 0))  # PIL's default font is ASCII
     for r, pair in enumerate(pairs):
         y = 24 + r * (CELL + 6)
         for c, path in enumerate((synthetic / pair["synthetic_file"],
