@@ -38,6 +38,15 @@ def summary_rows(run_dir: Path) -> list[tuple[int, str, str]]:
             text = f"{len(e['files'])} file(s)"
         elif kind == "run_end":
             text = f"ε spent {e['epsilon_spent']:.4g}, {e['num_outputs']} outputs"
+        elif kind == "mpc_setup":
+            sigma = e.get("sigma_per_aggregator", float("nan"))
+            holders = len(e.get("holders", []))
+            text = f"{holders} holders, σ per aggregator {sigma:.4g}, {e.get('accountant')}"
+        elif kind == "mpc_round":
+            text = (f"iteration {e.get('iteration')} attempt {e.get('attempt')}: "
+                    f"{e.get('outcome')}, {len(e.get('accepted', []))} accepted, "
+                    f"{len(e.get('rejected', []))} rejected, "
+                    f"{len(e.get('holders_missing', []))} missing")  # fmt: skip
         else:
             text = ""
         rows.append((i, kind, text))
