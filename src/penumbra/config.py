@@ -32,6 +32,17 @@ class PrivacyConfig(Section):
     delta: float | None = Field(
         None, gt=0, lt=1, description="δ; default 1/(N·ln N) for N private samples, must be < 1/N"
     )
+    public_n: int | None = Field(
+        None,
+        ge=3,
+        description="a public upper bound on the number of private samples; when set, δ, σ and "
+        "the pre-flight use it and the exact N is never logged or printed",
+    )
+    allow_remote_private: bool = Field(
+        False,
+        description="let a captioner or embedder at a non-loopback openai: URL receive private "
+        "data (recorded in the ledger)",
+    )
 
 
 class PEConfig(Section):
