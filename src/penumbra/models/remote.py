@@ -1,0 +1,123 @@
+"""Which models would send private data off this machine, and refusing them unless allowed.
+
+A captioner, image embedder or text embedder that reads private data runs inside the data
+holder's boundary (DESIGN.md invariant 1). builtin: and hf: models run in this process; an
+openai: model runs wherever its base URL points. Only a loopback URL (127.0.0.0/8, ::1 or the
+name `localhost`) counts as this machine: nothing is resolved over the network, so any other
+host name, and any other address, is remote. Sending private data to a remote endpoint needs
+`privacy.allow_remote_private: true`, which the caller records in the ledger.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import httpx
+
+from penumbra.config import RunConfig
+from penumbra.errors import ConfigError
+
+OPT_IN = "privacy.allow_remote_private: true"
+
+# what each role receives when it reads private data
+RECEIVES = {
+    "captioner": "private images",
+    "image_embedder": "private images",
+    "text_embedder": "private texts or the captions of private images",
+}
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host in ("localhost", "localhost."):
+        return True
+    host = host.split("%", 1)[0]  # an IPv6 zone id names an interface, not a host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a DNS name (or an odd spelling of an address): remote, never resolved
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1
+    return address.is_loopback
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when an http(s) URL's host is this machine's loopback: 127.0.0.0/8, ::1 or
+    `localhost`. Resolves nothing: every other host name is remote. The host must read the
+    same to urllib and to httpx (which sends the requests), so a URL that parsers disagree on
+    (userinfo tricks, backslashes) is treated as remote."""
+    try:
+        parts = urlsplit(url.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return False
+        sent_to = httpx.URL(url.strip()).host
+    except (ValueError, httpx.InvalidURL):  # not provably local
+        return False
+    return _loopback_host(parts.hostname) and _loopback_host(sent_to)
+
+
+def private_roles(config: RunConfig) -> list[str]:
+    """The model roles (fields of `models`) that receive private data under `config`."""
+    if config.modality == "text":
+        return ["text_embedder"]
+    if config.voting == "image":
+        return ["image_embedder"]
+    return ["captioner", "text_embedder"]
+
+
+def base_url(uri: str) -> str | None:
+    """The base URL an openai: model URI sends requests to; None for in-process models."""
+    if not uri.startswith("openai:"):
+        return None
+    from penumbra.models.openai_api import parse_openai_uri
+
+    return parse_openai_uri(uri.removeprefix("openai:"))[1]
+
+
+def remote_endpoints(uris: Mapping[str, str]) -> list[str]:
+    """`models.ROLE: URI` for each of {role: uri} whose model is not on this machine."""
+    found = []
+    for role, uri in uris.items():
+        url = base_url(uri)
+        if url is not None and not is_loopback_url(url):
+            found.append(f"models.{role}: {uri}")
+    return found
+
+
+def require_local(uris: Mapping[str, str], *, allow: bool, opt_in: str = OPT_IN) -> list[str]:
+    """Refuse (ConfigError, one line per model) models that would receive private data at a
+    remote URL, unless `allow`; returns the remote endpoints (empty when all are local)."""
+    remote = remote_endpoints(uris)
+    if remote and not allow:
+        lines = []
+        for role, uri in uris.items():
+            url = base_url(uri)
+            if url is None or is_loopback_url(url):
+                continue
+            what = RECEIVES.get(role, "private data")
+            lines.append(
+                f"models.{role}: {uri} would send {what} to {url}, which is not this machine "
+                f"(only loopback URLs are); use a local model, or set {opt_in} to allow it "
+                "(recorded in the ledger)"
+            )
+        raise ConfigError(*lines)
+    return remote
+
+
+def check_private_endpoints(config: RunConfig) -> list[str]:
+    """`models.ROLE: URI` for each model that would receive private data off this machine."""
+    return remote_endpoints({role: getattr(config.models, role) for role in private_roles(config)})
+
+
+def require_local_private(config: RunConfig) -> list[str]:
+    """Raise ConfigError when a model receiving private data is remote and the config does not
+    opt in (`privacy.allow_remote_private: true`); otherwise return the remote endpoints
+    (empty when every such model is local) for the caller to record in the ledger."""
+    return require_local(
+        {role: getattr(config.models, role) for role in private_roles(config)},
+        allow=config.privacy.allow_remote_private,
+    )
