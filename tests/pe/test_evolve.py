@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from penumbra.pe import evolve as evolve_module
-from penumbra.pe.evolve import CallCosts, PrivacyBudgetError, plan_run
-from penumbra.pe.store import read_json, read_population
-from penumbra.privacy import gaussian_epsilon
+from penumbra.ledger.log import Ledger, LedgerError
+from penumbra.ledger.records import LedgerJournal
+from penumbra.pe.evolve import CallCosts, PrivacyBudgetError, RunStateError, plan_run
+from penumbra.pe.store import read_json, read_population, write_json
+from penumbra.privacy import discrete_gaussian_epsilon
 
 from . import toy
 
@@ -42,8 +44,14 @@ def test_releases_and_accounting(tmp_path: Path) -> None:
     assert "noise_seed" not in state["settings"] and state["fixed_noise_seed"] is True
     for t in range(5):
         release = read_json(tmp_path / f"release-{t:03d}.json")
-        assert release["cumulative_epsilon"] == pytest.approx(gaussian_epsilon(sigma, t + 1, 1e-5))
+        assert release["cumulative_epsilon"] == pytest.approx(
+            discrete_gaussian_epsilon(sigma, t + 1, 1e-5)
+        )
         assert len(release["noisy"]) == 60
+        # the release is integer votes with exact discrete noise; `noisy` is votes / √k (k = 1)
+        assert all(isinstance(v, int) for v in release["noisy_votes"])
+        assert release["noisy"] == [float(v) for v in release["noisy_votes"]]
+        assert release["accountant"] == "discrete-gaussian-pld"
     assert read_json(tmp_path / "release-004.json")["cumulative_epsilon"] <= 4.0
 
 
@@ -84,9 +92,11 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, kill_at: str)
 
 
 def test_refuses_to_overspend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = evolve_module.gaussian_sigma
+    real = evolve_module.discrete_gaussian_sigma
     # calibrate as if the run had 2 iterations while it runs 5: iteration 2 would overspend
-    monkeypatch.setattr(evolve_module, "gaussian_sigma", lambda e, d, t: real(e, d, 2))
+    monkeypatch.setattr(
+        evolve_module, "discrete_gaussian_sigma", lambda e, d, t, k=1: real(e, d, 2, k)
+    )
     with pytest.raises(PrivacyBudgetError, match="iteration 2 would spend"):
         toy.run(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("release-*.json")) == [
@@ -97,7 +107,7 @@ def test_refuses_to_overspend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     toy.run(tmp_path, iterations=2)
-    with pytest.raises(ValueError, match="started with other settings"):
+    with pytest.raises(RunStateError, match="started with other settings"):
         toy.run(tmp_path, iterations=2, epsilon=8.0)
 
 
@@ -134,3 +144,68 @@ def test_plan_warns_when_noise_dominates() -> None:
     # 10 random + (4·10 + 2·50) variations + 2·50 embeddings + 5·1000·10·2 vote work
     assert timed.seconds == pytest.approx(10 * 0.1 + 140 * 0.2 + 100 * 0.01 + 1e5 / 1e9)
     assert any("estimated wall time" in line for line in timed.lines())
+
+
+def _ledger_run(folder: Path, **overrides: object) -> dict[str, list]:
+    """A toy run whose releases go through the real signed ledger, with cryptographic noise
+    (no test seed): a second draw for an iteration would differ from the first."""
+    ledger = Ledger.open(folder)
+    return toy.run(
+        folder / "candidates", journal=LedgerJournal(ledger, k=1), noise_seed=None, **overrides
+    )
+
+
+def _releases(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((folder / "candidates").glob("release-*"))}
+
+
+def test_deleted_release_is_rebuilt_from_the_ledger_not_redrawn(tmp_path: Path) -> None:
+    """Issue 13 item 2: delete release-001.json of a finished 3-iteration run and resume."""
+    first = _ledger_run(tmp_path, iterations=3)
+    before = _releases(tmp_path)
+    (tmp_path / "candidates" / "release-001.json").unlink()
+    again = _ledger_run(tmp_path, iterations=3)
+    assert _releases(tmp_path) == before  # the same histogram, not a fresh draw
+    assert again == first
+    ledger = Ledger.open(tmp_path)
+    assert [e["iteration"] for _, e in ledger.find("release")] == [0, 1, 2]
+
+
+def test_missing_release_with_later_artefacts_is_refused(tmp_path: Path) -> None:
+    toy.run(tmp_path, iterations=3, noise_seed=None)  # no journal to rebuild from
+    (tmp_path / "release-001.json").unlink()
+    with pytest.raises(RunStateError, match="later iterations exist"):
+        toy.run(tmp_path, iterations=3, noise_seed=None)
+    assert not (tmp_path / "release-001.json").exists()
+
+
+def test_release_file_differing_from_the_ledger_is_refused(tmp_path: Path) -> None:
+    _ledger_run(tmp_path, iterations=2)
+    path = tmp_path / "candidates" / "release-001.json"
+    data = read_json(path)
+    data["noisy"][0] += 5.0
+    data["noisy_votes"][0] += 5
+    write_json(path, data)
+    with pytest.raises(LedgerError, match="differs from the logged one"):
+        _ledger_run(tmp_path, iterations=2)
+
+
+def test_truncated_ledger_is_refused_before_any_noise(tmp_path: Path) -> None:
+    """Removing the last release from the log (and its file) must not let a resume draw it
+    again: the log no longer matches its newest signed checkpoint."""
+    _ledger_run(tmp_path, iterations=2)
+    entries = tmp_path / "ledger" / "entries.jsonl"
+    lines = entries.read_bytes().splitlines(keepends=True)
+    entries.write_bytes(b"".join(lines[:-1]))
+    (tmp_path / "candidates" / "release-001.json").unlink()
+    with pytest.raises(LedgerError, match="removed or changed"):
+        _ledger_run(tmp_path, iterations=2)
+    assert not (tmp_path / "candidates" / "release-001.json").exists()
+
+
+def test_run_of_the_continuous_gaussian_era_is_not_resumed(tmp_path: Path) -> None:
+    toy.run(tmp_path, iterations=1)
+    state = read_json(tmp_path / "state.json")
+    write_json(tmp_path / "state.json", {**state, "version": 1})
+    with pytest.raises(RunStateError, match="older penumbra"):
+        toy.run(tmp_path, iterations=1)

@@ -1,47 +1,78 @@
-"""The Gaussian mechanism: noise scale, post-processing, and an empirical privacy audit."""
+"""The discrete Gaussian mechanism: noise scale, post-processing, and an empirical privacy audit."""
 
 from __future__ import annotations
 
 import math
+import random
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from penumbra.pe.mechanism import add_gaussian_noise, apply_threshold, select
-from penumbra.privacy import gaussian_sigma, iteration_generator, noise_generator
+from penumbra.pe.mechanism import add_discrete_gaussian_noise, apply_threshold, select
+from penumbra.privacy import (
+    discrete_gaussian_sigma,
+    sampling_sigma,
+    vote_noise_source,
+)
+from penumbra.privacy.dgauss import discrete_gaussian_pmf
 
 
-def test_noise_has_the_claimed_scale() -> None:
-    # Fixed seed, so the outcome is deterministic; at a random seed each check below fails with
-    # probability ≤ 1e-3 (KS p-value bound) or ≤ 6e-5 (4 standard errors), about 1.1e-3 in all.
+def _noise(votes: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    return add_discrete_gaussian_noise(
+        np.asarray(votes, dtype=np.int64), sampling_sigma(sigma), random.Random(seed)
+    )
+
+
+def test_noise_is_integer_and_has_the_claimed_law() -> None:
+    # Chi-square of 50,000 draws against the exact discrete Gaussian pmf (bins with expected
+    # count >= 5, tails pooled). Fixed seed; at a random seed a correct sampler fails with
+    # probability 1e-3 (the p-value bound), the mean/std checks add ≤ 6e-5 each.
     sigma, n = 3.7, 50_000
-    noise = add_gaussian_noise(np.zeros(n), sigma, np.random.default_rng(20261122))
-    assert stats.kstest(noise, "norm", args=(0.0, sigma)).pvalue > 1e-3
+    noise = _noise(np.zeros(n, dtype=np.int64), sigma, 20261122)
+    assert noise.dtype == np.int64
+    xs = np.arange(-40, 41)
+    expected = discrete_gaussian_pmf(xs, Fraction(sampling_sigma(sigma))) * n
+    observed = np.array([(noise == x).sum() for x in xs], dtype=np.float64)
+    keep = expected >= 5
+    exp_kept = np.append(expected[keep], n - expected[keep].sum())
+    obs_kept = np.append(observed[keep], n - observed[keep].sum())
+    assert stats.chisquare(obs_kept, exp_kept).pvalue > 1e-3
     assert abs(noise.mean()) < 4 * sigma / math.sqrt(n)
     assert abs(noise.std(ddof=1) - sigma) < 4 * sigma / math.sqrt(2 * (n - 1))
 
 
 def test_noise_is_added_to_every_bin_independently() -> None:
-    clean = np.arange(5, dtype=np.float64) * 100
-    draws = np.stack(
-        [add_gaussian_noise(clean, 2.0, np.random.default_rng(s)) for s in range(4000)]
-    )
+    clean = np.arange(5, dtype=np.int64) * 100
+    draws = np.stack([_noise(clean, 2.0, s) for s in range(4000)]).astype(np.float64)
     np.testing.assert_allclose(draws.mean(axis=0), clean, atol=4 * 2.0 / math.sqrt(4000))
     corr = np.corrcoef(draws.T)[np.triu_indices(5, 1)]
     assert np.all(np.abs(corr) < 4 / math.sqrt(4000))  # each |r| beyond 4/√n: p < 1e-4
 
 
-def test_real_runs_use_fresh_cryptographic_seeds() -> None:
-    a = noise_generator().normal(size=4)
-    b = noise_generator().normal(size=4)
-    assert not np.array_equal(a, b)
-    np.testing.assert_array_equal(
-        iteration_generator(5, 2).normal(size=3), iteration_generator(5, 2).normal(size=3)
-    )
-    assert not np.array_equal(
-        iteration_generator(5, 2).normal(size=3), iteration_generator(5, 3).normal(size=3)
-    )
+def test_mechanism_refuses_float_votes_and_float_sigma() -> None:
+    with pytest.raises(ValueError, match="integer"):
+        add_discrete_gaussian_noise(np.array([1.5, 2.0]), Fraction(2), random.Random(0))
+    with pytest.raises(ValueError, match="Fraction"):
+        add_discrete_gaussian_noise(np.array([1, 2]), 2.0, random.Random(0))  # type: ignore[arg-type]
+
+
+def test_sampling_sigma_never_below_the_accounted_sigma() -> None:
+    for sigma in (0.3, 1.0, 7.903412345678, 85.70488):
+        for k in (1, 2, 8):
+            exact = sampling_sigma(sigma, k)
+            assert exact >= Fraction(sigma) * Fraction(math.sqrt(k))
+            assert float(exact) < sigma * math.sqrt(k) * (1 + 1e-8) + 1e-8
+
+
+def test_real_runs_use_the_os_csprng() -> None:
+    assert isinstance(vote_noise_source(None, 0), random.SystemRandom)
+    a = vote_noise_source(None, 0).getrandbits(64)
+    b = vote_noise_source(None, 0).getrandbits(64)
+    assert a != b  # equal with probability 2^-64
+    assert vote_noise_source(5, 2).random() == vote_noise_source(5, 2).random()
+    assert vote_noise_source(5, 2).random() != vote_noise_source(5, 3).random()
 
 
 def test_threshold_and_selection() -> None:
@@ -81,7 +112,7 @@ def _clopper_pearson(successes: int, trials: int, alpha: float) -> tuple[float, 
 
 
 def test_empirical_audit_does_not_exceed_claimed_epsilon() -> None:
-    """Neighbouring histograms (one sample added: one bin +1) through the mechanism, many times.
+    """Neighbouring vote histograms (one sample added: one bin +1), many times.
 
     The best test distinguishing them thresholds the changed bin; over a sweep of thresholds
     the 95%-confidence lower bound on ε (Clopper-Pearson on both error rates) must stay below
@@ -90,14 +121,13 @@ def test_empirical_audit_does_not_exceed_claimed_epsilon() -> None:
     with probability < 5%, and in practice far less since the bound is not tight.
     """
     epsilon, delta, trials = 1.0, 1e-5, 200_000
-    sigma = gaussian_sigma(epsilon, delta, 1)
-    clean = np.array([10.0, 4.0, 0.0])
-    neighbour = clean + np.array([0.0, 1.0, 0.0])
-    rng = np.random.default_rng(4242)
+    sigma = discrete_gaussian_sigma(epsilon, delta, 1)
+    clean = np.array([10, 4, 0])
+    neighbour = clean + np.array([0, 1, 0])
     # Each bin is noised independently, so noising `trials` copies of the changed bin at once
     # draws exactly what `trials` separate runs of the mechanism would show for that bin.
-    a = add_gaussian_noise(np.full(trials, clean[1]), sigma, rng)
-    b = add_gaussian_noise(np.full(trials, neighbour[1]), sigma, rng)
+    a = _noise(np.full(trials, clean[1]), sigma, 4242)
+    b = _noise(np.full(trials, neighbour[1]), sigma, 4243)
     thresholds = np.quantile(a, np.linspace(0.5, 0.9999, 60))
     alpha = 0.05 / len(thresholds)
     best = 0.0
@@ -110,8 +140,8 @@ def test_empirical_audit_does_not_exceed_claimed_epsilon() -> None:
             best = max(best, math.log((tpr_lo - delta) / fpr_hi))
     assert 0.05 < best <= epsilon  # the audit sees real leakage, but never more than claimed
     # a mechanism with too little noise is caught by the same audit
-    weak = add_gaussian_noise(np.full(trials, clean[1]), sigma / 4, rng)
-    weak_b = add_gaussian_noise(np.full(trials, neighbour[1]), sigma / 4, rng)
+    weak = _noise(np.full(trials, clean[1]), sigma / 4, 4244)
+    weak_b = _noise(np.full(trials, neighbour[1]), sigma / 4, 4245)
     tau = float(np.quantile(weak, 0.999))
     fp, tp = int((weak > tau).sum()), int((weak_b > tau).sum())
     tpr_lo = _clopper_pearson(tp, trials, 0.05)[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from penumbra.pe.evolve import EvolveSettings, Release, evolve
+from penumbra.pe.evolve import EvolveSettings, Release, ReleaseJournal, evolve
 from penumbra.pe.voting import local_voter
 
 PRIVATE_CENTRE = np.array([5.0, 5.0])
@@ -63,7 +63,12 @@ def settings(**overrides: object) -> EvolveSettings:
     return EvolveSettings(**base)  # type: ignore[arg-type]
 
 
-def run(folder: Path, kill_at: str | None = None, **overrides: object) -> dict[str, list]:
+def run(
+    folder: Path,
+    kill_at: str | None = None,
+    journal: ReleaseJournal | None = None,
+    **overrides: object,
+) -> dict[str, list]:
     api = Points(kill_at)
 
     def on_release(release: Release) -> None:
@@ -79,6 +84,7 @@ def run(folder: Path, kill_at: str | None = None, **overrides: object) -> dict[s
         voter=local_voter(private_points()),
         settings=settings(**overrides),
         on_release=on_release,
+        journal=journal,
     )
     return result.outputs
 

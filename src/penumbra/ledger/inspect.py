@@ -33,7 +33,11 @@ def summary_rows(run_dir: Path) -> list[tuple[int, str, str]]:
             eps = e["cumulative_epsilon"]
             text = f"iteration {e['iteration']}, σ={e['sigma']:.4g}, ε so far {eps:.4g}"
         elif kind == "run_start":
-            text = f"N={e['n_private']}, target ε={e['epsilon_target']}, δ={e['delta']:.3g}"
+            size = (
+                f"N={e['n_private']}" if e.get("n_private") is not None
+                else f"N ≤ {e.get('public_n')} (public bound)"
+            )  # fmt: skip
+            text = f"{size}, target ε={e['epsilon_target']}, δ={e['delta']:.3g}"
         elif kind == "outputs":
             text = f"{len(e['files'])} file(s)"
         elif kind == "run_end":

@@ -24,11 +24,14 @@ from penumbra.errors import PenumbraError
 from penumbra.ledger.merkle import leaf_hash, root_from_hashes
 from penumbra.ledger.note import (
     Checkpoint,
+    NoteError,
     Signer,
     generate_signer,
     load_private_key,
+    parse_vkey,
     save_private_key,
     sign_checkpoint,
+    verify_signed_note,
 )
 
 SCHEMA_VERSION = 1
@@ -113,7 +116,30 @@ class Ledger:
             )
         if not pubkey.exists():
             _atomic_text(pubkey, signer.vkey + "\n")
-        return cls(run, signer, origin)
+        ledger = cls(run, signer, origin)
+        ledger.check_against_checkpoint()
+        return ledger
+
+    def check_against_checkpoint(self) -> None:
+        """Refuse to continue a log that lost or changed entries since its newest signed
+        checkpoint: a resumed run decides from the log whether noise was already drawn.
+        One trailing entry without a checkpoint (a crash between the two writes) is signed now."""
+        files = sorted(p for p in (self.dir / "checkpoints").glob("*") if p.name.isdigit())
+        if not files:
+            return
+        newest = files[-1]
+        try:
+            verifier = parse_vkey(self.signer.vkey)
+            cp = verify_signed_note(newest.read_text(encoding="utf-8"), verifier)
+        except (NoteError, UnicodeDecodeError) as e:
+            raise LedgerError(f"{newest}: not a valid checkpoint of this run ({e})") from None
+        if cp.size > self.size or root_from_hashes(self._hashes[: cp.size]) != cp.root:
+            raise LedgerError(
+                f"{self.entries_path}: entries were removed or changed after checkpoint "
+                f"{newest.name} was signed; the run cannot be resumed safely (run penumbra verify)"
+            )
+        if cp.size < self.size:
+            self.checkpoint()
 
     @property
     def size(self) -> int:

@@ -15,6 +15,12 @@ from typing import Any
 from penumbra.ledger.log import Ledger, LedgerError
 from penumbra.models.fingerprint import file_sha256
 from penumbra.pe.evolve import Release
+from penumbra.privacy.discrete import ACCOUNTANT
+
+NEIGHBOURING_PUBLIC_N = "add/remove one image; the number of images is published"
+NEIGHBOURING_BOUNDED = (
+    "add/remove one image; the number of images is not published, only a public bound on it"
+)
 
 CHUNK = 500  # outputs per log entry
 
@@ -39,13 +45,24 @@ def record_run_start(
     iterations: int,
     seed: int | None,
     fixed_noise_seed: bool,
+    k: int = 1,
+    accountant: str = ACCOUNTANT,
+    public_n: int | None = None,
+    remote_private: Sequence[str] = (),
 ) -> int:
+    """The run's public parameters. With `public_n` the exact N is left out (only the bound is
+    public); `remote_private` names the opted-in endpoints that receive private data."""
     existing = list(ledger.find("run_start"))
     fields: dict[str, Any] = {
         "penumbra_version": penumbra_version,
         "config_sha256": config_sha256,
         "models": [dict(m) for m in models],
-        "n_private": n_private,
+        "n_private": n_private if public_n is None else None,
+        "public_n": public_n,
+        "neighbouring": NEIGHBOURING_PUBLIC_N if public_n is None else NEIGHBOURING_BOUNDED,
+        "accountant": accountant,
+        "k": k,
+        "remote_private": list(remote_private),
         "epsilon_target": epsilon,
         "delta": delta,
         "sigma": sigma,
@@ -75,26 +92,74 @@ def release_fields(release: Release, k: int) -> dict[str, Any]:
         "cumulative_epsilon": release.cumulative_epsilon,
         "delta": release.delta,
         "fixed_noise_seed": release.fixed_noise_seed,
+        "accountant": release.accountant,
+        "noisy_votes": release.noisy_votes,
     }
 
 
+class LedgerJournal:
+    """The PE engine's `ReleaseJournal`: releases live in the signed ledger, written there
+    before the release file, and are rebuilt from it when the file is gone."""
+
+    def __init__(self, ledger: Ledger, *, k: int) -> None:
+        self.ledger = ledger
+        self.k = k
+
+    def _entry(self, iteration: int) -> tuple[int, dict[str, Any]] | None:
+        found = [(i, e) for i, e in self.ledger.find("release") if e["iteration"] == iteration]
+        if len(found) > 1:
+            raise LedgerError(f"the ledger holds {len(found)} releases for iteration {iteration}")
+        return found[0] if found else None
+
+    def latest(self) -> int:
+        return max((e["iteration"] for _, e in self.ledger.find("release")), default=-1)
+
+    def recorded(self, iteration: int, candidate_ids: Sequence[str]) -> Release | None:
+        found = self._entry(iteration)
+        if found is None:
+            return None
+        index, e = found
+        position = {cid: i for i, cid in enumerate(candidate_ids)}
+        missing = [cid for cid in e["selected_ids"] if cid not in position]
+        if missing or len(e["noisy_histogram"]) != len(candidate_ids):
+            raise LedgerError(
+                f"entry {index}: release {iteration} does not fit population {iteration} "
+                "(the run directory was modified)"
+            )
+        return Release(
+            iteration=iteration,
+            sigma=e["sigma"],
+            threshold=e["threshold"],
+            candidate_ids=list(candidate_ids),
+            candidate_hash=e["candidate_hash"],
+            noisy=list(e["noisy_histogram"]),
+            selected=[position[cid] for cid in e["selected_ids"]],
+            cumulative_epsilon=e["cumulative_epsilon"],
+            delta=e["delta"],
+            fixed_noise_seed=e["fixed_noise_seed"],
+            k=e.get("k", self.k),
+            accountant=e.get("accountant", ACCOUNTANT),
+            noisy_votes=e.get("noisy_votes"),
+        )
+
+    def record(self, release: Release) -> None:
+        fields = release_fields(release, self.k)
+        found = self._entry(release.iteration)
+        if found is not None:
+            index, entry = found
+            if {key: entry.get(key) for key in fields} != fields:
+                raise LedgerError(
+                    f"entry {index}: release {release.iteration} on disk differs from the "
+                    "logged one; the run directory was modified"
+                )
+            return
+        self.ledger.append("release", fields)
+
+
 def release_hook(ledger: Ledger, *, k: int) -> Callable[[Release], None]:
-    """The PE loop's `on_release`: log each release once; a resumed run's reused releases
-    must match what was logged."""
-
-    def hook(release: Release) -> None:
-        fields = release_fields(release, k)
-        for index, entry in ledger.find("release"):
-            if entry["iteration"] == release.iteration:
-                if {key: entry.get(key) for key in fields} != fields:
-                    raise LedgerError(
-                        f"entry {index}: release {release.iteration} on disk differs from the "
-                        "logged one; the run directory was modified"
-                    )
-                return
-        ledger.append("release", fields)
-
-    return hook
+    """An `on_release` callback that logs each release once (prefer `LedgerJournal`, which
+    the engine also consults before drawing noise)."""
+    return LedgerJournal(ledger, k=k).record
 
 
 def record_outputs(ledger: Ledger, run_dir: Path, outputs: Sequence[dict[str, Any]]) -> None:

@@ -1,32 +1,48 @@
 """The Private Evolution loop, modality-agnostic and crash-safe.
 
 Per iteration: candidates (random API, then variations of the last selection) → embeddings →
-`voter(embeddings)` (the only contact with private data) → Gaussian noise → threshold →
-selection. Each population and each noisy histogram is written atomically before it is used;
-a resumed run reloads them and never draws new noise for a finished release. σ is calibrated
-once from (ε, δ, T) and the run refuses any iteration that would overspend ε.
+`voter(embeddings)` (the only contact with private data) → exact discrete Gaussian noise on the
+integer votes → threshold → selection. Each population is written atomically before it is
+used; each noisy histogram is recorded in the run's journal (the ledger) and then written
+atomically, before it is used. A resumed run rebuilds a finished release from its file or, if
+the file is gone, from the journal, and refuses to draw noise for an iteration when later
+iterations already exist: no iteration ever has two different releases. σ is calibrated once
+from (ε, δ, T, k) with the discrete Gaussian's exact accountant and the run refuses any
+iteration that would overspend ε.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from penumbra.pe.mechanism import Selection, add_gaussian_noise, apply_threshold, select
+from penumbra.errors import PenumbraError
+from penumbra.pe.mechanism import Selection, add_discrete_gaussian_noise, apply_threshold, select
 from penumbra.pe.store import read_json, read_population, write_json, write_population
 from penumbra.pe.voting import Voter
-from penumbra.privacy import gaussian_epsilon, gaussian_sigma, iteration_generator
+from penumbra.privacy import (
+    discrete_gaussian_epsilon,
+    discrete_gaussian_sigma,
+    sampling_sigma,
+    vote_noise_source,
+)
+from penumbra.privacy.discrete import ACCOUNTANT
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 1: continuous Gaussian noise (before the exact discrete sampler)
 
 
 class PrivacyBudgetError(RuntimeError):
     """Starting the next DP release would spend more ε than the run's target."""
+
+
+class RunStateError(PenumbraError):
+    """The run folder does not match its own record (files missing, changed or out of order):
+    continuing could release a second, different histogram for an iteration."""
 
 
 class RandomAPI(Protocol):
@@ -62,6 +78,24 @@ class NoisyVoter(Protocol):
     def __call__(self, embeddings: np.ndarray, iteration: int) -> np.ndarray: ...
 
 
+class ReleaseJournal(Protocol):
+    """Where releases become durable before use (the run's signed ledger). The engine asks it
+    before drawing noise, so a release file deleted or lost after a crash is rebuilt from the
+    journal instead of being drawn again."""
+
+    def recorded(self, iteration: int, candidate_ids: Sequence[str]) -> Release | None:
+        """The recorded release of `iteration`, rebuilt for these candidates; None if none."""
+        ...
+
+    def latest(self) -> int:
+        """The highest iteration with a recorded release; −1 when there is none."""
+        ...
+
+    def record(self, release: Release) -> None:
+        """Make `release` durable; raise if a different release is recorded for its iteration."""
+        ...
+
+
 @dataclass(frozen=True)
 class EvolveSettings:
     epsilon: float
@@ -74,6 +108,7 @@ class EvolveSettings:
     threshold: float = 0.0
     selection: Selection = "rank"
     seed: int = 0  # public randomness (generation, selection), safe to record
+    k: int = 1  # votes per private sample; each adds 1/√k to a bin (L2 sensitivity 1)
     noise_seed: int | None = None  # tests only: fixed DP noise; recorded when used
 
     def sizes(self) -> list[int]:
@@ -95,6 +130,8 @@ class EvolveSettings:
             raise ValueError(f"num_outputs must be >= 1, got {self.num_outputs}")
         if self.lookahead < 0:
             raise ValueError(f"lookahead must be >= 0, got {self.lookahead}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +148,9 @@ class Release:
     cumulative_epsilon: float
     delta: float
     fixed_noise_seed: bool
+    k: int = 1
+    accountant: str = ACCOUNTANT
+    noisy_votes: list[int] | None = None  # the integer release; `noisy` is noisy_votes / √k
     reused: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -185,7 +225,9 @@ def plan_run(
     will dominate. Uses only public quantities (N is the size of the private set)."""
     settings.validate()
     costs = costs or CallCosts()
-    sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
+    sigma = discrete_gaussian_sigma(
+        settings.epsilon, settings.delta, settings.iterations, settings.k
+    )
     sizes = settings.sizes()
     variation_calls = sum(sizes[1:]) + settings.lookahead * sum(sizes)
     embeddings = sum(sizes) * max(1, settings.lookahead)
@@ -217,8 +259,10 @@ class _Loop:
         variation_api: VariationAPI,
         embed: Embed,
         voter: Voter | NoisyVoter,
+        journal: ReleaseJournal | None = None,
     ) -> None:
         self.folder = folder
+        self.journal = journal
         self.s = settings
         self.random_api = random_api
         self.variation_api = variation_api
@@ -229,12 +273,15 @@ class _Loop:
         if self.noisy_voter is not None:
             self.sigma = float(self.noisy_voter.sigma)
         else:
-            self.sigma = gaussian_sigma(settings.epsilon, settings.delta, settings.iterations)
+            self.sigma = discrete_gaussian_sigma(
+                settings.epsilon, settings.delta, settings.iterations, settings.k
+            )
+        self.accountant = str(getattr(self.noisy_voter, "accountant", ACCOUNTANT))
 
     def spent(self, steps: int) -> float:
         if self.noisy_voter is not None:
             return float(self.noisy_voter.epsilon(steps, self.s.delta))
-        return gaussian_epsilon(self.sigma, steps, self.s.delta)
+        return discrete_gaussian_epsilon(self.sigma, steps, self.s.delta, self.s.k)
 
     def check_state(self) -> None:
         """Record the run's privacy parameters; refuse to resume with different ones."""
@@ -246,11 +293,18 @@ class _Loop:
             "settings": settings,
             "fixed_noise_seed": self.s.noise_seed is not None,
             "sigma": self.sigma,
+            "accountant": self.accountant,
         }
         if path.exists():
             old = read_json(path)
+            if old.get("version") != STATE_VERSION:
+                raise RunStateError(
+                    f"{path}: this run was started by an older penumbra (state version "
+                    f"{old.get('version')}, continuous Gaussian noise); finish it with that "
+                    "version or start a new run directory"
+                )
             if old != state:
-                raise ValueError(
+                raise RunStateError(
                     f"{path}: this run was started with other settings; resume it with the same "
                     "settings or start a new run directory"
                 )
@@ -307,11 +361,27 @@ class _Loop:
         path = self.folder / f"release-{t:03d}.json"
         ids, payloads = rows["id"], rows["payload"]
         digest = candidate_hash(ids, payloads)
+        recorded = self.journal.recorded(t, ids) if self.journal is not None else None
+        if recorded is not None and recorded.candidate_hash != digest:
+            raise RunStateError(
+                f"the ledger's release {t} was made for other candidates than "
+                f"population-{t:03d}.parquet: the run directory was modified; start a new run"
+            )
         if path.exists():
             data = read_json(path)
-            if data["candidate_hash"] != digest:
-                raise RuntimeError(f"{path}: release does not match population {t}; run corrupted")
-            return Release(**data, reused=True)
+            if data.get("candidate_hash") != digest:
+                raise RunStateError(
+                    f"{path}: release does not match population {t}; the run directory was "
+                    "modified; start a new run"
+                )
+            release = Release(**data, reused=True)
+            if self.journal is not None:
+                self.journal.record(release)  # equal to the recorded one, or recorded now
+            return release
+        if recorded is not None:  # the file was lost: the ledger holds the one true release
+            write_json(path, recorded.to_json())
+            return replace(recorded, reused=True)
+        self.refuse_gap(t)
         spent = self.spent(t + 1)
         if spent > self.s.epsilon * (1 + 1e-9):
             raise PrivacyBudgetError(
@@ -326,9 +396,14 @@ class _Loop:
             clean = np.asarray(voter(self.embeddings(t, payloads)), dtype=np.float64)
             if clean.shape != (len(ids),):
                 raise RuntimeError(f"voter returned shape {clean.shape} for {len(ids)} candidates")
-            rng = iteration_generator(self.s.noise_seed, t)
-            noisy = add_gaussian_noise(clean, self.sigma, rng)
-            del clean  # only the noisy histogram may leave this function
+            votes = integer_votes(clean, self.s.k)
+            del clean
+            rng = vote_noise_source(self.s.noise_seed, t)
+            noisy_votes = add_discrete_gaussian_noise(
+                votes, sampling_sigma(self.sigma, self.s.k), rng
+            )
+            del votes, rng  # only the noisy histogram may leave this function
+            noisy = noisy_votes / np.sqrt(self.s.k)
         weights = apply_threshold(noisy, self.s.threshold)
         count = self.sizes[t + 1] if t + 1 < self.s.iterations else self.s.num_outputs
         rng = np.random.default_rng(_seed(self.s.seed, t, "select"))
@@ -344,9 +419,32 @@ class _Loop:
             cumulative_epsilon=spent,
             delta=self.s.delta,
             fixed_noise_seed=self.s.noise_seed is not None,
+            k=self.s.k,
+            accountant=self.accountant,
+            noisy_votes=None if self.noisy_voter is not None else [int(v) for v in noisy_votes],
         )
+        if self.journal is not None:
+            self.journal.record(release)  # in the signed log first: a lost file is rebuilt
         write_json(path, release.to_json())  # durable before anything uses it
         return release
+
+    def refuse_gap(self, t: int) -> None:
+        """Release t is about to be drawn: nothing of a later iteration may exist already."""
+        later = [
+            p.name
+            for p in sorted(self.folder.iterdir())
+            if p.name.startswith(("population-", "release-"))
+            and p.name.split("-", 1)[1].split(".")[0].isdigit()
+            and int(p.name.split("-", 1)[1].split(".")[0]) > t
+        ]
+        if self.journal is not None and self.journal.latest() > t:
+            later.append(f"ledger release {self.journal.latest()}")
+        if later:
+            raise RunStateError(
+                f"{self.folder / f'release-{t:03d}.json'} is missing but later iterations exist "
+                f"({', '.join(later[:3])}): refusing to draw new noise for iteration {t}; "
+                "restore the file from a backup or start a new run"
+            )
 
 
 def evolve(
@@ -359,18 +457,21 @@ def evolve(
     settings: EvolveSettings,
     on_release: Callable[[Release], None] | None = None,
     on_iteration: Callable[[int, int], None] | None = None,
+    journal: ReleaseJournal | None = None,
 ) -> EvolveResult:
     """Run (or resume) Private Evolution in `folder` and return the DP-selected outputs.
 
     `voter` is a plain `Voter` (clean histogram; the engine adds Gaussian noise) or a
     `NoisyVoter` (already noised; the engine uses its σ and accountant). `on_release` sees
     every release the run uses, new or reused (`release.reused`), after it
-    is on disk and before it is used; `on_iteration(t, T)` reports progress.
+    is on disk and before it is used; `on_iteration(t, T)` reports progress. `journal` (the
+    run's ledger) records each release before its file is written and is consulted before
+    any noise is drawn.
     """
     settings.validate()
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
-    loop = _Loop(root, settings, random_api, variation_api, embed, voter)
+    loop = _Loop(root, settings, random_api, variation_api, embed, voter, journal)
     loop.check_state()
     releases: list[Release] = []
     previous: Release | None = None
@@ -394,6 +495,16 @@ def evolve(
         outputs["lineage"].append(lineage[cid])
     spent = loop.spent(settings.iterations)
     return EvolveResult(outputs, releases, loop.sigma, spent)
+
+
+def integer_votes(histogram: np.ndarray, k: int) -> np.ndarray:
+    """The voter's histogram (k-NN counts / √k) back as exact integer counts; refuses anything
+    else, since the accountant's sensitivity assumes integer votes."""
+    scaled = np.asarray(histogram, dtype=np.float64) * np.sqrt(k)
+    votes = np.rint(scaled)
+    if not np.all(np.abs(scaled - votes) < 1e-6) or (votes < 0).any():
+        raise ValueError(f"the voter must return k-NN vote counts divided by √k (k={k})")
+    return votes.astype(np.int64)
 
 
 def _lineage(root: Path, iterations: int) -> dict[str, list[str]]:
@@ -420,6 +531,8 @@ __all__ = [
     "PrivacyBudgetError",
     "RandomAPI",
     "Release",
+    "ReleaseJournal",
+    "RunStateError",
     "VariationAPI",
     "evolve",
     "plan_run",

@@ -1,24 +1,39 @@
-"""The Gaussian mechanism on vote histograms, thresholding and selection.
+"""The discrete Gaussian mechanism on integer vote histograms, thresholding and selection.
 
-Everything draws from an explicit numpy Generator: the caller decides where randomness comes
-from (a cryptographically seeded one in real runs, see penumbra.privacy.noise).
+Everything draws from an explicit source of randomness: the caller decides where it comes from
+(the OS CSPRNG in real runs, see penumbra.privacy.noise).
 """
 
 from __future__ import annotations
 
+import random
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
+
+from penumbra.privacy.dgauss import sample_discrete_gaussian
 
 Selection = Literal["rank", "sample"]
 
 
-def add_gaussian_noise(histogram: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """histogram + N(0, σ²) independently on every bin (the DP release)."""
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
-    clean = np.asarray(histogram, dtype=np.float64)
-    return clean + rng.normal(0.0, sigma, size=clean.shape)
+def add_discrete_gaussian_noise(
+    votes: np.ndarray, sigma: Fraction, rng: random.Random
+) -> npt.NDArray[np.int64]:
+    """votes + N_Z(0, σ²) independently on every bin: the DP release, integers in and out.
+
+    Integer votes and an exact sampler leave no floating-point trace of the clean count
+    (Mironov 2012; Haney et al. 2022); σ is the exact rational parameter on integer votes
+    (`penumbra.privacy.sampling_sigma`). `rng` is the OS CSPRNG in real runs."""
+    clean = np.asarray(votes)
+    if clean.ndim != 1 or not np.issubdtype(clean.dtype, np.integer):
+        raise ValueError("votes must be a 1-D array of integer vote counts")
+    if not isinstance(sigma, Fraction) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive Fraction, got {sigma!r}")
+    noise = sample_discrete_gaussian(sigma, len(clean), rng)
+    result: npt.NDArray[np.int64] = clean.astype(np.int64) + noise
+    return result
 
 
 def apply_threshold(noisy: np.ndarray, threshold: float) -> np.ndarray:

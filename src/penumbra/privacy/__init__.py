@@ -8,15 +8,26 @@ from penumbra.privacy.accounting import (
     gaussian_sigma,
     gdp_delta,
 )
-from penumbra.privacy.noise import iteration_generator, noise_generator
+from penumbra.privacy.discrete import (
+    discrete_gaussian_delta,
+    discrete_gaussian_epsilon,
+    discrete_gaussian_sigma,
+    sampling_sigma,
+)
+from penumbra.privacy.noise import iteration_generator, noise_generator, vote_noise_source
 
 __all__ = [
     "check_delta_for",
     "default_delta",
+    "discrete_gaussian_delta",
+    "discrete_gaussian_epsilon",
+    "discrete_gaussian_sigma",
     "gaussian_epsilon",
     "gaussian_mu",
     "gaussian_sigma",
     "gdp_delta",
     "iteration_generator",
     "noise_generator",
+    "sampling_sigma",
+    "vote_noise_source",
 ]

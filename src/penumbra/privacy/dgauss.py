@@ -1,7 +1,8 @@
 """Exact discrete Gaussian sampling (Canonne, Kamath, Steinke 2020, "The Discrete Gaussian for
 Differential Privacy", Algorithms 1-3).
 
-Aggregators add discrete Gaussian noise to integer vote sums before revealing them. Floating
+Vote histograms (local runs and the aggregators of secure voting) get discrete Gaussian noise on
+integer vote counts before anything is released. Floating
 point samplers leak through rounding artefacts (Mironov 2012), so every accept/reject decision
 here uses integers only: a Bernoulli(n/d) is `randrange(d) < n`, Bernoulli(exp(-n/d)) is built
 from those (Algorithm 1), the discrete Laplace from those (Algorithm 2), and the discrete

@@ -7,6 +7,7 @@ only, and whoever asks for one must record that they did.
 
 from __future__ import annotations
 
+import random
 import secrets
 
 import numpy as np
@@ -26,3 +27,12 @@ def iteration_generator(seed: int | None, iteration: int) -> np.random.Generator
     if seed is None:
         return noise_generator(None)
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, iteration])))
+
+
+def vote_noise_source(seed: int | None, iteration: int) -> random.Random:
+    """Integer randomness for the exact discrete Gaussian sampler of one iteration: the OS
+    CSPRNG itself (nothing to store, nothing to regenerate) unless a test fixes `seed`."""
+    if seed is None:
+        return secrets.SystemRandom()
+    state = np.random.SeedSequence([seed, iteration, 0xD6A055]).generate_state(4)
+    return random.Random(int.from_bytes(state.tobytes(), "big"))

@@ -43,10 +43,10 @@ from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import (
+    LedgerJournal,
     record_outputs,
     record_run_end,
     record_run_start,
-    release_hook,
 )
 from penumbra.models import load
 from penumbra.models.protocols import (
@@ -58,7 +58,8 @@ from penumbra.models.protocols import (
 )
 from penumbra.pe.evolve import EvolveSettings, NoisyVoter, Plan, evolve, plan_run
 from penumbra.pe.voting import local_voter
-from penumbra.privacy import check_delta_for, default_delta, gaussian_epsilon
+from penumbra.privacy.discrete import ACCOUNTANT
+from penumbra.privacy import check_delta_for, default_delta, discrete_gaussian_epsilon
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer
 from penumbra.spti.text_api import LLMCaptionAPI
@@ -90,8 +91,8 @@ class Run:
     sigma: float
     iterations: int
     num_images: int
-    n_private: int
-    skipped_private: int
+    n_private: int | None  # None when privacy.public_n keeps the exact N unpublished
+    skipped_private: int | None
     report: Path
     stage_seconds: dict[str, float] = field(default_factory=dict)
     models: list[dict[str, str]] = field(default_factory=list)
@@ -192,13 +193,15 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
         threshold=config.pe.threshold,
         selection=config.pe.selection,
         seed=config.seed if config.seed is not None else 0,
+        k=config.pe.k,
     )
     plan = plan_run(settings, n_private)
     if plan.votes_per_candidate < plan.sigma:
         sigma_ok = n_private / (2 * config.pe.population)
-        eps_min = gaussian_epsilon(sigma_ok, config.pe.iterations, delta)
+        eps_min = discrete_gaussian_epsilon(sigma_ok, config.pe.iterations, delta, config.pe.k)
+        size = f"N={n_private}" if config.privacy.public_n is None else f"public_n={n_private}"
         raise PenumbraError(
-            f"privacy.epsilon={config.privacy.epsilon:g} is too small for N={n_private}: "
+            f"privacy.epsilon={config.privacy.epsilon:g} is too small for {size}: "
             f"σ={plan.sigma:.3g} exceeds the {plan.votes_per_candidate:.1f} votes a candidate "
             f"expects; use --epsilon >= {eps_min:.3g}, or pe.population <= "
             f"{max(2, int(n_private / (2 * plan.sigma)))}, or fewer pe.iterations"
@@ -229,6 +232,9 @@ def synthesize(
     cfg = resolve_run_config(
         out, config=config, epsilon=epsilon, delta=delta, overrides=overrides, resume=resume
     )
+    # A dry run removes only what it made itself, never anything of an existing run.
+    made_out, made_private = not out.exists(), not (out / "private").exists()
+    public_n = cfg.privacy.public_n
     times: dict[str, float] = {}
     with _stage(times, "load models"):
         images = cfg.modality == "image"
@@ -245,6 +251,8 @@ def synthesize(
     progress = _progress(console)
     with progress:
         task = progress.add_task("embed private set", total=None, visible=external is None)
+        # With a public bound on N, the progress bar shows no file counts either.
+        show_counts = public_n is None
         with _stage(times, "embed private set"):
             private_emb: Any
             if external is not None:
@@ -257,20 +265,31 @@ def synthesize(
                 captioner=captioner,  # type: ignore[arg-type]
                 text_embedder=text_embedder, on_error=cfg.data.on_unreadable,
                 max_pixels=cfg.data.max_pixels,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                on_progress=lambda done, total: progress.update(
+                    task, completed=done if show_counts else 0, total=total if show_counts else None
+                ),
             )  # fmt: skip
         n_private = len(private_emb) if external is None else external.n_private
         if n_private < 3:
-            raise DataError(f"{source}: {n_private} readable image(s); PE needs at least 3")
-        run_delta = cfg.privacy.delta if cfg.privacy.delta is not None else default_delta(n_private)
+            raise DataError(f"{source}: too few readable images; PE needs at least 3")
+        if public_n is not None and n_private > public_n:
+            raise ConfigError(
+                f"privacy.public_n={public_n}: the private set holds more samples than this "
+                "public bound; raise privacy.public_n (the exact count is not printed)"
+            )
+        n_accounted = n_private if public_n is None else public_n
+        run_delta = (
+            cfg.privacy.delta if cfg.privacy.delta is not None else default_delta(n_accounted)
+        )
         try:
-            check_delta_for(run_delta, n_private)
+            check_delta_for(run_delta, n_accounted)
         except ValueError as e:
             raise ConfigError(f"privacy.delta: {e}") from None
-        settings, plan = preflight(cfg, n_private, run_delta)
+        settings, plan = preflight(cfg, n_accounted, run_delta)
         if dry_run:
-            shutil.rmtree(out / "private", ignore_errors=True)
-            if not any(out.iterdir()):
+            if made_private:
+                shutil.rmtree(out / "private", ignore_errors=True)
+            if made_out and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
             return plan
         if not resume:
@@ -311,7 +330,8 @@ def synthesize(
         record_run_start(
             ledger, penumbra_version=__version__, config_sha256=config_hash(cfg), models=models,
             n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=sigma,
-            iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False,
+            iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False, k=cfg.pe.k,
+            accountant=str(getattr(voter, "accountant", ACCOUNTANT)), public_n=public_n,
         )  # fmt: skip
         api = LLMCaptionAPI(
             text_gen, domain=cfg.domain, random_template=cfg.prompts.random,
@@ -336,7 +356,7 @@ def synthesize(
         with _stage(times, "private evolution"):
             result = evolve(
                 out / "candidates", random_api=api, variation_api=api, embed=embed,
-                voter=voter, settings=settings, on_release=release_hook(ledger, k=cfg.pe.k),
+                voter=voter, settings=settings, journal=LedgerJournal(ledger, k=cfg.pe.k),
                 on_iteration=lambda done, total: progress.update(pe_task, completed=done),
             )  # fmt: skip
         del private_emb, voter  # nothing below touches private data
@@ -375,8 +395,11 @@ def synthesize(
     return Run(
         run_dir=out, epsilon_spent=result.epsilon_spent, epsilon_target=cfg.privacy.epsilon,
         delta=run_delta, sigma=result.sigma, iterations=len(result.releases),
-        num_images=len(result.outputs["payload"]), n_private=n_private,
-        skipped_private=len(report.skipped) if report is not None else 0, report=report_path,
+        num_images=len(result.outputs["payload"]),
+        n_private=n_private if public_n is None else None,
+        skipped_private=(len(report.skipped) if report is not None else 0)
+        if public_n is None else None,
+        report=report_path,
         stage_seconds=times, models=models,
     )  # fmt: skip
 
