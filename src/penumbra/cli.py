@@ -135,14 +135,36 @@ def verify(
     pubkey: Annotated[
         Path | None,
         typer.Option(
-            "--pubkey", help="Verifier key obtained from the data holder (not from the run)."
+            "--pubkey",
+            help="Verifier key file the data holder published (never the run's own "
+            "ledger/pubkey): the only way to know who signed.",
         ),
     ] = None,
+    cosigner: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cosigner",
+            help="Multi-holder runs: an aggregator's published verifier key (a file or the "
+            "key itself); once per aggregator.",
+        ),
+    ] = None,
+    trust_run_key: Annotated[
+        bool,
+        typer.Option(
+            "--trust-run-key",
+            help="Accept the keys the run carries for any signer not given (--pubkey, "
+            "--cosigner): exit 0 on integrity alone, still reported as not authenticated.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Audit a run without private data: signatures, Merkle proofs, ε, output hashes.
 
-    Exit 0 when everything holds, 1 with each failure and its location otherwise."""
+    Exit 0 when everything holds and the signer (and co-signers) were authenticated by the keys
+    given; 1 with each failure and its location; 2 on bad input; 3 when every check holds but
+    a signature was checked only against a key the run itself carries (no --pubkey /
+    --cosigner and no --trust-run-key)."""
+    from penumbra.ledger.note import NoteError, parse_vkey
     from penumbra.ledger.verify import verify_run
 
     key_text = None
@@ -150,19 +172,39 @@ def verify(
         if not pubkey.is_file():
             raise PenumbraError(f"{pubkey}: public key file not found")
         key_text = pubkey.read_text(encoding="utf-8")
-    report = verify_run(run_dir, pubkey=key_text)
+    cosigners: list[str] = []
+    for value in cosigner or []:
+        path = Path(value)
+        keys = path.read_text(encoding="utf-8").split() if path.is_file() else [value]
+        for key in keys:
+            try:
+                parse_vkey(key)
+            except NoteError as e:
+                raise PenumbraError(f"--cosigner {value}: not a key file nor a key ({e})") from e
+        cosigners += keys
+    report = verify_run(run_dir, pubkey=key_text, cosigners=cosigners or None)
+    code = 1 if not report.ok else 0 if report.authenticated or trust_run_key else 3
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+        sys.stdout.write(json.dumps({**report.to_json(), "exit": code}, indent=2) + "\n")
     else:
         _print_receipt(report.receipt)
-        if report.ok:
-            console.print("[bold green]VERIFIED[/bold green]: every check holds.")
-        else:
+        note = report.authentication_note()
+        if not report.ok:
             console.print(f"[bold red]FAILED[/bold red]: {len(report.failures)} problem(s)")
             for failure in report.failures:
                 console.print(f"  {failure}", highlight=False, markup=False)
-    if not report.ok:
-        raise typer.Exit(1)
+            if not report.authenticated:
+                console.print(f"  (and {note})", highlight=False, markup=False)
+        elif report.authenticated:
+            line = f"[bold green]VERIFIED[/bold green]: every check holds; {note}."
+            console.print(line, highlight=False, soft_wrap=True)
+        else:
+            style = "yellow" if trust_run_key else "bold yellow"
+            head = "VERIFIED (integrity only)" if trust_run_key else "NOT AUTHENTICATED"
+            line = f"[{style}]{head}[/{style}]: integrity verified, {note}"
+            console.print(line, highlight=False, soft_wrap=True)
+    if code:
+        raise typer.Exit(code)
 
 
 def _print_receipt(receipt: dict) -> None:  # type: ignore[type-arg]

@@ -1,43 +1,60 @@
-"""A complete, small run directory with a ledger: toy PE + synthetic imagefolder outputs."""
+"""Complete, small run directories with a ledger: toy PE + synthetic outputs.
+
+`build_run`: one holder, imagefolder outputs (or, `texts=True`, a texts.jsonl as text runs
+write). `build_mpc_run`: a multi-holder run as the coordinator logs it (`mpc_setup`, one
+`mpc_round` per iteration with its integer noisy histogram, an aborted round that spent nothing,
+every checkpoint co-signed by both aggregators), with the secure aggregation replaced by the
+toy votes plus rounded Gaussian noise. `resign` rewrites a ledger and re-signs every checkpoint,
+as a forger holding (or replacing) the keys would.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from penumbra import __version__
 from penumbra.data import write_imagefolder
-from penumbra.ledger.log import Ledger
+from penumbra.ledger.log import KEY_NAME, Ledger
+from penumbra.ledger.merkle import leaf_hash, root_from_hashes
+from penumbra.ledger.note import (
+    Checkpoint,
+    Signer,
+    generate_signer,
+    load_private_key,
+    save_private_key,
+    sign_checkpoint,
+)
 from penumbra.ledger.records import (
     record_outputs,
     record_run_end,
     record_run_start,
     release_hook,
 )
-from penumbra.pe.evolve import evolve, plan_run
+from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
+from penumbra.pe.evolve import EvolveSettings, evolve, plan_run
 from penumbra.pe.voting import local_voter
 
 from ..pe import toy
 
+AGGREGATORS = ("leader", "helper")
 
-def build_run(run_dir: Path, *, signing_key: Path | None = None) -> Path:
-    settings = toy.settings(iterations=3, num_outputs=6)
+
+def _settings() -> EvolveSettings:
+    return toy.settings(iterations=3, num_outputs=6, noise_seed=None)
+
+
+def build_run(run_dir: Path, *, signing_key: Path | None = None, texts: bool = False) -> Path:
+    settings = _settings()
     private = toy.private_points()
     ledger = Ledger.open(run_dir, signing_key=signing_key)
-    record_run_start(
-        ledger,
-        penumbra_version=__version__,
-        config_sha256="0" * 64,
-        models=[{"role": "text-embedder", "uri": "toy:points", "fingerprint": "f" * 64}],
-        n_private=len(private),
-        epsilon=settings.epsilon,
-        delta=settings.delta,
-        sigma=plan_run(settings, len(private)).sigma,
-        iterations=settings.iterations,
-        seed=settings.seed,
-        fixed_noise_seed=True,
-    )
+    _start(ledger, settings, len(private), plan_run(settings, len(private)).sigma)
     api = toy.Points()
     result = evolve(
         run_dir / "pe",
@@ -48,36 +65,235 @@ def build_run(run_dir: Path, *, signing_key: Path | None = None) -> Path:
         settings=settings,
         on_release=release_hook(ledger, k=1),
     )
-    points = toy.parse(result.outputs["payload"])
-    items = [
-        (
-            Image.new("RGB", (8, 8), (int(128 + 10 * x) % 256, int(128 + 10 * y) % 256, 0)),
-            {"caption": payload, "candidate_id": cid},
-        )
-        for (x, y), payload, cid in zip(
-            points, result.outputs["payload"], result.outputs["id"], strict=True
-        )
-    ]
-    write_imagefolder(run_dir / "synthetic", items)
-    rows = [
-        {
-            "file": f"synthetic/{i:06d}.png",
-            "candidate_id": cid,
-            "iteration": it,
-            "lineage": lineage,
-        }
-        for i, (cid, it, lineage) in enumerate(
-            zip(result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
-                strict=True)
-        )
-    ]  # fmt: skip
-    rows.append({"file": "synthetic/metadata.jsonl"})
+    _finish(ledger, run_dir, settings, result, texts=texts)
+    return run_dir
+
+
+def _start(ledger: Ledger, settings: EvolveSettings, n_private: int, sigma: float) -> None:
+    record_run_start(
+        ledger,
+        penumbra_version=__version__,
+        config_sha256="0" * 64,
+        models=[{"role": "text-embedder", "uri": "toy:points", "fingerprint": "f" * 64}],
+        n_private=n_private,
+        epsilon=settings.epsilon,
+        delta=settings.delta,
+        sigma=sigma,
+        iterations=settings.iterations,
+        seed=settings.seed,
+        fixed_noise_seed=False,
+    )
+
+
+def _finish(
+    ledger: Ledger, run_dir: Path, settings: EvolveSettings, result: Any, *, texts: bool = False
+) -> None:
+    outputs = result.outputs
+    if texts:  # what spti.pipeline._write_texts writes; the log lists only the file
+        (run_dir / "synthetic").mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps({"text": p, "iteration": it, "candidate_id": cid, "parent_chain": chain})
+            for p, it, cid, chain in zip(
+                outputs["payload"], outputs["iteration"], outputs["id"], outputs["lineage"],
+                strict=True,
+            )
+        ]  # fmt: skip
+        (run_dir / "synthetic" / "texts.jsonl").write_text("\n".join(lines) + "\n")
+        rows: list[dict[str, Any]] = [{"file": "synthetic/texts.jsonl"}]
+    else:
+        points = toy.parse(outputs["payload"])
+        items = [
+            (
+                Image.new("RGB", (8, 8), (int(128 + 10 * x) % 256, int(128 + 10 * y) % 256, 0)),
+                {"caption": payload, "candidate_id": cid},
+            )
+            for (x, y), payload, cid in zip(points, outputs["payload"], outputs["id"], strict=True)
+        ]
+        write_imagefolder(run_dir / "synthetic", items)
+        rows = [
+            {
+                "file": f"synthetic/{i:06d}.png",
+                "candidate_id": cid,
+                "iteration": it,
+                "lineage": lineage,
+            }
+            for i, (cid, it, lineage) in enumerate(
+                zip(outputs["id"], outputs["iteration"], outputs["lineage"], strict=True)
+            )
+        ]
+        rows.append({"file": "synthetic/metadata.jsonl"})
     record_outputs(ledger, run_dir, rows)
     record_run_end(
         ledger,
         epsilon_spent=result.epsilon_spent,
         delta=settings.delta,
         releases=len(result.releases),
-        num_outputs=len(items),
+        num_outputs=len(outputs["payload"]),
     )
+
+
+class _CoSignedLedger(Ledger):
+    """Every checkpoint also carries each aggregator's signature (as the coordinator's)."""
+
+    cosigners: tuple[Signer, ...] = ()
+
+    def checkpoint(self) -> Path:
+        cp = Checkpoint(self.origin, self.size, root_from_hashes(self._hashes))
+        path = self.dir / "checkpoints" / f"{self.size:08d}"
+        path.write_text(sign_checkpoint(cp, [self.signer, *self.cosigners]))
+        return path
+
+
+class _ToyMPCVoter:
+    """The coordinator's MPCVoter with the network replaced: integer votes + rounded noise."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: EvolveSettings,
+        private: np.ndarray,
+        k: int,
+        vkeys: list[str],
+    ) -> None:
+        self.ledger, self.settings, self.k, self.vkeys = ledger, settings, k, vkeys
+        self.votes = local_voter(private, k=k)
+        self.sigma_agg = dgauss_sigma(
+            settings.epsilon, settings.delta, settings.iterations, sensitivity=math.sqrt(k)
+        )
+        self.sigma = self.sigma_agg / math.sqrt(k)
+        self.rng = np.random.default_rng()
+
+    def epsilon(self, steps: int, delta: float) -> float:
+        return dgauss_epsilon(self.sigma_agg, steps, delta, math.sqrt(self.k))
+
+    def __call__(self, embeddings: np.ndarray, iteration: int) -> np.ndarray:
+        if not list(self.ledger.find("mpc_setup")):
+            self.ledger.append(
+                "mpc_setup",
+                {
+                    "accountant": ACCOUNTANT,
+                    "deployment": "toy",
+                    "protocol": "Prio3L1BoundedSumVec",
+                    "bits": 8,
+                    "k": self.k,
+                    "sigma_per_aggregator": self.sigma_agg,
+                    "sigma_total": total_sigma(self.sigma_agg),
+                    "holders": [{"name": "holder-1", "declared_count": 2000}],
+                    "aggregator_vkeys": self.vkeys,
+                    "round_deadline_s": 60,
+                },
+            )
+        attempt = 1
+        if iteration == 1:  # an aborted attempt: nothing was released, no ε spent
+            self.ledger.append(
+                "mpc_round",
+                {
+                    "iteration": iteration,
+                    "attempt": attempt,
+                    "outcome": "aborted",
+                    "reason": "helper unreachable",
+                    "epsilon_spent_by_round": 0.0,
+                },
+            )
+            attempt += 1
+        clean = np.rint(self.votes(embeddings) * math.sqrt(self.k))
+        noise = np.rint(self.rng.normal(0, total_sigma(self.sigma_agg), size=clean.shape))
+        noisy = [int(v) for v in clean + noise]
+        digest = hashlib.sha256(np.ascontiguousarray(embeddings, dtype="<f4").tobytes())
+        self.ledger.append(
+            "mpc_round",
+            {
+                "iteration": iteration,
+                "attempt": attempt,
+                "round_id": f"round-{iteration}-{attempt}",
+                "outcome": "released",
+                "embeddings_sha256": digest.hexdigest(),
+                "length": len(embeddings),
+                "bits": 8,
+                "k": self.k,
+                "sigma_per_aggregator": self.sigma_agg,
+                "accepted_ids": ["r1"],
+                "accepted": [{"holder": "holder-1", "report_id": "r1"}],
+                "rejected": [],
+                "holders_present": ["holder-1"],
+                "holders_missing": [],
+                "noisy_histogram": noisy,
+                "cumulative_epsilon": self.epsilon(iteration + 1, self.settings.delta),
+            },
+        )
+        return np.asarray(noisy, dtype=np.float64) / math.sqrt(self.k)
+
+
+def aggregator_signers(run_dir: Path) -> list[Signer]:
+    """The toy aggregators' signing keys (kept in the run's private/ for the tests only)."""
+    return [
+        load_private_key(run_dir / "private" / f"{n}.key", f"penumbra-mpc-{n}") for n in AGGREGATORS
+    ]
+
+
+def build_mpc_run(run_dir: Path, *, k: int = 2) -> Path:
+    settings = _settings()
+    private = toy.private_points()
+    ledger = _CoSignedLedger.open(run_dir)
+    assert isinstance(ledger, _CoSignedLedger)
+    for name in AGGREGATORS:
+        save_private_key(
+            generate_signer(f"penumbra-mpc-{name}"), run_dir / "private" / f"{name}.key"
+        )
+    ledger.cosigners = tuple(aggregator_signers(run_dir))
+    vkeys = [s.vkey for s in ledger.cosigners]
+    (run_dir / "ledger" / "cosigners").write_text("".join(v + "\n" for v in vkeys))
+    voter = _ToyMPCVoter(ledger, settings, private, k, vkeys)
+    _start(ledger, settings, len(private), voter.sigma)
+    api = toy.Points()
+    result = evolve(
+        run_dir / "pe",
+        random_api=api,
+        variation_api=api,
+        embed=toy.parse,
+        voter=voter,
+        settings=settings,
+        on_release=release_hook(ledger, k=k),
+    )
+    _finish(ledger, run_dir, settings, result)
     return run_dir
+
+
+def run_signer(run_dir: Path) -> Signer:
+    return load_private_key(run_dir / "private" / "ledger.key", KEY_NAME)
+
+
+def read_entries(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (run_dir / "ledger" / "entries.jsonl").read_bytes().split(b"\n")[:-1]
+    return [json.loads(line) for line in lines]
+
+
+def resign(
+    run_dir: Path,
+    entries: list[dict[str, Any]],
+    *,
+    signer: Signer | None = None,
+    cosigners: list[Signer] | None = None,
+) -> None:
+    """Write `entries` (renumbered) as the run's log and sign every prefix with `signer`
+    (default: the run's own key) and `cosigners` (default: the run's aggregators, if any).
+    A new signer's key replaces ledger/pubkey, as a forger would leave it."""
+    from penumbra.ledger.log import canonical
+
+    signer = signer or run_signer(run_dir)
+    if cosigners is None:
+        has = (run_dir / "private" / "leader.key").exists()
+        cosigners = aggregator_signers(run_dir) if has else []
+    lines = [canonical({**e, "index": i}) for i, e in enumerate(entries)]
+    folder = run_dir / "ledger"
+    (folder / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    (folder / "pubkey").write_text(signer.vkey + "\n")
+    origin = (folder / "origin").read_text().strip()
+    for old in (folder / "checkpoints").iterdir():
+        old.unlink()
+    hashes = [leaf_hash(line) for line in lines]
+    for size in range(1, len(lines) + 1):
+        cp = Checkpoint(origin, size, root_from_hashes(hashes[:size]))
+        (folder / "checkpoints" / f"{size:08d}").write_text(
+            sign_checkpoint(cp, [signer, *cosigners])
+        )

@@ -52,10 +52,14 @@ def test_pristine_run_verifies(pristine: Path, capsys: pytest.CaptureFixture[str
     assert receipt["iterations"] == 3 and len(receipt["epsilon_per_iteration"]) == 3
     assert receipt["epsilon_spent"] <= receipt["epsilon_target"]
     assert receipt["output_files"] == 7 and receipt["sample_lineage"]
-    assert main(["verify", str(pristine)]) == 0
+    assert not report.signer_authenticated and report.status == "unauthenticated"
+    key = pristine.parent / "holder.pub"  # as published by the data holder
+    key.write_text((pristine / "ledger" / "pubkey").read_text())
+    assert main(["verify", str(pristine), "--pubkey", str(key)]) == 0
     assert "VERIFIED" in capsys.readouterr().out
-    assert main(["verify", str(pristine), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["verify", str(pristine), "--pubkey", str(key), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["status"] == "verified" and data["exit"] == 0
 
 
 def test_signing_key_is_private(pristine: Path) -> None:

@@ -4,8 +4,17 @@ Checks, in order: every line is an untorn canonical JSON entry; every checkpoint
 the expected key; each checkpoint's root is the Merkle root of the entries it covers and is
 consistent with the previous checkpoint (RFC 9162 consistency proof); the newest checkpoint
 covers every entry and each entry's inclusion proof verifies; ε recomputed from the logged σ,
-iterations and δ with penumbra.privacy matches every claim; every output file's hash is in the
-log and no unlisted file sits in synthetic/.
+iterations and δ with penumbra.privacy matches every claim; no release used a fixed noise seed;
+multi-holder runs: every checkpoint is co-signed by each aggregator and the secure aggregation
+rounds reconcile with the releases (penumbra.ledger.verify_mpc); every output file's hash is in
+the log, no unlisted file sits in synthetic/, every output is a candidate the last release
+selected and their number is run_end's.
+
+Who signed (DESIGN.md invariant 10): a signature proves who signed only if the key came from
+somewhere else than the run. Without `pubkey` (the key the data holder published) the run's own
+`ledger/pubkey` is used: that proves integrity, not the signer, and the report says so
+(`signer_authenticated` False); likewise for the aggregators' co-signatures without
+`cosigners`. `penumbra verify` then exits 3 rather than 0.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +38,13 @@ from penumbra.ledger.merkle import (
     verify_inclusion,
 )
 from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
+from penumbra.ledger.verify_mpc import check_cosigners, check_rounds
 from penumbra.models.fingerprint import file_sha256
 from penumbra.privacy import gaussian_epsilon
 
 REL_TOL = 1e-9
+_PUBKEY_FIX = "the key the data holder published (--pubkey)"
+_COSIGNER_FIX = "the aggregators' published keys (--cosigner)"
 
 
 @dataclass
@@ -49,10 +61,40 @@ class VerifyReport:
     run_dir: str
     failures: list[Failure] = field(default_factory=list)
     receipt: dict[str, Any] = field(default_factory=dict)
+    signer_authenticated: bool = False
+    cosigners_authenticated: bool | None = None  # None: a single-holder run, no co-signers
 
     @property
     def ok(self) -> bool:
+        """Integrity: every check holds. Says nothing about who signed; see `authenticated`."""
         return not self.failures
+
+    @property
+    def unauthenticated(self) -> list[str]:
+        """The parties whose signature was checked only against a key the run itself holds."""
+        parties = [] if self.signer_authenticated else ["signer"]
+        return parties + (["co-signers"] if self.cosigners_authenticated is False else [])
+
+    @property
+    def authenticated(self) -> bool:
+        return not self.unauthenticated
+
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return "failed"
+        return "verified" if self.authenticated else "unauthenticated"
+
+    def authentication_note(self) -> str:
+        """One line: whose signature is not authenticated, and which key would fix it."""
+        if self.authenticated:
+            cos = " and co-signers by --cosigner" if self.cosigners_authenticated else ""
+            return f"signer authenticated by the key given (--pubkey){cos}"
+        fixes = {"signer": _PUBKEY_FIX, "co-signers": _COSIGNER_FIX}
+        missing = self.unauthenticated
+        return f"{' and '.join(missing)} not authenticated: pass " + " and ".join(
+            fixes[p] for p in missing
+        )
 
     def fail(self, location: str, message: str) -> None:
         self.failures.append(Failure(location, message))
@@ -61,6 +103,10 @@ class VerifyReport:
         return {
             "run_dir": self.run_dir,
             "ok": self.ok,
+            "status": self.status,
+            "signer_authenticated": self.signer_authenticated,
+            "cosigners_authenticated": self.cosigners_authenticated,
+            "authentication": self.authentication_note(),
             "failures": [{"location": f.location, "message": f.message} for f in self.failures],
             "receipt": self.receipt,
         }
@@ -185,28 +231,6 @@ def _accountant(
     return gaussian_epsilon, "gaussian-gdp"
 
 
-def _check_cosigners(
-    folder: Path, entries: list[dict[str, Any] | None], report: VerifyReport
-) -> None:
-    """Multi-holder runs: every checkpoint must also carry each aggregator's signature."""
-    setup = next((e for e in entries if e and e.get("type") == "mpc_setup"), None)
-    if setup is None:
-        return
-    files = sorted(p for p in (folder / "checkpoints").glob("*") if p.name.isdigit())
-    for vkey in setup.get("aggregator_vkeys", []):
-        try:
-            verifier = parse_vkey(vkey)
-        except NoteError as e:
-            report.fail("mpc_setup", f"aggregator key: {e}")
-            continue
-        for path in files:
-            try:
-                verify_signed_note(path.read_text(encoding="utf-8"), verifier)
-            except (NoteError, UnicodeDecodeError) as e:
-                report.fail(f"checkpoint {path.name}", f"co-signature of {verifier.name}: {e}")
-    report.receipt["cosigners"] = list(setup.get("aggregator_vkeys", []))
-
-
 def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport) -> None:
     starts = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_start"]
     if not starts:
@@ -220,6 +244,7 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
     n_private, target = start["n_private"], start["epsilon_target"]
     if delta >= 1.0 / n_private:
         report.fail(_entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_private:g}")
+    _check_noise_seed(0, start, report)
     planned = epsilon_of(sigma, iterations, delta)
     if planned > target * (1 + REL_TOL):
         report.fail(
@@ -234,6 +259,7 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
             report.fail(label, f"expected iteration {t}")
         if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
             report.fail(label, "σ or δ differs from run_start")
+        _check_noise_seed(i, e, report)
         recomputed = epsilon_of(sigma, t + 1, delta)
         if not _close(e["cumulative_epsilon"], recomputed):
             report.fail(
@@ -282,6 +308,78 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
     )
 
 
+def _check_noise_seed(index: int, entry: dict[str, Any], report: VerifyReport) -> None:
+    """A fixed noise seed (a test setting) lets anyone regenerate and subtract the noise."""
+    value = entry.get("fixed_noise_seed")
+    if value is not False:
+        report.fail(
+            _entry_label(index, entry),
+            "noise drawn from a fixed seed: it can be regenerated and subtracted, so this "
+            "release is not differentially private"
+            if value is True
+            else f"fixed_noise_seed is {value!r}, not false: the noise may be reproducible",
+        )
+
+
+def _output_ids(
+    run_dir: Path, listed: dict[str, tuple[int, dict[str, Any]]], report: VerifyReport
+) -> list[tuple[str, Any]] | None:
+    """(where, candidate id) of every output: the image rows of `outputs` entries, or for a
+    text run (which lists only synthetic/texts.jsonl) the lines of that file once its hash
+    holds. None (with a receipt note) when they cannot be read."""
+    rows = [(name, r["candidate_id"]) for name, (_, r) in listed.items() if "candidate_id" in r]
+    if rows or "synthetic/texts.jsonl" not in listed:
+        return rows
+    path = run_dir / "synthetic/texts.jsonl"
+    if not path.is_file() or file_sha256(path) != listed["synthetic/texts.jsonl"][1]["sha256"]:
+        report.receipt["outputs_note"] = "texts.jsonl missing or modified: outputs not counted"
+        return None
+    ids = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            ids.append((f"synthetic/texts.jsonl line {n}", row["candidate_id"]))
+        except (ValueError, TypeError, KeyError):
+            report.fail(f"synthetic/texts.jsonl line {n}", "not a JSON row with a candidate_id")
+    return ids
+
+
+def _check_outputs(
+    run_dir: Path,
+    entries: list[dict[str, Any] | None],
+    listed: dict[str, tuple[int, dict[str, Any]]],
+    report: VerifyReport,
+) -> None:
+    """Every output is a candidate the last release selected; as many as run_end says."""
+    outputs = _output_ids(run_dir, listed, report)
+    if outputs is None:
+        return
+    releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
+    if releases:
+        i, last = releases[-1]
+        selected = set(last.get("selected_ids") or [])
+        for where, cid in outputs:
+            if cid not in selected:
+                report.fail(
+                    where,
+                    f"candidate {cid!r} is not among those the last release "
+                    f"({_entry_label(i, last)}) selected: not a DP output",
+                )
+    elif outputs:
+        report.fail("log", f"{len(outputs)} outputs but no release selected any")
+    ends = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_end"]
+    if ends:
+        i, end = ends[-1]
+        if end.get("num_outputs") != len(outputs):
+            report.fail(
+                _entry_label(i, end),
+                f"claims {end.get('num_outputs')!r} outputs, the outputs entries list "
+                f"{len(outputs)}",
+            )
+
+
 def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: VerifyReport) -> None:
     listed: dict[str, tuple[int, dict[str, Any]]] = {}
     for i, e in enumerate(entries):
@@ -300,6 +398,7 @@ def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: Ve
             name = path.relative_to(run_dir).as_posix()
             if path.is_file() and name not in listed:
                 report.fail(name, "in synthetic/ but not in the log (added after the run)")
+    _check_outputs(run_dir, entries, listed, report)
     samples = [
         {"file": name, **{k: row[k] for k in ("candidate_id", "iteration", "lineage") if k in row}}
         for name, (_, row) in list(listed.items())
@@ -308,8 +407,17 @@ def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: Ve
     report.receipt.update({"output_files": len(listed), "sample_lineage": samples})
 
 
-def verify_run(run_dir: Path | str, *, pubkey: str | None = None) -> VerifyReport:
-    """Verify a run directory. PenumbraError if it is not a run directory at all."""
+def verify_run(
+    run_dir: Path | str,
+    *,
+    pubkey: str | None = None,
+    cosigners: Sequence[str] | None = None,
+) -> VerifyReport:
+    """Verify a run directory. PenumbraError if it is not a run directory at all.
+
+    `pubkey`: the run signer's verifier key as the data holder published it; `cosigners`: the
+    aggregators' keys, likewise. Whatever is not given is checked against the run's own keys
+    and reported as not authenticated (`report.unauthenticated`)."""
     run = Path(run_dir)
     if not run.exists():
         raise PenumbraError(f"{run}: no such run directory")
@@ -317,7 +425,7 @@ def verify_run(run_dir: Path | str, *, pubkey: str | None = None) -> VerifyRepor
     entries_path = folder / "entries.jsonl"
     if not entries_path.is_file():
         raise PenumbraError(f"{run}: not a penumbra run directory (no ledger/entries.jsonl)")
-    report = VerifyReport(str(run))
+    report = VerifyReport(str(run), signer_authenticated=pubkey is not None)
     key_file = folder / "pubkey"
     own_key = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else ""
     vkey = pubkey.strip() if pubkey is not None else own_key
@@ -338,6 +446,7 @@ def verify_run(run_dir: Path | str, *, pubkey: str | None = None) -> VerifyRepor
         }
     report.receipt["entries"] = len(lines)
     _check_accounting(entries, report)
-    _check_cosigners(folder, entries, report)
+    check_cosigners(folder, entries, report, cosigners)
+    check_rounds(entries, report, _accountant(entries)[0])
     _check_files(run, entries, report)
     return report

@@ -273,34 +273,52 @@ class Histogram(Valid):
 
 
 class L1BoundedSumVec(Valid):
-    """`length` integers in `[0, 2**bits)` whose sum is at most `l1_bound` (not in the draft).
+    """`length` integers in `[0, max_entry]` whose sum is at most `l1_bound` (not in the draft).
 
-    Encoding: the entries as SumVec with `max_measurement = 2**bits - 1` encodes them (whose
-    weights are exactly the powers of two), then the slack `l1_bound - sum(entries)` in the
-    draft's range-checked encoding for `[0, l1_bound]`. Every encoded element is checked to be
-    in {0, 1} by the same ParallelSum(Mul) calls as SumVec's (`_range_check_inputs`), and
-    a second, linear output checks `sum(entries) + slack - l1_bound == 0`. Because all entries
-    and the slack are non-negative and far below the modulus, that equation holds over the
-    field only if `sum(entries) <= l1_bound` over the integers. The FLP combines both outputs
-    with query randomness.
+    `max_entry` defaults to `2**bits - 1`. Encoding: the entries as SumVec with
+    `max_measurement = max_entry` encodes them (the draft's range-checked encoding: with the
+    default the weights are exactly the powers of two; otherwise bits `2**0 .. 2**(b-2)` and a
+    last weight that makes the weights sum to `max_entry`, so exactly `[0, max_entry]` is
+    representable), then the slack `l1_bound - sum(entries)` in the range-checked encoding for
+    `[0, l1_bound]`. Every encoded element is checked to be in {0, 1} by the same
+    ParallelSum(Mul) calls as SumVec's (`_range_check_inputs`), and a second, linear output
+    checks `sum(entries) + slack - l1_bound == 0`. Because all entries and the slack are
+    non-negative and far below the modulus, that equation holds over the field only if
+    `sum(entries) <= l1_bound` over the integers. The FLP combines both outputs with query
+    randomness.
+
+    A PE holder uses `max_entry = declared count`: each of its samples votes at most once for
+    a candidate, so no honest entry exceeds it, while the L1 bound alone (declared × k) would
+    let one entry carry k times the honest maximum.
     """
 
     EVAL_OUTPUT_LEN = 2
 
     def __init__(
-        self, field: type[Field], length: int, bits: int, chunk_length: int, l1_bound: int
+        self,
+        field: type[Field],
+        length: int,
+        bits: int,
+        chunk_length: int,
+        l1_bound: int,
+        max_entry: int | None = None,
     ) -> None:
         if length < 1 or bits < 1 or chunk_length < 1 or l1_bound < 1:
             raise ValueError("length, bits, chunk_length and l1_bound must be positive")
-        if length * (2**bits - 1) + 2 * l1_bound >= field.MODULUS // 2:
-            raise ValueError("length * 2**bits + l1_bound is too large for the field")
+        max_entry = 2**bits - 1 if max_entry is None else max_entry
+        if not 1 <= max_entry <= 2**bits - 1:
+            raise ValueError(f"max_entry must be in [1, 2**{bits} - 1], got {max_entry}")
+        if length * max_entry + 2 * l1_bound >= field.MODULUS // 2:
+            raise ValueError("length * max_entry + l1_bound is too large for the field")
         self.field = field
         self.length = length
         self.bits = bits
+        self.max_entry = max_entry
+        self.entry_bits = max_entry.bit_length()
         self.chunk_length = chunk_length
         self.l1_bound = l1_bound
         self.slack_bits = l1_bound.bit_length()
-        self.entries = SumVec(field, length, 2**bits - 1, chunk_length)
+        self.entries = SumVec(field, length, max_entry, chunk_length)
         self.MEAS_LEN = self.entries.MEAS_LEN + self.slack_bits
         self.OUTPUT_LEN = length
         self.GADGETS, self.GADGET_CALLS = _range_check_gadgets(self.MEAS_LEN, chunk_length)
@@ -310,21 +328,24 @@ class L1BoundedSumVec(Valid):
         _check_length(measurement, self.length)
         values = [int(v) for v in measurement]
         for v in values:
-            if not 0 <= v < 2**self.bits:
-                raise ValueError(f"entry {v} is outside [0, 2**{self.bits})")
+            if not 0 <= v <= self.max_entry:
+                raise ValueError(f"entry {v} is outside [0, {self.max_entry}]")
         if sum(values) > self.l1_bound:
             raise ValueError(f"entries sum to {sum(values)}, more than {self.l1_bound}")
         return self.encode_unchecked(values)
 
     def encode_unchecked(self, measurement: Sequence[int]) -> list[int]:
         """The encoding a cheating Client would send for any non-negative entries: the linear
-        decoding is faithful (entry bits may exceed 1, a negative slack wraps mod p), so only
-        the range and sum checks can catch it. Tests use this; honest code calls `encode`."""
+        decoding is faithful (an out-of-range entry sits whole in its weight-1 element, which
+        is then not a bit; a negative slack wraps mod p), so only the range and sum checks can
+        catch it. Tests use this; honest code calls `encode`."""
         p = self.field.MODULUS
         out: list[int] = []
         for v in measurement:
-            low = [(v >> i) & 1 for i in range(self.bits - 1)]
-            out += [*low, v >> (self.bits - 1)]
+            if 0 <= v <= self.max_entry:
+                out += encode_range_checked_int(self.field, v, self.max_entry)
+            else:
+                out += [v] + [0] * (self.entry_bits - 1)
         slack = self.l1_bound - sum(measurement)
         if 0 <= slack <= self.l1_bound:
             out += encode_range_checked_int(self.field, slack, self.l1_bound)

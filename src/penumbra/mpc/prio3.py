@@ -11,7 +11,8 @@ Every message has the draft's byte encoding (`encode_*`/`decode_*`, from `encodi
 decoders raise ValueError on malformed bytes. Field vectors are `list[int]` (see `field.py`).
 
 `Prio3L1BoundedSumVec` is ours, not the draft's: a SumVec whose entries must also sum to at
-most a declared bound. It uses the private-use algorithm ID 0xFFFF0001.
+most a declared bound. It uses the private-use algorithm ID 0xFFFF0001. `Prio3BoundedVoteVec`
+(ID 0xFFFF0002, what holders send) also bounds every entry by a maximum below 2**bits.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "InputShare",
     "LeaderShare",
     "Prio3",
+    "Prio3BoundedVoteVec",
     "Prio3Count",
     "Prio3Histogram",
     "Prio3L1BoundedSumVec",
@@ -448,6 +450,47 @@ class Prio3L1BoundedSumVec(Prio3):
         self.chunk_length = chunk_length
         self.l1_bound = l1_bound
         valid = L1BoundedSumVec(Field128, length, bits, chunk_length, l1_bound)
+        super().__init__(valid, shares)
+
+
+class Prio3BoundedVoteVec(Prio3):
+    """A PE holder's vote vector: every entry in `[0, max_entry]`, the sum at most `l1_bound`
+    (not in the draft).
+
+    A holder declaring n samples votes with k votes per sample: no entry can honestly exceed n
+    (a sample votes at most once per candidate) and the sum cannot exceed n·k, so it uses
+    `max_entry = n` and `l1_bound = n·k`. Honest Aggregators reject the report (ValueError from
+    `verifier_shares_to_message`) if any entry exceeds `max_entry` or the sum exceeds the
+    bound. Circuit: `circuits.L1BoundedSumVec` with `max_entry`; entries are encoded in
+    `max_entry.bit_length()` elements each. Field128, one proof, private-use algorithm ID
+    0xFFFF0002 (its encoding differs from Prio3L1BoundedSumVec's, so reports never mix).
+    """
+
+    ID = 0xFFFF0002
+
+    def __init__(
+        self,
+        length: int,
+        bits: int,
+        chunk_length: int | None,
+        l1_bound: int,
+        max_entry: int,
+        *,
+        shares: int = 2,
+    ) -> None:
+        """`bits` caps `max_entry` at `2**bits - 1`; `chunk_length=None` picks the draft's
+        recommendation for the encoded length."""
+        if l1_bound < 1 or max_entry < 1:
+            raise ValueError("l1_bound and max_entry must be positive")
+        meas_len = length * max_entry.bit_length() + l1_bound.bit_length()
+        if chunk_length is None:
+            chunk_length = best_chunk_length(meas_len)
+        self.length = length
+        self.bits = bits
+        self.chunk_length = chunk_length
+        self.l1_bound = l1_bound
+        self.max_entry = max_entry
+        valid = L1BoundedSumVec(Field128, length, bits, chunk_length, l1_bound, max_entry)
         super().__init__(valid, shares)
 
 
