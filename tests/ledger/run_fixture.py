@@ -32,6 +32,7 @@ from penumbra.ledger.note import (
     sign_checkpoint,
 )
 from penumbra.ledger.records import (
+    LedgerJournal,
     record_outputs,
     record_run_end,
     record_run_start,
@@ -69,7 +70,13 @@ def build_run(run_dir: Path, *, signing_key: Path | None = None, texts: bool = F
     return run_dir
 
 
-def _start(ledger: Ledger, settings: EvolveSettings, n_private: int, sigma: float) -> None:
+def _start(
+    ledger: Ledger,
+    settings: EvolveSettings,
+    n_private: int,
+    sigma: float,
+    **extra: Any,  # k, accountant
+) -> None:
     record_run_start(
         ledger,
         penumbra_version=__version__,
@@ -82,6 +89,7 @@ def _start(ledger: Ledger, settings: EvolveSettings, n_private: int, sigma: floa
         iterations=settings.iterations,
         seed=settings.seed,
         fixed_noise_seed=False,
+        **extra,
     )
 
 
@@ -146,6 +154,8 @@ class _CoSignedLedger(Ledger):
 
 class _ToyMPCVoter:
     """The coordinator's MPCVoter with the network replaced: integer votes + rounded noise."""
+
+    accountant = ACCOUNTANT
 
     def __init__(
         self,
@@ -244,7 +254,7 @@ def build_mpc_run(run_dir: Path, *, k: int = 2) -> Path:
     vkeys = [s.vkey for s in ledger.cosigners]
     (run_dir / "ledger" / "cosigners").write_text("".join(v + "\n" for v in vkeys))
     voter = _ToyMPCVoter(ledger, settings, private, k, vkeys)
-    _start(ledger, settings, len(private), voter.sigma)
+    _start(ledger, settings, len(private), voter.sigma, k=k, accountant=ACCOUNTANT)
     api = toy.Points()
     result = evolve(
         run_dir / "pe",
@@ -253,7 +263,7 @@ def build_mpc_run(run_dir: Path, *, k: int = 2) -> Path:
         embed=toy.parse,
         voter=voter,
         settings=settings,
-        on_release=release_hook(ledger, k=k),
+        journal=LedgerJournal(ledger, k=k),
     )
     _finish(ledger, run_dir, settings, result)
     return run_dir
