@@ -354,12 +354,16 @@ def _evaluation_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _print_evaluation(result: dict[str, Any]) -> None:
+    """Print the aggregates of an evaluation (outputs.public_view): never per-image values."""
     from penumbra.evaluate.audit import AUDIT_LABEL
 
     fid = result["fidelity"]
     space = result["feature_space"]["uri"]
-    counts = f"{result['synthetic']['images']} synthetic vs {result['reference']['images']}"
-    table = Table(title=f"fidelity ({counts} reference images, features: {space})")
+    n_ref = result["reference"].get("images")
+    counts = f"{result['synthetic']['images']} synthetic vs " + (
+        f"{n_ref} reference images" if n_ref is not None else "the reference images"
+    )
+    table = Table(title=f"fidelity ({counts}, features: {space}; {AUDIT_LABEL})")
     table.add_column("metric", style="bold")
     table.add_column("value")
     table.add_row("Fréchet distance", f"{fid['frechet_distance']:.4g}")
@@ -383,16 +387,22 @@ def _print_evaluation(result: dict[str, Any]) -> None:
     table.add_row("TPR at 1% FPR", f"{mia['tpr_at_1pct_fpr']:.3f}")
     closer = mem.get("closer_to_member_share", float("nan"))
     table.add_row("synthetic closer to a member than to a non-member", f"{closer:.3f} (0.5: none)")
-    table.add_row("flagged near-copies", f"{mem['flagged']} (threshold {mem['threshold']:.4g})")
+    table.add_row(
+        "flagged near-copies", f"{mem['flagged']} ({mem.get('flagged_share', 0):.1%} of synthetic)"
+    )
     for name, path in result.get("artifacts", {}).items():
         table.add_row(f"picture: {name}", path)
+    table.add_row("per-image results (private)", str(result.get("private_details")))
     console.print(table)
 
 
 @app.command("evaluate")
 def evaluate_command(
     synthetic: Annotated[Path, typer.Option("--synthetic", help="Folder of synthetic images.")],
-    reference: Annotated[Path, typer.Option("--reference", help="Folder of reference images.")],
+    reference: Annotated[
+        Path,
+        typer.Option("--reference", help="Folder of reference images (treated as private)."),
+    ],
     embedder: Annotated[
         str, typer.Option("--embedder", help="Image embedder URI for the feature space.")
     ] = "builtin:effnet-lite0",
@@ -419,35 +429,75 @@ def evaluate_command(
         Path | None, typer.Option("--private", help="The private (member) images for the audit.")
     ] = None,
     k: Annotated[int, typer.Option("--k", help="Neighbours for precision/recall.")] = 3,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the aggregates (JSON) here; per-image results go to OUT-STEM.private/.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the aggregates as JSON instead of tables.")
+    ] = False,
+    allow_remote_private: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote-private",
+            help="Let an openai: --embedder at a non-loopback URL receive the reference, "
+            "private and held-out images.",
+        ),
+    ] = False,
 ) -> None:
     """Fidelity metrics (Fréchet distance/FID, KID, precision/recall, density/coverage, class
-    mix) and, with --holdout, an empirical privacy audit (not DP)."""
-    from penumbra.durable import atomic_write_bytes
+    mix) and, with --holdout, an empirical privacy audit.
+
+    --reference, --private and --holdout are treated as private data: every number is
+    computed against them and is not DP. Printed output and the --out file hold aggregates
+    only, each section labelled `not_dp`. With --out results/eval.json, everything else — the
+    closest synthetic/private pairs with their distances and file names, the reference's class
+    mix, the input folders — goes to results/eval.private/ (created mode 0700):
+    evaluation.json (the full result) and closest_pairs.png; the ROC curve (rates only) is
+    results/eval_roc.png. Without --out no per-image result is written anywhere."""
     from penumbra.evaluate import evaluate
+    from penumbra.evaluate.outputs import private_dir, public_view, write_json
     from penumbra.evaluate.run_eval import write_audit_pictures
+    from penumbra.models.remote import require_local
 
     if private is not None and holdout is None:
         raise PenumbraError("--private is used by the privacy audit; give --holdout too")
+    details = None
+    if out is not None:
+        details = out.with_name(f"{out.with_suffix('').name}.private")
+        if details == out or (details.exists() and not details.is_dir()):
+            raise PenumbraError(f"--out {out}: {details} must be free for the private results")
+    receives = "the reference, private and held-out images"
+    require_local({"--embedder": embedder}, allow=allow_remote_private, receives=receives,
+                  opt_in="--allow-remote-private")  # fmt: skip
     with _evaluation_progress() as on_progress:
         result = evaluate(
             synthetic, reference, embedder=embedder, inception_weights=inception_weights,
             classifier=classifier, private=private, holdout=holdout, k=k,
-            on_progress=on_progress,
+            reference_is_private=True, on_progress=on_progress,
         )  # fmt: skip
-    if out is not None:
-        stem = out.with_suffix("")
+    if out is None or details is None:
+        public = public_view(result, details=None)
+    else:
+        private_dir(details)
         pictures = write_audit_pictures(
-            result, synthetic, Path(f"{stem}_closest_pairs.png"), Path(f"{stem}_roc.png")
-        )
+            result, synthetic, details / "closest_pairs.png",
+            out.with_name(f"{out.with_suffix('').name}_roc.png"),
+        )  # fmt: skip
         if pictures:
             result["artifacts"] = pictures
-        atomic_write_bytes(out, json.dumps(result, indent=2).encode())
+        write_json(details / "evaluation.json", result)
+        artifacts = {"roc": pictures["roc"]} if "roc" in pictures else None
+        public = public_view(result, details=f"{details.name}/evaluation.json", artifacts=artifacts)
+        write_json(out, public)
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json.dumps(public, indent=2) + "\n")
     else:
-        _print_evaluation(result)
+        _print_evaluation(public)
 
 
 def _print_run(run: object) -> None:

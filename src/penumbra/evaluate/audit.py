@@ -24,7 +24,7 @@ import numpy as np
 
 from penumbra.evaluate.manifold import BLOCK, pairwise_distances
 
-AUDIT_LABEL = "uses private data — not DP, never fed back"
+AUDIT_LABEL = "not DP, computed against the private data; never fed back into the run"
 
 
 def nearest(queries: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,16 @@
 """Evaluating a finished `synthesize` run in place (`penumbra synthesize --evaluate`).
 
-The reference is the run's private set, so every number is labelled as using private data.
-What shows private images or names private files (the closest pairs) goes to the run's
-private/ folder; evaluation.json and the report get only aggregate numbers and synthetic file
-names.
+The reference is the run's private set, so every number is labelled not DP. Files:
+
+- private/evaluation.json — the full result: per-image values (closest pairs with their
+  distances and private file names, the smallest distance, the flagging threshold), the
+  private class mix, the input folders. private/ is mode 0700.
+- private/audit/closest_pairs.png — the closest synthetic/private pairs (private images).
+- evaluation.json — aggregates only, each section labelled `not_dp` (see outputs.py); with
+  privacy.public_n in the run config, no count of private images either.
+- evaluation/roc.png — the membership-inference ROC curve (rates only).
+
+report.html reads only evaluation.json and evaluation/roc.png.
 """
 
 from __future__ import annotations
@@ -14,15 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from penumbra.durable import atomic_write_bytes
+from penumbra.config import RunConfig
 from penumbra.errors import DataError
 from penumbra.evaluate.artifacts import pairs_picture, roc_picture
 from penumbra.evaluate.audit import AUDIT_LABEL
 from penumbra.evaluate.evaluation import evaluate
 from penumbra.evaluate.features import Progress
+from penumbra.evaluate.outputs import private_dir, public_view, write_json
+from penumbra.models.remote import OPT_IN, require_local
 
 PAIRS = Path("private") / "audit" / "closest_pairs.png"
 ROC = Path("evaluation") / "roc.png"
+DETAILS = Path("private") / "evaluation.json"
 
 
 def run_private_source(run_dir: Path) -> Path:
@@ -35,7 +45,8 @@ def run_private_source(run_dir: Path) -> Path:
 def write_audit_pictures(
     result: dict[str, Any], synthetic: Path, pairs_png: Path, roc_png: Path
 ) -> dict[str, str]:
-    """The ROC curve and the closest-pairs sheet of an evaluation that ran the audit."""
+    """The ROC curve (aggregate) and the closest-pairs sheet (private images: `pairs_png` must
+    lie in a private folder) of an evaluation that ran the audit."""
     audit = result.get("privacy_audit")
     if audit is None:
         return {}
@@ -51,6 +62,34 @@ def write_audit_pictures(
     return written
 
 
+def _run_config(run_dir: Path) -> RunConfig | None:
+    from penumbra.config import load_config
+
+    path = run_dir / "run.yaml"
+    return load_config(path) if path.is_file() else None
+
+
+def write_run_evaluation(
+    run_dir: Path, result: dict[str, Any], *, hide_counts: bool = False
+) -> dict[str, Any]:
+    """Write the full `result` to private/evaluation.json and its aggregates to
+    evaluation.json (the pictures first, if the audit ran); returns the aggregates."""
+    synthetic = run_dir / "synthetic"
+    private_dir(run_dir / "private")
+    artifacts: dict[str, str] = {}
+    if result.get("privacy_audit") is not None:
+        private_dir(run_dir / PAIRS.parent)
+        written = write_audit_pictures(result, synthetic, run_dir / PAIRS, run_dir / ROC)
+        artifacts["roc"] = ROC.as_posix()
+        if "closest_pairs" in written:
+            result["artifacts"] = {"roc": ROC.as_posix(), "closest_pairs": PAIRS.as_posix()}
+    write_json(run_dir / DETAILS, result)
+    public = public_view(result, details=DETAILS.as_posix(), artifacts=artifacts,
+                         hide_counts=hide_counts)  # fmt: skip
+    write_json(run_dir / "evaluation.json", public)
+    return public
+
+
 def evaluate_run(
     run_dir: Path | str,
     *,
@@ -59,33 +98,23 @@ def evaluate_run(
     embedder: str = "builtin:effnet-lite0",
     inception_weights: Path | str | None = None,
     on_progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate run_dir/synthetic against the run's private images; writes evaluation.json,
-    evaluation/roc.png and private/audit/ (pairs); returns the evaluation."""
+    """Evaluate run_dir/synthetic against the run's private images (and `holdout`, for the
+    privacy audit); `extra` adds entries known to public_view (the demo's class-mix table).
+    Writes the files listed above; returns the aggregates (what evaluation.json holds)."""
     run_dir = Path(run_dir)
-    synthetic = run_dir / "synthetic"
+    config = _run_config(run_dir)
+    allow = config is not None and config.privacy.allow_remote_private
+    # the embedder receives the private (and held-out) images
+    require_local({"embedder": embedder}, allow=allow, receives="private images",
+                  opt_in=f"{OPT_IN} in {run_dir / 'run.yaml'}")  # fmt: skip
     source = run_private_source(run_dir)
     result = evaluate(
-        synthetic, source, embedder=embedder, inception_weights=inception_weights,
+        run_dir / "synthetic", source, embedder=embedder, inception_weights=inception_weights,
         classifier=classifier, holdout=holdout, reference_is_private=True,
         on_progress=on_progress,
     )  # fmt: skip
-    audit = result.get("privacy_audit")
-    if audit is not None:
-        (run_dir / "private" / "audit").mkdir(parents=True, exist_ok=True, mode=0o700)
-        (run_dir / "evaluation").mkdir(exist_ok=True)
-        write_audit_pictures(result, synthetic, run_dir / PAIRS, run_dir / ROC)
-        mem = audit["memorisation"]
-        atomic_write_bytes(run_dir / "private" / "audit" / "pairs.json",
-                           json.dumps(mem["pairs"], indent=2).encode())  # fmt: skip
-        # outside private/: synthetic file names and distances only
-        mem["pairs"] = [{k: p[k] for k in ("synthetic_file", "distance", "flagged")}
-                        for p in mem["pairs"]]  # fmt: skip
-        audit["members"]["folder"] = "(the run's private set)"
-        result["artifacts"] = {"roc": ROC.as_posix()}
-        if (run_dir / PAIRS).exists():
-            result["artifacts"]["closest_pairs"] = PAIRS.as_posix()
-    result["reference"]["folder"] = "(the run's private set)"
-    result["uses_private_data"] = AUDIT_LABEL
-    atomic_write_bytes(run_dir / "evaluation.json", json.dumps(result, indent=2).encode())
-    return result
+    result.update(extra or {})
+    hide = config is not None and config.privacy.public_n is not None
+    return write_run_evaluation(run_dir, result, hide_counts=hide)

@@ -79,38 +79,49 @@ def base_url(uri: str) -> str | None:
 
 
 def remote_endpoints(uris: Mapping[str, str]) -> list[str]:
-    """`models.ROLE: URI` for each of {role: uri} whose model is not on this machine."""
+    """`FIELD: URI` for each of {field: uri} whose model is not on this machine."""
     found = []
-    for role, uri in uris.items():
+    for field, uri in uris.items():
         url = base_url(uri)
         if url is not None and not is_loopback_url(url):
-            found.append(f"models.{role}: {uri}")
+            found.append(f"{field}: {uri}")
     return found
 
 
-def require_local(uris: Mapping[str, str], *, allow: bool, opt_in: str = OPT_IN) -> list[str]:
-    """Refuse (ConfigError, one line per model) models that would receive private data at a
-    remote URL, unless `allow`; returns the remote endpoints (empty when all are local)."""
+def require_local(
+    uris: Mapping[str, str],
+    *,
+    allow: bool,
+    opt_in: str = OPT_IN,
+    receives: str | None = None,
+) -> list[str]:
+    """Refuse (ConfigError, one line per model) the models of {field: uri} that would receive
+    private data at a remote URL, unless `allow`; returns `FIELD: URI` of the remote ones
+    (empty when all are local). `field` names where the user set it (`models.captioner`,
+    `--embedder`); `opt_in` is how to allow it."""
     remote = remote_endpoints(uris)
     if remote and not allow:
         lines = []
-        for role, uri in uris.items():
+        for field, uri in uris.items():
             url = base_url(uri)
             if url is None or is_loopback_url(url):
                 continue
-            what = RECEIVES.get(role, "private data")
+            what = receives or RECEIVES.get(field.rpartition(".")[2], "private data")
             lines.append(
-                f"models.{role}: {uri} would send {what} to {url}, which is not this machine "
-                f"(only loopback URLs are); use a local model, or set {opt_in} to allow it "
-                "(recorded in the ledger)"
+                f"{field}: {uri} would send {what} to {url}, which is not this machine "
+                f"(only loopback URLs are); use a local model, or set {opt_in} to allow it"
             )
         raise ConfigError(*lines)
     return remote
 
 
+def _private_models(config: RunConfig) -> dict[str, str]:
+    return {f"models.{role}": getattr(config.models, role) for role in private_roles(config)}
+
+
 def check_private_endpoints(config: RunConfig) -> list[str]:
     """`models.ROLE: URI` for each model that would receive private data off this machine."""
-    return remote_endpoints({role: getattr(config.models, role) for role in private_roles(config)})
+    return remote_endpoints(_private_models(config))
 
 
 def require_local_private(config: RunConfig) -> list[str]:
@@ -118,6 +129,7 @@ def require_local_private(config: RunConfig) -> list[str]:
     opt in (`privacy.allow_remote_private: true`); otherwise return the remote endpoints
     (empty when every such model is local) for the caller to record in the ledger."""
     return require_local(
-        {role: getattr(config.models, role) for role in private_roles(config)},
+        _private_models(config),
         allow=config.privacy.allow_remote_private,
+        opt_in=f"{OPT_IN} (recorded in the ledger)",
     )

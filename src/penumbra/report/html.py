@@ -2,7 +2,8 @@
 
 Shows only public material: DP-selected captions, their renders, noisy (DP) vote histograms,
 the accounting, lineage and the synthetic images. Never private data (DESIGN.md invariant 2);
-metrics computed against private data appear only if an evaluation wrote them, labelled so.
+metrics computed against private data appear only if an evaluation wrote them: aggregates
+from evaluation.json, labelled "not DP, computed against the private data".
 """
 
 from __future__ import annotations
@@ -133,9 +134,10 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
         parts.append(f"<h2>Synthetic texts ({len(synthetic_texts)})</h2><ol>")
         parts.extend(f"<li>{html.escape(r['text'])}</li>" for r in synthetic_texts[:200])
         parts.append("</ol>")
+    # only the aggregates at the run root; never private/evaluation.json
     evaluation = run_dir / "evaluation.json"
     if evaluation.exists():
-        from penumbra.report.evaluation import evaluation_section
+        from penumbra.evaluate.report_section import evaluation_section
 
         metrics: dict[str, Any] = json.loads(evaluation.read_text(encoding="utf-8"))
         parts.append(evaluation_section(run_dir, metrics))
