@@ -133,11 +133,11 @@ app.add_typer(mpc_app, name="mpc")
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to audit.")],
     pubkey: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--pubkey",
-            help="Verifier key file the data holder published (never the run's own "
-            "ledger/pubkey): the only way to know who signed.",
+            help="The verifier key the data holder published (a file or the key itself; "
+            "never the run's own ledger/pubkey): the only way to know who signed.",
         ),
     ] = None,
     cosigner: Annotated[
@@ -167,21 +167,24 @@ def verify(
     from penumbra.ledger.note import NoteError, parse_vkey
     from penumbra.ledger.verify import verify_run
 
-    key_text = None
-    if pubkey is not None:
-        if not pubkey.is_file():
-            raise PenumbraError(f"{pubkey}: public key file not found")
-        key_text = pubkey.read_text(encoding="utf-8")
-    cosigners: list[str] = []
-    for value in cosigner or []:
+    def keys_of(option: str, value: str) -> list[str]:
+        """A verifier key given as itself or as a file holding one or more."""
         path = Path(value)
         keys = path.read_text(encoding="utf-8").split() if path.is_file() else [value]
-        for key in keys:
+        for key in keys or [""]:
             try:
                 parse_vkey(key)
             except NoteError as e:
-                raise PenumbraError(f"--cosigner {value}: not a key file nor a key ({e})") from e
-        cosigners += keys
+                raise PenumbraError(f"{option} {value}: neither a key file nor a key ({e})") from e
+        return keys
+
+    key_text = None
+    if pubkey is not None:
+        found = keys_of("--pubkey", pubkey)
+        if len(found) != 1:
+            raise PenumbraError(f"--pubkey {pubkey}: holds {len(found)} keys, not one")
+        key_text = found[0]
+    cosigners = [key for value in cosigner or [] for key in keys_of("--cosigner", value)]
     report = verify_run(run_dir, pubkey=key_text, cosigners=cosigners or None)
     code = 1 if not report.ok else 0 if report.authenticated or trust_run_key else 3
     if as_json:

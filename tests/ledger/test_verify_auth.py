@@ -65,6 +65,10 @@ def test_with_the_published_pubkey_exits_0(
     assert report.ok and report.authenticated and report.cosigners_authenticated is None
 
 
+def test_pubkey_given_as_the_key_itself(pristine: Path, holder_key: Path) -> None:
+    assert main(["verify", str(pristine), "--pubkey", holder_key.read_text().strip()]) == 0
+
+
 def test_trust_run_key_exits_0_but_still_says_not_authenticated(
     pristine: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -109,6 +113,8 @@ def test_bad_keys_exit_2(
     pristine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["verify", str(pristine), "--pubkey", str(tmp_path / "none.pub")]) == 2
-    assert "public key file not found" in capsys.readouterr().err
+    assert "neither a key file nor a key" in capsys.readouterr().err
+    (tmp_path / "empty.pub").write_text("")
+    assert main(["verify", str(pristine), "--pubkey", str(tmp_path / "empty.pub")]) == 2
     assert main(["verify", str(pristine), "--cosigner", "not-a-key"]) == 2
     assert "--cosigner not-a-key" in capsys.readouterr().err

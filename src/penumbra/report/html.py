@@ -80,8 +80,10 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
         f"<p>(ε, δ) = ({spent:.4g}, {settings['delta']:.3g}) spent of target ε = "
         f"{settings['epsilon']:g}; σ = {state['sigma']:.4g}; {len(releases)} DP releases.</p>"
         f"<p>Verify it: <code>penumbra verify {html.escape(str(run_dir))} --pubkey "
-        "HOLDER_PUBKEY</code> (the key the data holder published; "
-        f"this run's key is in <code>ledger/pubkey</code>).</p>"
+        "&lt;the published key&gt;</code> with the key the data holder published, never the "
+        "run's own <code>ledger/pubkey</code> (a forger replaces that too); multi-holder runs "
+        "add <code>--cosigner &lt;key&gt;</code> for each aggregator's published key. Without "
+        "them verify checks integrity only and says who is not authenticated (exit 3).</p>"
     )
     parts.append("<h2>Privacy accounting</h2><table><tr><th>iteration</th><th>σ</th>"
                  "<th>cumulative ε</th><th>δ</th></tr>")  # fmt: skip
