@@ -210,16 +210,24 @@ def test_setup_sigma_below_what_the_accountant_requires(run: Path) -> None:
 
 
 def test_rounds_aborted_after_the_shares_were_released_spend_epsilon(run: Path) -> None:
-    """Aborted rounds are free (the pristine run has one) unless the shares were fetched:
-    then they count towards the T rounds the budget allows."""
+    """Aborted rounds are free (the pristine run has one) unless the shares were released:
+    then the round counts in every ε after it and towards the T rounds the budget allows."""
     entries = read_entries(run)
     aborted = _where(entries, "mpc_round", outcome="aborted")[0]
     entries[aborted]["shares_released"] = True
     resign(run, entries)
-    assert _failures(run) == [
+    messages = _failures(run)
+    release = _where(entries, "release", iteration=1)[0]
+    assert any(
+        m.startswith(f"entry {release} (release, iteration 1): claims cumulative ε=")
+        and "3 releases" in m
+        for m in messages
+    )
+    assert any("(run_end): claims ε spent" in m for m in messages)
+    assert (
         "log: 4 mpc rounds spent ε (released, or aborted after the shares were fetched), "
         "run_start planned 3"
-    ]
+    ) in messages
 
 
 def test_aborted_rounds_without_shares_are_free(run: Path) -> None:

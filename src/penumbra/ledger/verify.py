@@ -38,7 +38,7 @@ from penumbra.ledger.merkle import (
     verify_inclusion,
 )
 from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
-from penumbra.ledger.verify_mpc import check_cosigners, check_rounds
+from penumbra.ledger.verify_mpc import check_cosigners, check_rounds, spent_aborts
 from penumbra.models.fingerprint import file_sha256
 from penumbra.privacy import gaussian_epsilon
 
@@ -260,12 +260,13 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
         if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
             report.fail(label, "σ or δ differs from run_start")
         _check_noise_seed(i, e, report)
-        recomputed = epsilon_of(sigma, t + 1, delta)
+        steps = t + 1 + spent_aborts(entries, before=i)  # aborts after shares were out
+        recomputed = epsilon_of(sigma, steps, delta)
         if not _close(e["cumulative_epsilon"], recomputed):
             report.fail(
                 label,
                 f"claims cumulative ε={e['cumulative_epsilon']:.6g}, recomputed "
-                f"ε={recomputed:.6g} from σ={sigma:g}, {t + 1} releases, δ={delta:g}",
+                f"ε={recomputed:.6g} from σ={sigma:g}, {steps} releases, δ={delta:g}",
             )
         if recomputed > target * (1 + REL_TOL):
             report.fail(label, f"spends ε={recomputed:.6g} > target {target:g}")
@@ -277,7 +278,8 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
         report.fail("log", "no run_end entry: the run did not finish (or the log was truncated)")
     else:
         i, end = ends[-1]
-        spent = epsilon_of(sigma, len(releases), delta) if releases else 0.0
+        steps = len(releases) + spent_aborts(entries)
+        spent = epsilon_of(sigma, steps, delta) if steps else 0.0
         if end["releases"] != len(releases):
             report.fail(
                 _entry_label(i, end),

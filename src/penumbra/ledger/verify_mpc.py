@@ -85,6 +85,19 @@ def _spent_epsilon(entry: dict[str, Any]) -> bool:
     return entry.get("outcome") == "released" or entry.get("shares_released") is True
 
 
+def spent_aborts(entries: Entries, before: int | None = None) -> int:
+    """mpc rounds aborted after both shares were released (each counts as a release in ε),
+    among the entries before index `before` (all when None)."""
+    return sum(
+        1
+        for e in entries[:before]
+        if e
+        and e.get("type") == "mpc_round"
+        and e.get("outcome") != "released"
+        and e.get("shares_released") is True
+    )
+
+
 def _label(index: int, entry: dict[str, Any]) -> str:
     return f"entry {index} ({entry.get('type')}, iteration {entry.get('iteration')})"
 
