@@ -154,3 +154,16 @@ def test_text_run_with_a_modified_texts_file_is_not_counted(texts_run: Path) -> 
         "synthetic/texts.jsonl: SHA-256 differs from the log (entry 4): the file was modified"
     ]
     assert "not counted" in report.receipt["outputs_note"]
+
+
+def test_a_run_with_public_n_checks_delta_against_the_bound(run: Path) -> None:
+    """With privacy.public_n the exact N is not logged: δ < 1/N is checked against the bound."""
+    entries = read_entries(run)
+    entries[0].update(n_private=None, public_n=2500)
+    resign(run, entries)
+    report = verify_run(run)
+    assert not any("1/N" in str(f) or "count" in str(f) for f in report.failures)
+    assert report.receipt["n_private"] is None and report.receipt["public_n"] == 2500
+    entries[0]["public_n"] = 1_000_000  # δ = 1e-5 is not below 1/10⁶
+    resign(run, entries)
+    assert "entry 0 (run_start): δ=1e-05 is not below 1/N = 1e-06" in _failures(run)

@@ -242,8 +242,11 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
     epsilon_of, accountant = _accountant(entries)
     sigma, delta, iterations = start["sigma"], start["delta"], start["iterations"]
     n_private, target = start["n_private"], start["epsilon_target"]
-    if delta >= 1.0 / n_private:
-        report.fail(_entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_private:g}")
+    n_bound = n_private if n_private is not None else start.get("public_n")  # ≥ N when public
+    if not isinstance(n_bound, int) or n_bound < 1:
+        report.fail(_entry_label(0, start), "neither n_private nor public_n is a count")
+    elif delta >= 1.0 / n_bound:
+        report.fail(_entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_bound:g}")
     _check_noise_seed(0, start, report)
     planned = epsilon_of(sigma, iterations, delta)
     if planned > target * (1 + REL_TOL):
@@ -298,6 +301,7 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
             "config_sha256": start.get("config_sha256"),
             "models": start.get("models"),
             "n_private": n_private,
+            "public_n": start.get("public_n"),
             "epsilon_target": target,
             "delta": delta,
             "sigma": sigma,
