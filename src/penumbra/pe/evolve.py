@@ -398,11 +398,10 @@ class _Loop:
                 raise RuntimeError(f"voter returned shape {clean.shape} for {len(ids)} candidates")
             votes = integer_votes(clean, self.s.k)
             del clean
-            rng = vote_noise_source(self.s.noise_seed, t)
             noisy_votes = add_discrete_gaussian_noise(
-                votes, sampling_sigma(self.sigma, self.s.k), rng
+                votes, sampling_sigma(self.sigma, self.s.k), vote_noise_source(self.s.noise_seed, t)
             )
-            del votes, rng  # only the noisy histogram may leave this function
+            del votes  # only the noisy histogram may leave this function
             noisy = noisy_votes / np.sqrt(self.s.k)
         weights = apply_threshold(noisy, self.s.threshold)
         count = self.sizes[t + 1] if t + 1 < self.s.iterations else self.s.num_outputs
@@ -504,7 +503,8 @@ def integer_votes(histogram: np.ndarray, k: int) -> np.ndarray:
     votes = np.rint(scaled)
     if not np.all(np.abs(scaled - votes) < 1e-6) or (votes < 0).any():
         raise ValueError(f"the voter must return k-NN vote counts divided by √k (k={k})")
-    return votes.astype(np.int64)
+    result: np.ndarray = votes.astype(np.int64)
+    return result
 
 
 def _lineage(root: Path, iterations: int) -> dict[str, list[str]]:

@@ -45,7 +45,7 @@ def _check_int(name: str, value: int) -> None:
 def _sum_pmf(s: float, m: int) -> tuple[np.ndarray, int, float]:
     """pmf of the sum of m i.i.d. N_Z(0, s²) on [−m·K, m·K], its offset m·K, and an upper
     bound on the mass and rounding error it misses."""
-    half = int(math.ceil(_TAILS * s)) + 2
+    half = math.ceil(_TAILS * s) + 2
     xs = np.arange(-half, half + 1, dtype=np.float64)
     one = np.exp(-(xs * xs) / (2.0 * s * s))
     one /= one.sum()
@@ -100,9 +100,7 @@ def discrete_gaussian_epsilon(sigma: float, steps: int, delta: float, k: int = 1
     if _delta_at(hi, loss, pmf, missed) > delta:  # pragma: no cover - only the missed mass
         raise ValueError(f"delta={delta:g} is unreachable at sigma={sigma:g}")
     return float(
-        brentq(
-            lambda e: _delta_at(e, loss, pmf, missed) - delta, 0.0, hi, xtol=1e-12, rtol=1e-12
-        )
+        brentq(lambda e: _delta_at(e, loss, pmf, missed) - delta, 0.0, hi, xtol=1e-12, rtol=1e-12)
     )
 
 

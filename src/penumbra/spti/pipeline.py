@@ -56,10 +56,11 @@ from penumbra.models.protocols import (
     TextEmbedder,
     TextGenerator,
 )
+from penumbra.models.remote import require_local_private
 from penumbra.pe.evolve import EvolveSettings, NoisyVoter, Plan, evolve, plan_run
 from penumbra.pe.voting import local_voter
-from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.privacy import check_delta_for, default_delta, discrete_gaussian_epsilon
+from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer
 from penumbra.spti.text_api import LLMCaptionAPI
@@ -235,6 +236,8 @@ def synthesize(
     # A dry run removes only what it made itself, never anything of an existing run.
     made_out, made_private = not out.exists(), not (out / "private").exists()
     public_n = cfg.privacy.public_n
+    # Before any model is loaded: private data may not leave the machine without an opt-in.
+    remote_private = require_local_private(cfg) if external is None else []
     times: dict[str, float] = {}
     with _stage(times, "load models"):
         images = cfg.modality == "image"
@@ -332,6 +335,7 @@ def synthesize(
             n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=sigma,
             iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False, k=cfg.pe.k,
             accountant=str(getattr(voter, "accountant", ACCOUNTANT)), public_n=public_n,
+            remote_private=remote_private,
         )  # fmt: skip
         api = LLMCaptionAPI(
             text_gen, domain=cfg.domain, random_template=cfg.prompts.random,
