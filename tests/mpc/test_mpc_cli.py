@@ -29,6 +29,19 @@ def test_init_writes_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     config = json.loads((tmp_path / "d" / "holder-2" / "config.json").read_text())
     assert config["holders"][1]["declared_count"] == 3
     assert config["leader_url"].endswith(":9001")
+    leader = json.loads((tmp_path / "d" / "leader" / "config.json").read_text())
+    assert leader["max_epsilon"] == 10.0  # the stated default budget, always written
+    assert "ε <= 10 over all runs" in capsys.readouterr().out
+
+
+def test_init_fixes_the_deployment_terms(tmp_path: Path) -> None:
+    args = ["mpc", "init", "--holders", "1", "--out", str(tmp_path / "d")]
+    terms = ["--max-epsilon", "2.5", "--k", "3", "--metric", "cosine", "--max-candidates", "300"]
+    assert main([*args, *terms]) == 0
+    for party in ("leader", "helper", "coordinator", "holder-1"):
+        config = json.loads((tmp_path / "d" / party / "config.json").read_text())
+        assert (config["k"], config["metric"], config["max_candidates"]) == (3, "cosine", 300)
+        assert config.get("max_epsilon") == (2.5 if party in ("leader", "helper") else None)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +49,9 @@ def test_init_writes_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     [
         (["mpc", "init", "--holders", "2", "--out", "D", "--counts", "a,b"], "--counts"),
         (["mpc", "init", "--holders", "2", "--out", "D", "--ports", "1,2"], "--ports"),
+        (["mpc", "init", "--holders", "1", "--out", "D", "--max-epsilon", "0"], "--max-epsilon"),
+        (["mpc", "init", "--holders", "1", "--out", "D", "--metric", "l3"], "--metric"),
+        (["mpc", "init", "--holders", "1", "--out", "D", "--counts", "2"], "--counts"),
         (["mpc", "aggregator", "--config", "missing.json"], "missing.json"),
         (["mpc", "holder", "--private", "p", "--config", "missing.json"], "missing.json"),
         (["mpc", "coordinate", "--config", "missing.json", "--out", "r"], "missing.json"),

@@ -28,6 +28,7 @@ from penumbra.mpc.demo import free_ports
 from penumbra.mpc.deploy import PartyConfig, init_deployment, load_party_config
 from penumbra.mpc.field import Field128
 from penumbra.mpc.holder import integer_votes, make_report
+from penumbra.mpc.protocol import vdaf_for
 from penumbra.mpc.tls import client_context, http_client
 from penumbra.pe.evolve import EvolveSettings
 
@@ -50,6 +51,7 @@ class Deployment:
             bits=BITS,
             round_deadline_s=6.0,
             ports={"leader": leader, "helper": helper, "coordinator": coordinator},
+            max_epsilon=50.0,  # several runs of ε = 4 below; the budget itself: test_policy
             extra={"test_noiseless": True, "poll_s": 0.1},
         )
         rng = np.random.default_rng(0)
@@ -210,7 +212,8 @@ def test_shares_look_uniform_and_no_clear_vector_leaks(dep: tuple[Deployment, MP
     leader_share = base64.b64decode(leader_upload.input_share)
     # Chi-square on byte frequencies of the leader's measurement share (uniform field elements,
     # bias ~2^-62): with fresh randomness, a false failure at p < 1e-4 has rate 1e-4.
-    assert _bytes_uniform(leader_share[: 400 * 8 * 16]) > 1e-4
+    meas_len = vdaf_for(400, BITS, 40).valid.MEAS_LEN
+    assert _bytes_uniform(leader_share[: meas_len * 16]) > 1e-4
     assert len(base64.b64decode(helper_upload.input_share)) == 64  # two XOF seeds, nothing else
     # Nothing an aggregator logged or stored contains a holder's clear vector.
     candidates = np.random.default_rng(1).normal(size=(30, DIM)).astype(np.float32)
@@ -257,17 +260,14 @@ def test_aggregator_killed_mid_round_aborts_then_retries(
     assert not thread.is_alive()
     rounds = [e for _, e in ledger.find("mpc_round")]
     assert rounds[0]["outcome"] == "aborted" and rounds[0]["epsilon_spent_by_round"] == 0.0
+    assert rounds[0]["shares_released"] is False  # killed before the commit: nothing out
     assert rounds[-1]["outcome"] == "released" and rounds[-1]["attempt"] >= 2
     accepted = sorted(a["holder"] for a in rounds[-1]["accepted"])
     np.testing.assert_array_equal(out["noisy"], _clear_sum(d, accepted, candidates))
-    # Only the retried round was released by the leader for this run's iteration.
-    leader_state = d.root / "dep" / "leader" / "state" / "runs"
-    record = json.loads(
-        next(
-            p for p in leader_state.glob("*.json") if ledger.origin.replace("/", "_") in p.name
-        ).read_text()
-    )
-    assert list(record["released"]) == ["0"]
+    # Only the retried round was released, and booked, by the leader for this iteration.
+    book = json.loads((d.root / "dep" / "leader" / "state" / "budget.json").read_text())
+    released = book["runs"][ledger.origin]["released"]
+    assert list(released) == ["0"] and released["0"]["round_id"] == rounds[-1]["round_id"]
     # Both aggregators co-signed every checkpoint.
     for vkey in d.coordinator.aggregator_vkeys.values():
         for path in (tmp_path / "ledger" / "checkpoints").glob("*"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,32 +57,3 @@ def test_invalid_parameters_raise() -> None:
         zcdp_to_epsilon(1.0, 1.5)
     with pytest.raises(ValueError):
         zcdp_rho(1.0, 0)
-
-
-def test_aggregator_calibrates_its_own_sigma_and_caps_the_deployment_budget(
-    tmp_path: Path,
-) -> None:
-    from fastapi import HTTPException
-
-    from penumbra.mpc.aggregator import Aggregator
-    from penumbra.mpc.deploy import init_deployment, load_party_config
-    from penumbra.mpc.protocol import RoundParams
-
-    configs = init_deployment(tmp_path / "d", holders=1, max_epsilon=3.0)
-    agg = Aggregator(load_party_config(configs["leader"]))
-    budget = {"epsilon": 2.0, "delta": 1e-5, "iterations": 4, "k": 1}
-
-    def params(round_id: str, iteration: int) -> RoundParams:
-        # The coordinator asks for σ = 0.1; an honest aggregator never adds less than its own.
-        return RoundParams(
-            round_id=round_id, iteration=iteration, length=3, sigma=0.1, deadline_unix=0.0
-        )
-
-    used = agg.open_round(params("r1", 0), "run-a", budget)["sigma"]
-    assert used == pytest.approx(dgauss_sigma(2.0, 1e-5, 4))
-    with pytest.raises(HTTPException, match="another budget"):
-        agg.open_round(params("r2", 1), "run-a", {**budget, "epsilon": 9.0})
-    with pytest.raises(HTTPException, match="deployment budget"):
-        agg.open_round(params("r3", 0), "run-b", budget)  # 2 + 2 > 3
-    with pytest.raises(HTTPException, match="no budget left"):
-        agg.open_round(params("r4", 4), "run-a", budget)

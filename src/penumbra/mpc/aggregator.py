@@ -7,11 +7,15 @@ the verifier message or the reason it was rejected; the leader runs `verify_next
 commits the final accepted set to the helper, so both sum exactly the same reports. Each then
 adds its own discrete Gaussian noise (SystemRandom, never logged) to its aggregate share.
 
-An honest aggregator protects the holders alone: it calibrates its own σ from the run's
-(ε, δ, T) with `accounting.dgauss_sigma` (never trusting a smaller σ from the coordinator),
-releases at most one share per (run, iteration) and at most T per run, and refuses report
-ids and nonces it has seen before (persisted, across rounds and restarts). It only ever holds
-shares — never a holder's vote vector — and logs ids, counts and reasons only.
+An honest aggregator protects the holders alone (penumbra.mpc.policy): k, the holders' bounds
+and the candidate limit come from its own config, and a round announcing another k is refused;
+δ may not exceed the deployment's 1/(N ln N); it calibrates its own σ from the run's (ε, δ, T)
+with `accounting.dgauss_sigma` (never trusting a smaller σ from the coordinator); it admits a
+run only if the run's ρ fits, beside every run before it, within the deployment's
+`max_epsilon` (zCDP over all runs, state/budget.json); it books each release before its share
+leaves, releases at most one share per (run, iteration) and at most T per run, and refuses
+report ids and nonces it has seen before (persisted, across rounds and restarts). It only ever
+holds shares — never a holder's vote vector — and logs ids, counts and reasons only.
 """
 
 from __future__ import annotations
@@ -33,10 +37,16 @@ from penumbra.durable import atomic_write_bytes
 from penumbra.ledger.log import canonical
 from penumbra.ledger.merkle import leaf_hash, root_from_hashes
 from penumbra.ledger.note import Checkpoint, load_private_key
-from penumbra.mpc.accounting import dgauss_sigma
 from penumbra.mpc.deploy import PartyConfig, load_party_config
-from penumbra.mpc.dgauss import sample_discrete_gaussian
 from penumbra.mpc.field import Field128
+from penumbra.mpc.policy import (
+    BudgetBook,
+    Refused,
+    RunTerms,
+    check_round,
+    deployment_delta,
+    own_sigma,
+)
 from penumbra.mpc.protocol import (
     Accepted,
     AggregateShare,
@@ -59,6 +69,7 @@ from penumbra.mpc.protocol import (
     vdaf_for,
 )
 from penumbra.mpc.tls import client_context, http_client, needs, require_peer, server_config
+from penumbra.privacy.dgauss import sample_discrete_gaussian
 
 log = logging.getLogger("penumbra.mpc.aggregator")
 _SAFE = re.compile(r"^[A-Za-z0-9._/+-]{1,120}$")
@@ -74,8 +85,9 @@ class Report:
 
 @dataclass
 class Round:
-    params: RoundParams
+    params: RoundParams  # its sigma: the noise this aggregator adds (0 when test_noiseless)
     run: str
+    accounted_sigma: float  # the σ its release is booked at (never below our own)
     state: str = "open"  # open → verified → committed → released
     reports: dict[str, Report] = field(default_factory=dict)
     refused: list[Rejection] = field(default_factory=list)  # at upload: replay, late, malformed
@@ -124,6 +136,13 @@ class Aggregator:
         self.seen = SeenStore(self.state / "seen.txt")
         self.rounds: dict[str, Round] = {}
         self.lock = threading.RLock()
+        assert config.max_epsilon is not None  # load_party_config requires it
+        self.book = BudgetBook(
+            self.state / "budget.json",
+            max_epsilon=config.max_epsilon,
+            delta=deployment_delta(config),
+            k=config.k,
+        )
         self.signer = load_private_key(
             config.path(config.note_key or ""), f"penumbra-mpc-{config.name}"
         )
@@ -136,67 +155,38 @@ class Aggregator:
             raise HTTPException(404, f"unknown round {round_id}")
         return found
 
-    def _run_file(self, run: str) -> Path:
-        return self.state / "runs" / f"{run.replace('/', '_')}.json"
-
-    def _run_record(self, run: str) -> dict[str, Any]:
-        path = self._run_file(run)
-        if path.exists():
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            return data
-        return {}
-
-    def _bound(self, holder: str, k: int) -> int:
+    def _vdaf(self, length: int, holder: str) -> Any:
+        """The VDAF of this holder's reports: its declared count and OUR k bound them."""
         info = self.c.holder(holder)
         assert info is not None
-        return info.declared_count * k
+        return vdaf_for(length, self.c.bits, info.declared_count, self.c.k)
 
     # -- coordinator-facing -----------------------------------------------------------------
 
     def open_round(self, params: RoundParams, run: str, budget: dict[str, Any]) -> dict[str, Any]:
-        """Check the run's budget and this iteration, calibrate our own σ, open the round."""
+        """Check the round against our own terms and budget, calibrate our own σ, open it.
+
+        Refused (HTTP 4xx, nothing reserved or opened) for another k, a δ above the
+        deployment's, too many candidates, an iteration released or beyond T, a run whose
+        terms changed, or a run the deployment budget cannot take (penumbra.mpc.policy)."""
         if not _SAFE.match(params.round_id) or not _SAFE.match(run):
             raise HTTPException(400, "bad round or run id")
         with self.lock:
             if params.round_id in self.rounds:
                 raise HTTPException(409, f"round {params.round_id} exists")
-            record = self._run_record(run)
-            wanted = {k: budget[k] for k in ("epsilon", "delta", "iterations", "k")}
-            if record and record["budget"] != wanted:
-                raise HTTPException(409, f"run {run} was started with another budget")
-            released = record.get("released", {}) if record else {}
-            if str(params.iteration) in released:
-                raise HTTPException(409, f"iteration {params.iteration} of {run} was released")
-            if params.iteration >= wanted["iterations"] or len(released) >= wanted["iterations"]:
-                raise HTTPException(409, f"run {run} has no budget left for another release")
-            if not record and self.c.max_epsilon is not None:
-                # Basic composition across runs over the same holders: the ε targets of every
-                # run this aggregator has served add up, and must stay within the cap.
-                served = sum(
-                    float(json.loads(p.read_text(encoding="utf-8"))["budget"]["epsilon"])
-                    for p in (self.state / "runs").glob("*.json")
-                )
-                if served + float(wanted["epsilon"]) > self.c.max_epsilon * (1 + 1e-12):
-                    raise HTTPException(
-                        403,
-                        f"deployment budget: ε {served:g} already served, cap "
-                        f"{self.c.max_epsilon:g}; refusing a run of ε {wanted['epsilon']:g}",
-                    )
-            own = 0.0
-            if not self.c.test_noiseless:
-                own = dgauss_sigma(
-                    float(wanted["epsilon"]),
-                    float(wanted["delta"]),
-                    int(wanted["iterations"]),
-                    sensitivity=float(wanted["k"]) ** 0.5,
-                )
-            sigma = max(own, params.sigma) if not self.c.test_noiseless else 0.0
-            if not record:
-                atomic_write_bytes(
-                    self._run_file(run), json.dumps({"budget": wanted, "released": {}}).encode()
-                )
+            try:
+                terms = RunTerms.parse(budget)
+                check_round(self.c, params, terms)
+                self.book.check_iteration(run, params.iteration, terms)
+                own = own_sigma(self.c, terms)
+                self.book.admit(run, terms, own)
+            except Refused as e:
+                log.warning("round %s of run %s refused: %s", params.round_id, run, e)
+                raise HTTPException(e.status, str(e)) from None
+            accounted = max(own, params.sigma)
+            sigma = 0.0 if self.c.test_noiseless else accounted
             params = params.model_copy(update={"sigma": sigma})
-            self.rounds[params.round_id] = Round(params, run)
+            self.rounds[params.round_id] = Round(params, run, accounted)
         log.info(
             "round %s opened (iteration %d, %d candidates)",
             params.round_id,
@@ -235,7 +225,7 @@ class Aggregator:
                 return refuse("replayed report (id or nonce seen before)")
             if any(r.holder == holder for r in rnd.reports.values()):
                 return refuse("second report from this holder in the round")
-            vdaf = vdaf_for(rnd.params.length, self.c.bits, self._bound(holder, rnd.params.k))
+            vdaf = self._vdaf(rnd.params.length, holder)
             try:
                 nonce = unb64(msg.nonce)
                 public = unb64(msg.public_share)
@@ -255,7 +245,7 @@ class Aggregator:
 
     def _init(self, rnd: Round, report_id: str) -> tuple[Any, Any, Any]:
         report = rnd.reports[report_id]
-        vdaf = vdaf_for(rnd.params.length, self.c.bits, self._bound(report.holder, rnd.params.k))
+        vdaf = self._vdaf(rnd.params.length, report.holder)
         ctx = vdaf_ctx(self.c.deployment, rnd.params.round_id)
         state, share = vdaf.verify_init(
             self.verify_key,
@@ -402,17 +392,19 @@ class Aggregator:
     # -- release ----------------------------------------------------------------------------
 
     def aggregate(self, round_id: str) -> AggregateShare:
-        """Our noisy aggregate share, drawn once and persisted: asking again returns the same."""
+        """Our noisy aggregate share, drawn once, booked and persisted before it leaves:
+        asking again returns the same. 404 means this aggregator does not hold the round and
+        never released it (e.g. it restarted before releasing); 409, not committed yet or
+        refused by the budget book (nothing released)."""
         with self.lock:
             rnd = self.rounds.get(round_id)
             stored = self.state / "released" / f"{round_id}.json"
             if stored.exists():
                 return AggregateShare.model_validate_json(stored.read_text(encoding="utf-8"))
-            if rnd is None or rnd.outcome is None:
+            if rnd is None:
+                raise HTTPException(404, "round unknown here (never released)")
+            if rnd.outcome is None:
                 raise HTTPException(409, "round not committed")
-            record = self._run_record(rnd.run)
-            if str(rnd.params.iteration) in record["released"]:
-                raise HTTPException(409, "this iteration was already released")
             vdaf = vdaf_for(rnd.params.length, self.c.bits, 1)
             agg = vdaf.agg_init(None)
             for item in rnd.outcome.accepted:
@@ -430,9 +422,11 @@ class Aggregator:
                 sigma=rnd.params.sigma,
                 noiseless=self.c.test_noiseless,
             )
+            try:
+                self.book.charge(rnd.run, rnd.params.iteration, round_id, rnd.accounted_sigma)
+            except Refused as e:
+                raise HTTPException(e.status, str(e)) from None
             atomic_write_bytes(stored, share.model_dump_json().encode("utf-8"))
-            record["released"][str(rnd.params.iteration)] = round_id
-            atomic_write_bytes(self._run_file(rnd.run), json.dumps(record).encode())
             rnd.state = "released"
             rnd.out_shares.clear()
         log.info("round %s released (%d reports)", round_id, len(share.accepted))

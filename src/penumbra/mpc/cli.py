@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from penumbra.errors import ConfigError
+from penumbra.mpc import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_EPSILON
 
 app = typer.Typer(
     help="Several data holders, one synthetic dataset: Prio3 secure voting with DP noise.",
@@ -44,16 +45,44 @@ def init(
     ports: Annotated[
         str, typer.Option("--ports", help="Ports of leader,helper,coordinator.")
     ] = "8441,8442,8443",
-    bits: Annotated[int, typer.Option("--bits", help="Vote entries lie in [0, 2^bits).")] = 16,
+    bits: Annotated[
+        int, typer.Option("--bits", help="Vote entries lie in [0, 2^bits) (and <= the count).")
+    ] = 16,
     max_epsilon: Annotated[
-        float | None,
-        typer.Option("--max-epsilon", help="Each aggregator refuses runs beyond this total ε."),
-    ] = None,
+        float,
+        typer.Option(
+            "--max-epsilon",
+            help="The deployment's privacy budget: each aggregator refuses any round that "
+            "would take the ε of all its releases over these holders, every run together "
+            "(zCDP, at δ = 1/(N ln N), N the sum of --counts), beyond this. Default "
+            f"{DEFAULT_MAX_EPSILON:g}.",
+        ),
+    ] = DEFAULT_MAX_EPSILON,
+    k: Annotated[
+        int,
+        typer.Option(
+            "--k",
+            help="Votes per private sample (the runs' pe.k); aggregators and holders "
+            "refuse any other.",
+        ),
+    ] = 1,
+    metric: Annotated[
+        str, typer.Option("--metric", help="Vote metric (the runs' pe.metric): l2 or cosine.")
+    ] = "l2",
+    max_candidates: Annotated[
+        int,
+        typer.Option(
+            "--max-candidates", help="Most candidates a round may have (the runs' pe.population)."
+        ),
+    ] = DEFAULT_MAX_CANDIDATES,
     deadline: Annotated[
         float, typer.Option("--deadline", help="Seconds holders have to answer a round.")
     ] = 60.0,
 ) -> None:
-    """Write a CA, a key and certificate per party, and each party's config.json."""
+    """Write a CA, a key and certificate per party, and each party's config.json.
+
+    The deployment's terms (k, metric, bits, candidate limit, and the aggregators' budget
+    --max-epsilon) are fixed here: no coordinator can change them later."""
     from penumbra.mpc.deploy import init_deployment
 
     port_list = _ints(ports, "--ports")
@@ -68,6 +97,9 @@ def init(
         bits=bits,
         round_deadline_s=deadline,
         max_epsilon=max_epsilon,
+        k=k,
+        metric=metric,
+        max_candidates=max_candidates,
     )
     table = Table(title=f"deployment in {out}")
     table.add_column("party")
@@ -75,6 +107,11 @@ def init(
     for name, path in written.items():
         table.add_row(name, str(path))
     console.print(table)
+    console.print(
+        f"Deployment budget: ε <= {max_epsilon:g} over all runs (each aggregator enforces it); "
+        f"k={k}, metric={metric}, at most {max_candidates} candidates per round.",
+        highlight=False,
+    )
     console.print("Give each party its folder and ca.pem; key.pem and note.key stay secret.")
 
 

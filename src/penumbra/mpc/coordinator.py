@@ -4,11 +4,16 @@ It plugs into `synthesize` as its `ExternalVoting`: the PE loop is unchanged, an
 `MPCVoter`, which per iteration opens a round at both aggregators, announces the candidates'
 embeddings to the holders (GET /round), waits for every holder or the deadline, has the leader
 verify and commit, and adds the two noisy aggregate shares. It never receives a vote vector or
-an input share. Any aggregator failure aborts the round before anything is released — no
-release, no ε — and the round is retried as a new round once both aggregators answer again.
-Each finished round is written durably (and logged) before the engine uses it, so a restarted
-coordinator reuses it instead of drawing new noise. Every ledger checkpoint is co-signed by
-both aggregators.
+an input share. An aggregator failure before the round is committed aborts it with nothing
+released — no ε — and the round is retried as a new round once both aggregators answer again;
+after the commit the coordinator only ever completes that same round (`MPCVoter.__call__` says
+how, and when it stops instead). Each finished round is written durably (and logged) before the
+engine uses it, so a restarted coordinator reuses it instead of drawing new noise. Every
+ledger checkpoint is co-signed by both aggregators.
+
+The deployment's terms are not the coordinator's to choose: the run's pe.k and pe.metric must
+be the deployment's, its δ at most 1/(N ln N) and its population within the candidate limit
+(checked here first; the aggregators and holders refuse anything else themselves).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict
 
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import PenumbraError
@@ -35,6 +42,7 @@ from penumbra.ledger.note import Checkpoint
 from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 from penumbra.mpc.deploy import AGGREGATORS, PartyConfig
 from penumbra.mpc.field import Field128
+from penumbra.mpc.policy import deployment_delta
 from penumbra.mpc.protocol import (
     AggregateShare,
     Announcement,
@@ -61,7 +69,46 @@ log = logging.getLogger("penumbra.mpc.coordinator")
 
 
 class RoundAborted(RuntimeError):
-    """An aggregator failed or disagreed: nothing of this round was released."""
+    """A round that produced no release the engine may use.
+
+    `released` names the aggregators whose noisy share the coordinator received: when it is
+    both (`shares_released`), the noisy histogram was out, so the round spent ε like a release
+    even though it is not used. `lost` names the aggregators that answered (404) that they no
+    longer hold the round and never released it. `status` is the HTTP status, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        round_id: str = "",
+        status: int = 0,
+        released: tuple[str, ...] = (),
+        lost: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.round_id = round_id
+        self.status = status
+        self.released = released
+        self.lost = lost
+
+    @property
+    def shares_released(self) -> bool:
+        return set(self.released) == set(AGGREGATORS)
+
+
+class CommittedRound(BaseModel):
+    """A round both aggregators committed: from here on they may release its shares, so the
+    coordinator keeps it (mpc/round-TTT.pending.json) until it is used."""
+
+    model_config = ConfigDict(extra="forbid")
+    round_id: str
+    iteration: int
+    length: int
+    outcome: RoundOutcome
+    present: list[str]
+    missing: list[str]
+    sigma: float  # the smaller σ the two aggregators said they use
+    embeddings_sha256: str = ""
 
 
 @dataclass
@@ -120,7 +167,10 @@ class Aggregators:
         except httpx.HTTPError as e:
             raise RoundAborted(f"{name} unreachable ({type(e).__name__})") from None
         if response.status_code != 200:
-            raise RoundAborted(f"{name}: HTTP {response.status_code}: {response.text[:200]}")
+            raise RoundAborted(
+                f"{name}: HTTP {response.status_code}: {response.text[:200]}",
+                status=response.status_code,
+            )
         return response.json()
 
     def healthy(self) -> bool:
@@ -142,8 +192,11 @@ def run_round(
     embedder: str = "",
     metric: str = "l2",
     allow_noiseless: bool = False,
+    on_committed: Callable[[CommittedRound], None] | None = None,
 ) -> RoundResult:
-    """One secure-aggregation round; RoundAborted (before any release) if anything fails."""
+    """One secure-aggregation round. RoundAborted with nothing released if anything fails
+    before both aggregators committed; `on_committed` sees the round then, before any share is
+    asked for; after it, failures are `collect_shares`'s."""
     c = aggs.c
     round_id = new_round_id(iteration)
     deadline = time.time() + c.round_deadline_s
@@ -155,64 +208,114 @@ def run_round(
         sigma=sigma,
         deadline_unix=deadline,
     )
-    used = {}
-    for name in AGGREGATORS:
-        reply = aggs.call(
-            name,
-            "POST",
-            "/rounds/open",
-            {"params": params.model_dump(), "run": run, "budget": budget},
-        )
-        used[name] = float(reply["sigma"])
-    data, shape = encode_embeddings(embeddings)
-    board.set(
-        Announcement(
-            open=True,
-            round_id=round_id,
-            iteration=iteration,
-            length=len(embeddings),
-            k=params.k,
-            metric=metric,
-            deadline_unix=deadline,
-            embeddings=data,
-            shape=shape,
-            embedder=embedder,
-        )
-    )
-    holders = [h.name for h in c.holders]
     try:
-        while True:
-            uploads = [
-                RoundStatus.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/status"))
-                for n in AGGREGATORS
-            ]
-            present = [h for h in holders if all(u.uploads.get(h) for u in uploads)]
-            if len(present) == len(holders) or time.time() > deadline:
-                break
-            time.sleep(c.poll_s)
-    finally:
-        board.set(Announcement(open=False))
-    missing = [h for h in holders if h not in present]
-    outcome = RoundOutcome.model_validate(aggs.call("leader", "POST", f"/rounds/{round_id}/close"))
-    shares = [
-        AggregateShare.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/aggregate"))
-        for n in AGGREGATORS
-    ]
-    ids = sorted(a.report_id for a in outcome.accepted)
-    for share in shares:
+        used = {}
+        for name in AGGREGATORS:
+            reply = aggs.call(
+                name,
+                "POST",
+                "/rounds/open",
+                {"params": params.model_dump(), "run": run, "budget": budget},
+            )
+            used[name] = float(reply["sigma"])
+        data, shape = encode_embeddings(embeddings)
+        board.set(
+            Announcement(
+                open=True,
+                round_id=round_id,
+                iteration=iteration,
+                length=len(embeddings),
+                k=params.k,
+                metric=metric,
+                bits=c.bits,
+                deadline_unix=deadline,
+                embeddings=data,
+                shape=shape,
+                embedder=embedder,
+            )
+        )
+        holders = [h.name for h in c.holders]
+        try:
+            while True:
+                uploads = [
+                    RoundStatus.model_validate(aggs.call(n, "GET", f"/rounds/{round_id}/status"))
+                    for n in AGGREGATORS
+                ]
+                present = [h for h in holders if all(u.uploads.get(h) for u in uploads)]
+                if len(present) == len(holders) or time.time() > deadline:
+                    break
+                time.sleep(c.poll_s)
+        finally:
+            board.set(Announcement(open=False))
+        missing = [h for h in holders if h not in present]
+        outcome = RoundOutcome.model_validate(
+            aggs.call("leader", "POST", f"/rounds/{round_id}/close")
+        )
+    except RoundAborted as e:
+        e.round_id = round_id
+        raise
+    committed = CommittedRound(
+        round_id=round_id,
+        iteration=iteration,
+        length=len(embeddings),
+        outcome=outcome,
+        present=present,
+        missing=missing,
+        sigma=min(used.values()),
+    )
+    if on_committed is not None:
+        on_committed(committed)
+    return collect_shares(aggs, committed, sigma=sigma, allow_noiseless=allow_noiseless)
+
+
+def collect_shares(
+    aggs: Aggregators, committed: CommittedRound, *, sigma: float, allow_noiseless: bool = False
+) -> RoundResult:
+    """Both noisy shares of a committed round, checked and added.
+
+    Aggregators keep what they released and answer again with the same share, so this may be
+    called again for the same round (after a failure or a restart) and never draws new noise.
+    The leader is asked first and a failure stops there, so the helper never releases a share
+    of a round the leader did not. RoundAborted says which shares arrived (`released`) and
+    which aggregators lost the round unreleased (`lost`)."""
+    rid = committed.round_id
+    shares: dict[str, AggregateShare] = {}
+    for name in AGGREGATORS:
+        try:
+            shares[name] = AggregateShare.model_validate(
+                aggs.call(name, "GET", f"/rounds/{rid}/aggregate")
+            )
+        except RoundAborted as e:
+            lost = (name,) if e.status == 404 else ()
+            raise RoundAborted(
+                str(e), round_id=rid, status=e.status, released=tuple(shares), lost=lost
+            ) from None
+
+    def fail(reason: str) -> RoundAborted:
+        return RoundAborted(reason, round_id=rid, released=tuple(shares))
+
+    ids = sorted(a.report_id for a in committed.outcome.accepted)
+    for share in shares.values():
+        if share.round_id != rid:
+            raise fail(f"{share.aggregator} sent the share of another round")
         if sorted(share.accepted) != ids:
-            raise RoundAborted(f"{share.aggregator} aggregated other reports than the leader")
+            raise fail(f"{share.aggregator} aggregated other reports than the leader")
         if share.noiseless and not allow_noiseless:
-            raise RoundAborted(f"{share.aggregator} added no noise (a test-only config)")
+            raise fail(f"{share.aggregator} added no noise (a test-only config)")
         if not share.noiseless and share.sigma < sigma:
-            raise RoundAborted(f"{share.aggregator} used σ={share.sigma} < {sigma}")
+            raise fail(f"{share.aggregator} used σ={share.sigma} < {sigma}")
     p = Field128.MODULUS
-    vectors = [Field128.decode_vec(unb64(s.agg_share)) for s in shares]
-    if any(len(v) != len(embeddings) for v in vectors):
-        raise RoundAborted("aggregate share of the wrong length")
+    try:
+        vectors = [Field128.decode_vec(unb64(shares[n].agg_share)) for n in AGGREGATORS]
+    except ValueError as e:
+        raise fail(f"malformed aggregate share: {e}") from None
+    if any(len(v) != committed.length for v in vectors):
+        raise fail("aggregate share of the wrong length")
     total = [(a + b) % p for a, b in zip(vectors[0], vectors[1], strict=True)]
     noisy = Field128.to_signed(total).astype(np.float64)
-    return RoundResult(round_id, noisy, outcome, present, missing, min(used.values()))
+    return RoundResult(
+        rid, noisy, committed.outcome, committed.present, committed.missing, committed.sigma
+    )
 
 
 class CoSignedLedger(Ledger):
@@ -276,17 +379,25 @@ class MPCVoting:
         config: PartyConfig,
         *,
         embedder: str,
-        k: int = 1,
-        metric: str = "l2",
+        k: int | None = None,
+        metric: str | None = None,
         allow_noiseless: bool = False,
     ) -> None:
-        """`allow_noiseless` is for tests of test-only noiseless aggregators, never a run."""
+        """`k` and `metric` (the run's pe.k and pe.metric) must be the deployment's; None
+        takes the deployment's. `allow_noiseless` is for tests of test-only noiseless
+        aggregators, never a run."""
+        for name, asked, fixed in (("k", k, config.k), ("metric", metric, config.metric)):
+            if asked is not None and asked != fixed:
+                raise PenumbraError(
+                    f"pe.{name}={asked!r} but this deployment fixes {name}={fixed!r} (`penumbra "
+                    f"mpc init --{name}`); its aggregators and holders refuse any other"
+                )
         self.c = config
         self.allow_noiseless = allow_noiseless
         self.n_private = sum(h.declared_count for h in config.holders)
         self.embedder = embedder
-        self.k = k
-        self.metric = metric
+        self.k = config.k
+        self.metric = config.metric
         self.aggs = Aggregators(config)
         self.board = Board()
         holders = tuple(h.name for h in config.holders)
@@ -321,6 +432,18 @@ class MPCVoting:
         return ledger
 
     def noisy_voter(self, settings: EvolveSettings, ledger: Ledger, out: Path) -> MPCVoter:
+        delta = deployment_delta(self.c)
+        if settings.delta > delta * (1 + 1e-9):
+            raise PenumbraError(
+                f"privacy.delta={settings.delta:.3g} is above this deployment's δ = 1/(N ln N) "
+                f"= {delta:.3g} (N = {self.n_private}); its aggregators refuse it"
+            )
+        if max(settings.sizes()) > self.c.max_candidates:
+            raise PenumbraError(
+                f"pe.population={max(settings.sizes())} is above this deployment's "
+                f"{self.c.max_candidates} candidates per round (`penumbra mpc init "
+                "--max-candidates`); its aggregators and holders refuse it"
+            )
         sigma_agg = dgauss_sigma(
             settings.epsilon, settings.delta, settings.iterations, sensitivity=math.sqrt(self.k)
         )
@@ -337,7 +460,11 @@ class MPCVoting:
 
 
 class MPCVoter:
-    """The engine's `NoisyVoter`: ε from ONE aggregator's σ (either honest one suffices)."""
+    """The engine's `NoisyVoter`: ε from ONE aggregator's σ (either honest one suffices).
+
+    Every ε this voter computes counts, besides the released rounds, each round logged as
+    aborted with `"shares_released": true` (both noisy shares reached the coordinator, so the
+    histogram was out even though the engine never used it)."""
 
     def __init__(
         self,
@@ -360,8 +487,20 @@ class MPCVoter:
             "k": voting.k,
         }
 
+    def spent_aborts(self) -> int:
+        """Rounds logged as aborted after both shares were released: each one is a release."""
+        return sum(
+            1
+            for _, e in self.ledger.find("mpc_round")
+            if e.get("outcome") == "aborted" and e.get("shares_released") is True
+        )
+
     def epsilon(self, steps: int, delta: float) -> float:
-        return dgauss_epsilon(self.sigma_agg, steps, delta, math.sqrt(self.v.k))
+        """ε of `steps` releases plus every round aborted after its shares were released."""
+        total = steps + self.spent_aborts()
+        if total == 0:
+            return 0.0
+        return dgauss_epsilon(self.sigma_agg, total, delta, math.sqrt(self.v.k))
 
     def _setup(self) -> None:
         if list(self.ledger.find("mpc_setup")):
@@ -372,9 +511,11 @@ class MPCVoter:
             {
                 "accountant": ACCOUNTANT,
                 "deployment": c.deployment,
-                "protocol": "Prio3L1BoundedSumVec",
+                "protocol": "Prio3BoundedVoteVec",
                 "bits": c.bits,
                 "k": self.v.k,
+                "metric": c.metric,
+                "max_candidates": c.max_candidates,
                 "sigma_per_aggregator": self.sigma_agg,
                 "sigma_total": total_sigma(self.sigma_agg),
                 "holders": [h.model_dump() for h in c.holders],
@@ -384,6 +525,25 @@ class MPCVoter:
         )
 
     def __call__(self, embeddings: np.ndarray, iteration: int) -> np.ndarray:
+        """The noisy histogram of `iteration`, from a finished round (reused), a committed
+        one (completed), or a new round.
+
+        What happens when a round fails:
+        - before both aggregators committed it: nothing was released; it is logged as
+          aborted (ε 0) and a new round follows once both aggregators answer.
+        - after the commit (mpc/round-TTT.pending.json): the aggregators may release its
+          shares, and they release at most one share per (run, iteration), so the
+          coordinator never opens another round for this iteration; it completes this one,
+          fetching the shares again (an aggregator answers with the share it released, the
+          same noise) once both answer. If both aggregators say they lost the round unreleased
+          (restarted), a new round follows; if one released its share and the other lost the
+          round, the iteration cannot complete and the run stops (PenumbraError).
+        - both shares arrived but fail a check (other reports, no noise, too small σ, wrong
+          length): the histogram was out, so the round is logged as aborted with
+          `"shares_released": true` and its ε, counted as a release in every ε computed
+          here, and the run stops (PenumbraError): it cannot be redone, nor used. Resuming
+          meets the same shares and stops again without logging them twice.
+        """
         self._setup()
         digest = hashlib.sha256(np.ascontiguousarray(embeddings, dtype="<f4").tobytes()).hexdigest()
         path = self.folder / f"round-{iteration:03d}.json"
@@ -392,35 +552,62 @@ class MPCVoter:
             if saved["embeddings_sha256"] != digest:
                 raise PenumbraError(f"{path}: saved round does not match iteration {iteration}")
             return np.asarray(saved["noisy"], dtype=np.float64) / math.sqrt(self.v.k)
+        pending = self.folder / f"round-{iteration:03d}.pending.json"
+
+        def keep(committed: CommittedRound) -> None:
+            committed.embeddings_sha256 = digest
+            atomic_write_bytes(pending, committed.model_dump_json().encode("utf-8"))
+
         attempt = 0
         while True:
             attempt += 1
             try:
-                result = run_round(
-                    self.v.aggs,
-                    self.v.board,
-                    run=self.ledger.origin,
-                    iteration=iteration,
-                    embeddings=embeddings,
-                    budget=self.budget,
-                    sigma=self.sigma_agg,
-                    embedder=self.v.embedder,
-                    metric=self.v.metric,
-                    allow_noiseless=self.v.allow_noiseless,
-                )
+                if pending.exists():
+                    committed = CommittedRound.model_validate_json(pending.read_bytes())
+                    if committed.embeddings_sha256 != digest:
+                        raise PenumbraError(
+                            f"{pending}: committed round does not match iteration {iteration}"
+                        )
+                    result = collect_shares(
+                        self.v.aggs,
+                        committed,
+                        sigma=self.sigma_agg,
+                        allow_noiseless=self.v.allow_noiseless,
+                    )
+                else:
+                    result = run_round(
+                        self.v.aggs,
+                        self.v.board,
+                        run=self.ledger.origin,
+                        iteration=iteration,
+                        embeddings=embeddings,
+                        budget=self.budget,
+                        sigma=self.sigma_agg,
+                        embedder=self.v.embedder,
+                        metric=self.v.metric,
+                        allow_noiseless=self.v.allow_noiseless,
+                        on_committed=keep,
+                    )
                 break
             except RoundAborted as e:
                 log.warning("iteration %d attempt %d aborted: %s", iteration, attempt, e)
-                self.ledger.append(
-                    "mpc_round",
-                    {
-                        "iteration": iteration,
-                        "attempt": attempt,
-                        "outcome": "aborted",
-                        "reason": str(e),
-                        "epsilon_spent_by_round": 0.0,
-                    },
-                )
+                self._log_abort(iteration, attempt, e)
+                if e.shares_released:
+                    raise PenumbraError(
+                        f"iteration {iteration}: round {e.round_id} failed after both "
+                        f"aggregators released their shares ({e}); it is logged as spent "
+                        "(ε counted). Aggregators release one share per iteration, so this "
+                        "run cannot continue: fix the aggregator, then start a new run"
+                    ) from None
+                if pending.exists() and e.lost:
+                    if e.released:
+                        raise PenumbraError(
+                            f"iteration {iteration}: {', '.join(e.released)} released its "
+                            f"share of round {e.round_id} but {', '.join(e.lost)} lost the "
+                            "round (restarted before releasing); the iteration cannot "
+                            "complete, so this run cannot continue: start a new run"
+                        ) from None
+                    pending.unlink()  # released by neither: a new round is safe
                 if attempt >= 20:
                     raise PenumbraError(
                         f"iteration {iteration}: {attempt} rounds aborted; last: {e}"
@@ -450,7 +637,41 @@ class MPCVoter:
             {k: v for k, v in record.items() if k != "noisy"}
             | {"noisy_histogram": record["noisy"]},
         )
+        pending.unlink(missing_ok=True)
         return result.noisy / math.sqrt(self.v.k)
+
+    def _log_abort(self, iteration: int, attempt: int, e: RoundAborted) -> None:
+        """An `mpc_round` entry with `"outcome": "aborted"`. With `"shares_released": true`
+        the round spent ε: `epsilon_spent_by_round` is its ε alone, `cumulative_epsilon` the
+        run's so far counting it (logged once per round, also across restarts)."""
+        entry: dict[str, Any] = {
+            "iteration": iteration,
+            "attempt": attempt,
+            "round_id": e.round_id,
+            "outcome": "aborted",
+            "reason": str(e),
+            "shares_released": e.shares_released,
+            "epsilon_spent_by_round": 0.0,
+        }
+        if e.shares_released:
+            logged = any(
+                x.get("round_id") == e.round_id and x.get("shares_released") is True
+                for _, x in self.ledger.find("mpc_round")
+            )
+            if logged:
+                return
+            delta = self.settings.delta
+            entry |= {
+                "k": self.v.k,
+                "sigma_per_aggregator": self.sigma_agg,
+                "epsilon_spent_by_round": dgauss_epsilon(
+                    self.sigma_agg, 1, delta, math.sqrt(self.v.k)
+                ),
+                "cumulative_epsilon": dgauss_epsilon(
+                    self.sigma_agg, iteration + self.spent_aborts() + 1, delta, math.sqrt(self.v.k)
+                ),
+            }
+        self.ledger.append("mpc_round", entry)
 
     def _wait_for_aggregators(self, max_wait_s: float = 600.0) -> None:
         deadline = time.monotonic() + max_wait_s
@@ -483,22 +704,27 @@ def coordinate(
     """Run (or resume, when `out` holds one) a multi-holder PE run as the coordinator.
 
     `run_config` is a RunConfig, a YAML path, or None for the demo's settings."""
-    from penumbra.config import load_config
     from penumbra.mpc.deploy import load_party_config
     from penumbra.spti.demo import demo_config
-    from penumbra.spti.pipeline import synthesize
+    from penumbra.spti.pipeline import resolve_run_config, synthesize
 
     config = load_party_config(config_path, "coordinator")
     out = Path(out)
     resume = (out / "run.yaml").exists()
-    if resume:
-        cfg = load_config(out / "run.yaml")
-    elif run_config is None:
+    base: Any = run_config
+    if not resume and run_config is None:
         if epsilon is None:
             raise PenumbraError("--epsilon is required for a new run")
-        cfg = demo_config(epsilon)
-    else:
-        cfg = run_config if not isinstance(run_config, (str, Path)) else load_config(run_config)
+        base = demo_config(epsilon)
+    # The run's final config (overrides applied): its k, metric and δ must be the deployment's.
+    cfg = resolve_run_config(
+        out,
+        config=None if resume else base,
+        epsilon=None if resume else epsilon,
+        delta=None,
+        overrides=[] if resume else (overrides or []),
+        resume=resume,
+    )
     if cfg.modality != "image" or cfg.voting != "image":
         raise PenumbraError("penumbra mpc supports modality=image with voting=image only")
     voting = MPCVoting(config, embedder=cfg.models.image_embedder, k=cfg.pe.k, metric=cfg.pe.metric)
@@ -506,10 +732,10 @@ def coordinate(
     try:
         return synthesize(
             None,
-            None if resume else epsilon,
+            None,
             out=out,
             config=None if resume else cfg,
-            overrides=overrides or [],
+            overrides=[],
             resume=resume,
             console=console,
             external=voting,

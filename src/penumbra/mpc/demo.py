@@ -4,7 +4,9 @@ Two aggregators, three holders (the demo private set split 50% / 30% / 20%) and 
 coordinator are started with the CLI as separate processes. The deployment (CA, keys,
 configs), the holders' image folders and every party's log live under RUN_DIR/private/mpc
 (mode 0700, never published); the run directory is otherwise a normal one that
-`penumbra verify` accepts, and whose checkpoints both aggregators co-signed.
+`penumbra verify` accepts, and whose checkpoints both aggregators co-signed. The deployment
+takes the run's pe.k, pe.metric and population, and the run's ε as its whole budget
+(`max_epsilon`): the demo is the only run its aggregators will ever serve.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from penumbra.data.demo import DemoPrivateSet, demo_private_set
 from penumbra.errors import PenumbraError
+from penumbra.mpc import DEFAULT_MAX_CANDIDATES
 from penumbra.mpc.deploy import init_deployment
 
 SPLIT = (0.5, 0.3, 0.2)
@@ -113,6 +116,7 @@ def run_mpc_demo(
     data = split_private_set(secret / "data", n_private)
     counts = [len(list(p.glob("*.png"))) for p in data]
     if not (deployment / "coordinator" / "config.json").exists():
+        cfg = _run_config(epsilon, overrides or [])
         leader, helper, coord = free_ports(3)
         init_deployment(
             deployment,
@@ -120,6 +124,10 @@ def run_mpc_demo(
             counts=counts,
             ports={"leader": leader, "helper": helper, "coordinator": coord},
             round_deadline_s=300.0,
+            max_epsilon=epsilon,
+            k=cfg.pe.k,
+            metric=cfg.pe.metric,
+            max_candidates=max(DEFAULT_MAX_CANDIDATES, cfg.pe.population),
         )
     parties = Parties(secret / "logs")
     sets = [arg for o in (overrides or []) for arg in ("--set", o)]
@@ -175,6 +183,15 @@ def run_mpc_demo(
         "holders": counts,
         "receipt": report.receipt,
     }
+
+
+def _run_config(epsilon: float, overrides: list[str]) -> Any:
+    """The demo run's config with the --set overrides applied (what the coordinator runs)."""
+    from penumbra.config import RunConfig, apply_overrides
+    from penumbra.spti.demo import demo_config
+
+    data = apply_overrides(demo_config(epsilon).model_dump(mode="json"), overrides)
+    return RunConfig.model_validate(data)
 
 
 def _watch(out: Path, parties: Parties, console: Console | None) -> int:

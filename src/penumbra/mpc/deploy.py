@@ -10,8 +10,16 @@ Layout under DIR (one folder per party; copy a party's folder, and ca.pem, to it
 
 The CA's private key signs every certificate and is then discarded: nobody can add a party to
 an existing deployment. Certificates name the party (CN) and its role (OU). Each holder's
-declared sample count is fixed here; it is its L1 bound in every round, and it is public.
-The aggregators share a VDAF verification key, which only they hold.
+declared sample count is fixed here; it bounds each entry of its votes, and × k their sum, in
+every round, and it is public. The aggregators share a VDAF verification key, which only they
+hold.
+
+The deployment's privacy terms are fixed here too and written into every party's config: k
+(votes per sample), the metric, the entry width (bits), the most candidates a round may have,
+and — in each aggregator's config — `max_epsilon`, the budget of every release over these
+holders, all runs together (converted at the deployment's δ = 1/(N ln N), N the sum of the
+declared counts). Aggregators and holders refuse a round that announces anything else
+(penumbra.mpc.policy, penumbra.mpc.holder).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError
 from penumbra.ledger.note import generate_signer, save_private_key
+from penumbra.mpc import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_EPSILON
 
 Role = Literal["aggregator", "holder", "coordinator"]
 AGGREGATORS = ("leader", "helper")
@@ -68,6 +77,9 @@ class PartyConfig(BaseModel):
     holders: list[HolderInfo]
     aggregator_vkeys: dict[str, str]
     bits: int = Field(default=16, ge=1, le=32)
+    k: int = Field(default=1, ge=1, le=100)  # votes per private sample (sensitivity √k)
+    metric: Literal["l2", "cosine"] = "l2"
+    max_candidates: int = Field(default=DEFAULT_MAX_CANDIDATES, ge=1)
     round_deadline_s: float = Field(default=60.0, gt=0)
     poll_s: float = Field(default=0.3, gt=0)
     timeouts: Timeouts = Timeouts()
@@ -75,7 +87,8 @@ class PartyConfig(BaseModel):
     verify_key: str | None = None  # aggregators only (hex)
     note_key: str | None = None  # aggregators only
     test_noiseless: bool = False  # aggregators only; tests of the plain sum, never a real run
-    max_epsilon: float | None = Field(default=None, gt=0)  # aggregators: ε cap over all runs
+    # aggregators (required): ε of all releases over these holders, every run together
+    max_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     folder: str = Field(default="", exclude=True)
 
     def path(self, name: str) -> Path:
@@ -113,9 +126,16 @@ def load_party_config(path: Path | str, role: Role | None = None) -> PartyConfig
             raise ConfigError(f"{path}: name: an aggregator is 'leader' or 'helper'")
         if not config.verify_key or not config.note_key:
             raise ConfigError(f"{path}: verify_key and note_key are required for an aggregator")
+        if config.max_epsilon is None:
+            raise ConfigError(
+                f"{path}: max_epsilon: required for an aggregator (the deployment's privacy "
+                "budget over all runs; `penumbra mpc init --max-epsilon`)"
+            )
     names = [h.name for h in config.holders]
     if len(set(names)) != len(names) or not names:
         raise ConfigError(f"{path}: holders: names must be unique and at least one is needed")
+    if sum(h.declared_count for h in config.holders) < 3:
+        raise ConfigError(f"{path}: holders: the declared counts must add up to at least 3")
     return config
 
 
@@ -194,20 +214,36 @@ def init_deployment(
     bits: int = 16,
     round_deadline_s: float = 60.0,
     days: int = 30,
-    max_epsilon: float | None = None,
+    max_epsilon: float = DEFAULT_MAX_EPSILON,
+    k: int = 1,
+    metric: str = "l2",
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write a complete deployment under `out`; returns {party name: its config.json}.
 
     `counts` are the holders' declared sample counts (default 1000 each); `ports` maps
-    leader/helper/coordinator to their ports (default 8441-8443). `max_epsilon` caps, at each
-    aggregator, the sum of the ε targets of all runs it serves (basic composition)."""
+    leader/helper/coordinator to their ports (default 8441-8443). `max_epsilon` is written
+    into each aggregator's config: the ε, at the deployment's δ, of every release it makes
+    over these holders, all runs together (zCDP: ρ adds across rounds and runs). `k`,
+    `metric`, `bits` and `max_candidates` go into every party's config: the only terms the
+    aggregators and holders accept from a coordinator."""
     out = Path(out)
     if holders < 1:
         raise ConfigError(f"--holders must be >= 1, got {holders}")
     counts = counts or [1000] * holders
     if len(counts) != holders or any(c < 1 for c in counts):
         raise ConfigError(f"--counts: give {holders} positive declared sample counts")
+    if sum(counts) < 3:
+        raise ConfigError("--counts: the declared counts must add up to at least 3 (δ < 1/N)")
+    if not (isinstance(max_epsilon, (int, float)) and 0 < max_epsilon < float("inf")):
+        raise ConfigError(f"--max-epsilon must be a finite number > 0, got {max_epsilon!r}")
+    if not 1 <= k <= 100:
+        raise ConfigError(f"--k must be in [1, 100], got {k}")
+    if metric not in ("l2", "cosine"):
+        raise ConfigError(f"--metric must be l2 or cosine, got {metric!r}")
+    if max_candidates < 1:
+        raise ConfigError(f"--max-candidates must be >= 1, got {max_candidates}")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out}: not empty; choose a new folder for the deployment")
     ports = ports or {"leader": 8441, "helper": 8442, "coordinator": 8443}
@@ -260,6 +296,9 @@ def init_deployment(
         "holders": holder_infos,
         "aggregator_vkeys": vkeys,
         "bits": bits,
+        "k": k,
+        "metric": metric,
+        "max_candidates": max_candidates,
         "round_deadline_s": round_deadline_s,
         **(extra or {}),
     }
@@ -283,9 +322,9 @@ def init_deployment(
             "port": ports.get(name, 0),
         }
         if role == "aggregator":
-            config.update({"verify_key": verify_key, "note_key": "note.key"})
-            if max_epsilon is not None:
-                config["max_epsilon"] = max_epsilon
+            config.update(
+                {"verify_key": verify_key, "note_key": "note.key", "max_epsilon": max_epsilon}
+            )
         path = folder / "config.json"
         atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
         written[name] = path

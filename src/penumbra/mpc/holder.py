@@ -1,10 +1,13 @@
 """A data holder: keeps its images, votes locally, submits each vote vector as Prio3 shares.
 
-Per round it fetches the public candidates from the coordinator, counts its votes with
-`count_votes` (integer votes: k per sample), and shards the vector with
-Prio3L1BoundedSumVec (entries in [0, 2^bits), sum ≤ its declared count × k). The leader gets
-the leader share, the helper the helper share; neither share alone says anything about the
-votes, and the clear vector never leaves this process (nor is it logged).
+Per round it fetches the public candidates from the coordinator, checks the announcement
+against its own config (`check_announcement`: the deployment's k, metric, bits and candidate
+limit; a mismatching round is refused, logged, and nothing is computed or sent), counts its
+votes with `count_votes` (integer votes: k per sample), and shards the vector with
+Prio3BoundedVoteVec (each entry at most its declared count and below 2^bits, the sum at most
+declared × k). The leader gets the leader share, the helper the helper share; neither share
+alone says anything about the votes, and the clear vector never leaves this process (nor is
+it logged).
 
 `fault` exists for the fault-injection tests only: "late" misses the deadline, "invalid"
 sends a vector whose encoding is out of range, "replay" resends its reports.
@@ -40,6 +43,32 @@ log = logging.getLogger("penumbra.mpc.holder")
 FAULTS = ("", "late", "invalid", "replay")
 
 
+class AnnouncementRefused(DataError):
+    """The coordinator announced a round this holder's deployment does not allow."""
+
+
+def check_announcement(config: PartyConfig, ann: Announcement) -> None:
+    """AnnouncementRefused unless the round's terms are the deployment's (the holder's own
+    config): k, metric and bits equal, and 1 <= candidates <= max_candidates."""
+    problems = [
+        f"{name}={got!r} (this deployment: {want!r})"
+        for name, got, want in (
+            ("k", ann.k, config.k),
+            ("metric", ann.metric, config.metric),
+            ("bits", ann.bits, config.bits),
+        )
+        if got != want
+    ]
+    if not 1 <= ann.length <= config.max_candidates:
+        problems.append(f"{ann.length} candidates (this deployment: 1..{config.max_candidates})")
+    elif len(ann.shape) != 2 or ann.shape[0] != ann.length:
+        problems.append(f"candidate embeddings of shape {ann.shape} for {ann.length} candidates")
+    if problems:
+        raise AnnouncementRefused(
+            f"{config.name}: round {ann.round_id} refused, it announces " + "; ".join(problems)
+        )
+
+
 def integer_votes(
     private: np.ndarray, candidates: np.ndarray, k: int, bits: int, metric: str = "l2"
 ) -> list[int]:
@@ -50,10 +79,11 @@ def integer_votes(
 
 
 def make_report(
-    config: PartyConfig, round_id: str, votes: list[int], l1_bound: int, *, invalid: bool = False
+    config: PartyConfig, round_id: str, votes: list[int], declared: int, *, invalid: bool = False
 ) -> list[Upload]:
-    """One Upload per aggregator (leader first) for this vote vector."""
-    vdaf = vdaf_for(len(votes), config.bits, l1_bound)
+    """One Upload per aggregator (leader first) for this vote vector, bounded by the holder's
+    `declared` count (each entry) and declared × the deployment's k (the sum)."""
+    vdaf = vdaf_for(len(votes), config.bits, declared, config.k)
     ctx = vdaf_ctx(config.deployment, round_id)
     nonce = secrets.token_bytes(vdaf.NONCE_SIZE)
     rand = secrets.token_bytes(vdaf.RAND_SIZE)
@@ -103,6 +133,9 @@ class Holder:
         self.previous: list[Upload] = []
 
     def submit(self, ann: Announcement) -> None:
+        """Vote on one round; AnnouncementRefused (before anything is computed or sent) when
+        the round does not match the deployment."""
+        check_announcement(self.c, ann)
         private = self.embed(ann)
         if len(private) > self.declared:
             raise DataError(
@@ -110,9 +143,9 @@ class Holder:
                 f"{self.declared}; re-run `penumbra mpc init` with the right --counts"
             )
         candidates = decode_embeddings(ann.embeddings, ann.shape)
-        votes = integer_votes(private, candidates, ann.k, self.c.bits, ann.metric)
+        votes = integer_votes(private, candidates, self.c.k, self.c.bits, self.c.metric)
         uploads = make_report(
-            self.c, ann.round_id, votes, self.declared * ann.k, invalid=self.fault == "invalid"
+            self.c, ann.round_id, votes, self.declared, invalid=self.fault == "invalid"
         )
         del votes  # the clear vector goes no further
         if self.fault == "late":
@@ -165,7 +198,10 @@ class Holder:
                 return 0
             if ann.open and ann.round_id not in self.done and time.time() < ann.deadline_unix:
                 self.done.add(ann.round_id)
-                self.submit(ann)
+                try:
+                    self.submit(ann)
+                except AnnouncementRefused as e:
+                    log.error("%s", e)
             time.sleep(self.c.poll_s)
 
 

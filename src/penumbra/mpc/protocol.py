@@ -1,7 +1,8 @@
 """Wire messages between holders, aggregators and the coordinator; ids, nonces, the VDAF.
 
-Every report is a Prio3L1BoundedSumVec report (Prio3SumVec with an extra L1 bound): entries
-in [0, 2^bits), their sum at most the holder's declared count × k. The VDAF context string
+Every report is a Prio3BoundedVoteVec report (a Prio3SumVec with per-entry and L1 bounds):
+each entry in [0, min(declared, 2^bits − 1)], their sum at most the holder's declared count × k,
+where k is the deployment's (every party's config), never the coordinator's. The VDAF context string
 binds a report to its deployment and round, so a share replayed into another round also fails
 verification; the aggregators additionally refuse any report id or nonce seen before.
 
@@ -17,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from penumbra.mpc.prio3 import Prio3L1BoundedSumVec
+from penumbra.mpc.prio3 import Prio3BoundedVoteVec
 
 PROTOCOL = "penumbra-mpc/v1"
 REPORT_ID_BYTES = 16
@@ -40,9 +41,10 @@ def new_round_id(iteration: int) -> str:
     return f"t{iteration:03d}-{secrets.token_hex(6)}"
 
 
-def vdaf_for(length: int, bits: int, l1_bound: int) -> Prio3L1BoundedSumVec:
-    """The VDAF of one holder's report: its L1 bound is its declared count (× k)."""
-    return Prio3L1BoundedSumVec(length, bits, None, l1_bound)
+def vdaf_for(length: int, bits: int, declared: int, k: int = 1) -> Prio3BoundedVoteVec:
+    """The VDAF of one holder's report: no entry above its declared count (nor 2^bits − 1),
+    the sum at most declared × k. Aggregating shares needs only the length: any declared."""
+    return Prio3BoundedVoteVec(length, bits, None, declared * k, min(declared, 2**bits - 1))
 
 
 def vdaf_ctx(deployment: str, round_id: str) -> bytes:
@@ -72,7 +74,9 @@ class _Msg(BaseModel):
 
 
 class RoundParams(_Msg):
-    """What the coordinator tells both aggregators when a round opens (all public)."""
+    """What the coordinator tells both aggregators when a round opens (all public). An
+    aggregator checks `k` and `length` against its own config and never adds less than its
+    own σ (penumbra.mpc.policy)."""
 
     round_id: str
     iteration: int = Field(ge=0)
@@ -83,7 +87,8 @@ class RoundParams(_Msg):
 
 
 class Announcement(_Msg):
-    """GET /round on the coordinator: the open round's public candidates (or none)."""
+    """GET /round on the coordinator: the open round's public candidates (or none). A holder
+    answers only if k, metric, bits and the candidate count match its own config."""
 
     open: bool
     finished: bool = False  # the run is over: holders may exit
@@ -92,6 +97,7 @@ class Announcement(_Msg):
     length: int = 0
     k: int = 1
     metric: str = "l2"
+    bits: int = 0  # the deployment's entry width; 0 (unset) matches no holder
     deadline_unix: float = 0.0
     embeddings: str = ""
     shape: list[int] = []
