@@ -186,3 +186,19 @@ def test_malformed_budgets_are_refused(budget: dict) -> None:
     with pytest.raises(Refused) as info:
         RunTerms.parse(budget)
     assert info.value.status == 400
+
+
+def test_a_deployment_without_an_explicit_budget_still_has_one(tmp_path: Path) -> None:
+    """`penumbra mpc init` without --max-epsilon: the stated default (ε 10) caps every run
+    together; fresh run ids stop being admitted once it is reached."""
+    agg = _aggregator(tmp_path / "d")
+    admitted = 0
+    for i in range(50):
+        try:
+            agg.open_round(_params(f"r{i}"), f"run-{i}", _budget(epsilon=2.0))
+        except HTTPException as e:
+            assert e.status_code == 403 and "max_epsilon 10" in str(e.detail)
+            break
+        admitted += 1
+    assert 5 <= admitted < 50
+    assert agg.book.epsilon(agg.book.rho_reserved()) <= 10.0
