@@ -59,3 +59,32 @@ def test_holdout_is_the_rest_of_the_pool_and_disjoint_from_the_private_set() -> 
     assert np.abs(share - np.bincount(members.labels, minlength=10) / 4000).max() < 0.04
     with pytest.raises(ValueError, match="n_private"):
         demo_holdout_set(5000)
+
+
+def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's class-mix table reaches evaluation.json only through evaluate_run, which
+    keeps aggregates (labelled not DP) at the run root and the rest under private/."""
+    import penumbra.evaluate.run_eval as run_eval
+    import penumbra.report.html as report_html
+    from penumbra.spti import demo
+
+    calls: dict[str, object] = {}
+    mix = {"first random population": 0.4, "synthetic images": 0.2, "uniform mix": 0.3}
+    monkeypatch.setattr(demo, "materialise_private", lambda *a, **k: None)
+    monkeypatch.setattr(demo, "synthesize", lambda *a, **k: "run")
+    monkeypatch.setattr(demo, "Run", str)
+    monkeypatch.setattr(demo, "class_mix_report", lambda out: mix)
+    monkeypatch.setattr(demo, "demo_renderer", lambda out: None)
+    monkeypatch.setattr(report_html, "write_report", lambda *a, **k: None)
+
+    def fake_evaluate_run(out: Path, **kwargs: object) -> dict[str, object]:
+        calls.update(kwargs)
+        return {"not_dp": "label"}
+
+    monkeypatch.setattr(run_eval, "evaluate_run", fake_evaluate_run)
+    _run, got_mix, evaluation = demo.run_demo(tmp_path, epsilon=1.0, console=None)
+    assert got_mix == mix and evaluation == {"not_dp": "label"}
+    assert calls["extra"] == {"class_mix_total_variation_to_private": mix}
+    assert not (tmp_path / "evaluation.json").exists()  # written by evaluate_run alone
