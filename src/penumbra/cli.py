@@ -514,14 +514,23 @@ def _print_run(run: object) -> None:
     table.add_row("δ", f"{run.delta:.3g}")
     table.add_row("σ per release", f"{run.sigma:.4g}")
     table.add_row("DP iterations", str(run.iterations))
-    table.add_row("private images", f"{run.n_private} ({run.skipped_private} unreadable, skipped)")
+    if run.n_private is None:
+        table.add_row("private images", "not published (privacy.public_n is set)")
+    else:
+        table.add_row(
+            "private images", f"{run.n_private} ({run.skipped_private} unreadable, skipped)"
+        )
     table.add_row("synthetic images", f"{run.num_images} in {run.run_dir / 'synthetic'}")
     for stage, seconds in run.stage_seconds.items():
         table.add_row(f"time: {stage}", f"{seconds:.1f} s")
     for model in run.models:
         table.add_row(f"model: {model['role']}", model["uri"])
     table.add_row("report", str(run.report))
-    table.add_row("verify with", f"penumbra verify {run.run_dir}")
+    table.add_row(
+        "verify with",
+        f"penumbra verify {run.run_dir} --pubkey KEY_FILE (publish "
+        f"{run.run_dir / 'ledger' / 'pubkey'} out of band; auditors check against that copy)",
+    )
     console.print(table)
 
 

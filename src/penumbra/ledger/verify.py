@@ -40,7 +40,8 @@ from penumbra.ledger.merkle import (
 from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
 from penumbra.ledger.verify_mpc import check_cosigners, check_rounds, spent_aborts
 from penumbra.models.fingerprint import file_sha256
-from penumbra.privacy import gaussian_epsilon
+from penumbra.privacy import discrete_gaussian_epsilon, gaussian_epsilon
+from penumbra.privacy.discrete import ACCOUNTANT as DISCRETE_ACCOUNTANT
 
 REL_TOL = 1e-9
 _PUBKEY_FIX = "the key the data holder published (--pubkey)"
@@ -221,13 +222,26 @@ def _check_checkpoints(
 def _accountant(
     entries: list[dict[str, Any] | None],
 ) -> tuple[Callable[[float, int, float], float], str]:
-    """The ε accountant of the run: the Gaussian's exact GDP curve, or — for multi-holder runs
-    whose aggregators add discrete Gaussian noise (an `mpc_setup` entry says so) — zCDP."""
+    """The ε accountant of the run, as ε(σ in histogram units, releases, δ): for multi-holder
+    runs whose aggregators add discrete Gaussian noise (an `mpc_setup` entry says so) zCDP; for
+    runs that release integer votes with exact discrete Gaussian noise (run_start says
+    `discrete-gaussian-pld`) that noise's exact privacy loss distribution with the logged k;
+    for runs logged before either existed, the continuous Gaussian's GDP curve."""
     for e in entries:
         if e and e.get("type") == "mpc_setup" and e.get("accountant") == "discrete-gaussian-zcdp":
             from penumbra.mpc.accounting import dgauss_epsilon
 
             return dgauss_epsilon, "discrete-gaussian-zcdp"
+    start = next((e for e in entries if e and e.get("type") == "run_start"), None) or {}
+    if start.get("accountant") == DISCRETE_ACCOUNTANT:
+        k = start.get("k", 1)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            k = 1  # reported as a failure by _check_accounting
+
+        def discrete(sigma: float, steps: int, delta: float) -> float:
+            return discrete_gaussian_epsilon(sigma, steps, delta, k)
+
+        return discrete, DISCRETE_ACCOUNTANT
     return gaussian_epsilon, "gaussian-gdp"
 
 
@@ -240,6 +254,13 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
         report.fail(_entry_label(starts[0][0], starts[0][1]), "run_start must be entry 0, once")
     start = starts[0][1]
     epsilon_of, accountant = _accountant(entries)
+    if start.get("accountant") not in (None, DISCRETE_ACCOUNTANT, "discrete-gaussian-zcdp"):
+        report.fail(_entry_label(0, start), f"unknown accountant {start.get('accountant')!r}")
+    elif start.get("accountant") == "discrete-gaussian-zcdp" and accountant != start["accountant"]:
+        report.fail(_entry_label(0, start), "claims the zCDP accountant without an mpc_setup")
+    k = start.get("k", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        report.fail(_entry_label(0, start), f"k={k!r} is not an integer >= 1")
     sigma, delta, iterations = start["sigma"], start["delta"], start["iterations"]
     n_private, target = start["n_private"], start["epsilon_target"]
     n_bound = n_private if n_private is not None else start.get("public_n")  # ≥ N when public

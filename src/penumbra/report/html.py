@@ -65,6 +65,20 @@ def votes_svg(noisy: list[float], threshold: float, width: int = 360, height: in
     )
 
 
+def _run_start(run_dir: Path) -> dict[str, Any] | None:
+    """The ledger's run_start entry (public parameters), if the run has a ledger."""
+    path = run_dir / "ledger" / "entries.jsonl"
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and entry.get("type") == "run_start" else None
+
+
 def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> Path:
     """Write run_dir/report.html from what the run left on disk; returns its path."""
     folder = run_dir / "candidates"
@@ -85,6 +99,18 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
         "add <code>--cosigner &lt;key&gt;</code> for each aggregator's published key. Without "
         "them verify checks integrity only and says who is not authenticated (exit 3).</p>"
     )
+    start = _run_start(run_dir)
+    if start is not None:
+        size = (
+            f"N = {start['n_private']} private samples"
+            if start.get("n_private") is not None
+            else f"N ≤ {start.get('public_n')} (a public bound; the exact N is not published)"
+        )
+        parts.append(
+            f"<p>Neighbouring datasets: {html.escape(str(start.get('neighbouring', '')))}. "
+            f"{html.escape(size)}; noise: exact discrete Gaussian on integer votes, "
+            f"accountant {html.escape(str(start.get('accountant', '')))}.</p>"
+        )
     parts.append("<h2>Privacy accounting</h2><table><tr><th>iteration</th><th>σ</th>"
                  "<th>cumulative ε</th><th>δ</th></tr>")  # fmt: skip
     for r in releases:
