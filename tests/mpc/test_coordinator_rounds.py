@@ -1,4 +1,5 @@
-"""The coordinator's rounds when things fail after the commit (penumbra.mpc.coordinator).
+"""The coordinator's rounds when things fail after the commit (penumbra.mpc.coordinator,
+penumbra.mpc.rounds).
 
 The aggregators are a scripted double speaking the coordinator's client interface; what the
 real ones do (release one share per iteration, answer again with the same share, 404 for a
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import penumbra.mpc.coordinator as coordinator
+import penumbra.mpc.rounds as rounds
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.mpc.accounting import dgauss_epsilon
@@ -179,14 +180,14 @@ def test_a_restarted_coordinator_reuses_the_shares_it_had_fetched(
 ) -> None:
     voting, aggs, out = setup
     voter, ledger = _voter(voting, aggs, out)
-    real = coordinator.collect_shares
+    real = rounds.collect_shares
 
     def collect_then_die(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)  # both shares fetched ...
         raise KeyboardInterrupt  # ... and the process dies before using them
 
     with monkeypatch.context() as m:
-        m.setattr(coordinator, "collect_shares", collect_then_die)
+        m.setattr(rounds, "collect_shares", collect_then_die)  # what run_round calls
         with pytest.raises(KeyboardInterrupt):
             voter(EMB, 0)
     assert len(aggs.released) == 2 and list((out / "mpc").glob("*.pending.json"))

@@ -202,3 +202,13 @@ def test_a_deployment_without_an_explicit_budget_still_has_one(tmp_path: Path) -
         admitted += 1
     assert 5 <= admitted < 50
     assert agg.book.epsilon(agg.book.rho_reserved()) <= 10.0
+
+
+def test_a_booked_release_whose_share_was_lost_is_never_called_unreleased(tmp_path: Path) -> None:
+    agg = _aggregator(tmp_path / "d")
+    agg.open_round(_params("r1"), "run-a", _budget())
+    _release(agg, "r1")
+    (agg.state / "released" / "r1.json").unlink()  # died between booking and storing
+    with pytest.raises(HTTPException, match="booked as released") as info:
+        _aggregator_from(agg).aggregate("r1")
+    assert info.value.status_code == 409  # not 404: the coordinator must not redo the round

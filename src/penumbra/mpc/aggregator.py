@@ -402,6 +402,8 @@ class Aggregator:
             if stored.exists():
                 return AggregateShare.model_validate_json(stored.read_text(encoding="utf-8"))
             if rnd is None:
+                if self.book.booked(round_id):  # died between booking and storing: spent
+                    raise HTTPException(409, "round booked as released but its share was lost")
                 raise HTTPException(404, "round unknown here (never released)")
             if rnd.outcome is None:
                 raise HTTPException(409, "round not committed")

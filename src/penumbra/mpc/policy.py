@@ -208,6 +208,12 @@ class BudgetBook:
         }
         self._save()
 
+    def booked(self, round_id: str) -> bool:
+        """Whether a release of this round was ever booked."""
+        return any(
+            x["round_id"] == round_id for r in self.runs.values() for x in r["released"].values()
+        )
+
     def charge(self, run: str, iteration: int, round_id: str, sigma: float) -> None:
         """Book one release at σ, durably, before its share leaves; Refused if the iteration
         was released already or the deployment's spent ρ would pass `max_epsilon`."""
