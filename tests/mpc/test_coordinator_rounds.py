@@ -8,6 +8,7 @@ round they lost unreleased) is what the double does."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import penumbra.mpc.rounds as rounds
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.mpc.accounting import dgauss_epsilon
-from penumbra.mpc.coordinator import MPCVoter, MPCVoting, RoundAborted
+from penumbra.mpc.coordinator import MPCVoter, MPCVoting, RoundAborted, coordinate
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.field import Field128
 from penumbra.mpc.protocol import Accepted, AggregateShare, RoundOutcome, RoundStatus, b64
@@ -195,3 +196,16 @@ def test_a_restarted_coordinator_reuses_the_shares_it_had_fetched(
     np.testing.assert_array_equal(again(EMB, 0), np.array(VOTES, dtype=float))
     assert len(aggs.opened) == 1  # the same round's shares: no new round, no new noise
     assert [e["outcome"] for e in _rounds(ledger)] == ["released"]
+
+
+def test_a_run_config_with_another_k_or_metric_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    configs = init_deployment(tmp_path / "dep", holders=1, counts=[100], k=2)
+    for sets, message in (
+        (["pe.k=3"], "pe.k=3 but this deployment fixes k=2"),
+        (["pe.k=2", "pe.metric=cosine"], "pe.metric='cosine' but this deployment fixes"),
+    ):
+        with pytest.raises(PenumbraError, match=re.escape(message)):
+            coordinate(configs["coordinator"], epsilon=1.0, out=tmp_path / "run", overrides=sets)
+    assert not (tmp_path / "run").exists()
