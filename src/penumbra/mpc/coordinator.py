@@ -216,6 +216,8 @@ class MPCVoter:
     aborted with `"shares_released": true` (both noisy shares reached the coordinator, so the
     histogram was out even though the engine never used it)."""
 
+    accountant = ACCOUNTANT  # what run_start records and `verify` recomputes ε with
+
     def __init__(
         self,
         voting: MPCVoting,
