@@ -164,7 +164,9 @@ def coordinate(
     )
     console.print(
         f"done: ε spent {run.epsilon_spent:.4g} of {run.epsilon_target:g}; "
-        f"{run.num_images} images in {out / 'synthetic'}; verify with: penumbra verify {out}",
+        f"{run.num_images} images in {out / 'synthetic'}; verify with: penumbra verify {out} "
+        "--pubkey COORDINATOR_KEY --cosigner LEADER_KEY --cosigner HELPER_KEY "
+        "(the keys as published out of band)",
         highlight=False,
     )
 
