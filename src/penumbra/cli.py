@@ -330,7 +330,7 @@ def synthesize(
         from penumbra.evaluate.run_eval import evaluate_run
         from penumbra.report.html import write_report
 
-        with _evaluation_progress() as on_progress:
+        with _evaluation_progress(show_counts=result.n_private is not None) as on_progress:
             evaluation = evaluate_run(
                 run_dir, holdout=holdout, classifier=classifier, on_progress=on_progress
             )
@@ -339,19 +339,22 @@ def synthesize(
 
 
 @contextmanager
-def _evaluation_progress() -> Iterator[Callable[[str, int, int], None]]:
+def _evaluation_progress(show_counts: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars for an evaluation; without counts where they would show the size of a
+    private set the run keeps unpublished (privacy.public_n)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()] if show_counts else []
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
+        "[progress.description]{task.description}", *columns, console=console, transient=True,
     ) as progress:  # fmt: skip
         tasks: dict[str, Any] = {}
 
         def update(name: str, done: int, total: int) -> None:
             if name not in tasks:
-                tasks[name] = progress.add_task(f"embed {name.lstrip('-')}", total=total)
-            progress.update(tasks[name], completed=done, total=total)
+                tasks[name] = progress.add_task(f"embed {name.lstrip('-')}", total=None)
+            if show_counts:
+                progress.update(tasks[name], completed=done, total=total)
 
         yield update
 
@@ -359,6 +362,10 @@ def _evaluation_progress() -> Iterator[Callable[[str, int, int], None]]:
 def _print_evaluation(result: dict[str, Any]) -> None:
     """Print the aggregates of an evaluation (outputs.public_view): never per-image values."""
     from penumbra.evaluate.audit import AUDIT_LABEL
+
+    if "withheld" in result:
+        console.print(f"evaluation: {result['withheld']}", highlight=False)
+        return
 
     fid = result["fidelity"]
     space = result["feature_space"]["uri"]

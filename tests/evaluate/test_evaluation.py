@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -216,3 +217,32 @@ def test_synthesize_evaluate_keeps_everything_but_aggregates_inside_private(
     no_evaluate = ["synthesize", "--private", str(folders["private"]), "--epsilon", "8",
                    "--out", str(tmp_path / "r2"), "--holdout", str(folders["holdout"])]  # fmt: skip
     assert main(no_evaluate) == 2
+
+
+def test_synthesize_evaluate_with_public_n_publishes_no_evaluation_number(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fractions over the private set (recall, coverage, AUC), ROC steps and progress counts
+    would reveal the exact N that privacy.public_n keeps unpublished (found in review)."""
+    out = tmp_path / "run"
+    n = len(list(folders["private"].glob("*.png")))
+    args = ["synthesize", "--private", str(folders["private"]), "--epsilon", "8", "--out",
+            str(out), "--evaluate", "--holdout", str(folders["holdout"])]  # fmt: skip
+    for field in ("pe.iterations=1", "pe.population=6", "output.num_images=6", "seed=3",
+                  "domain=a photo of a clothing item", "prompts.max_new_tokens=20",
+                  "privacy.public_n=997"):  # fmt: skip
+        args += ["--set", field]
+    assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    public = json.loads((out / "evaluation.json").read_text())
+    assert set(public) == {"withheld", "private_details", "not_dp"}
+    full = json.loads((out / "private" / "evaluation.json").read_text())
+    assert full["fidelity"]["recall"] >= 0 and full["privacy_audit"] is not None
+    assert not (out / "evaluation").exists()  # no ROC picture outside private/
+    assert (out / "private" / "audit" / "roc.png").is_file()
+    recall = f"{full['fidelity']['recall']:.3f}"
+    report = re.sub(r"base64,[A-Za-z0-9+/=]+", "", (out / "report.html").read_text())
+    for text in (printed.out, printed.err, report):
+        assert f"/{n}" not in text and f" {n} " not in text
+        assert recall not in text or full["fidelity"]["recall"] in (0.0, 1.0)
+    assert "privacy.public_n is set" in (out / "report.html").read_text()

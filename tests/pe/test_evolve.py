@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +210,44 @@ def test_run_of_the_continuous_gaussian_era_is_not_resumed(tmp_path: Path) -> No
     write_json(tmp_path / "state.json", {**state, "version": 1})
     with pytest.raises(RunStateError, match="older penumbra"):
         toy.run(tmp_path, iterations=1)
+
+
+def test_wiped_ledger_is_refused_not_replaced(tmp_path: Path) -> None:
+    """Reviewer's scenario E: the ledger folder and a release file deleted; a fresh ledger must
+    not be taken as 'no releases yet'."""
+    _ledger_run(tmp_path, iterations=2)
+    shutil.rmtree(tmp_path / "ledger")
+    (tmp_path / "candidates" / "release-001.json").unlink()
+    with pytest.raises(RunStateError, match="no record of release 0"):
+        _ledger_run(tmp_path, iterations=2)
+    assert not (tmp_path / "candidates" / "release-001.json").exists()
+
+
+def test_ledger_emptied_with_its_checkpoints_is_refused(tmp_path: Path) -> None:
+    """Scenario F: every checkpoint deleted and the entries emptied."""
+    _ledger_run(tmp_path, iterations=2)
+    shutil.rmtree(tmp_path / "ledger" / "checkpoints")
+    (tmp_path / "ledger" / "checkpoints").mkdir()
+    (tmp_path / "ledger" / "entries.jsonl").write_bytes(b"")
+    (tmp_path / "candidates" / "release-001.json").unlink()
+    with pytest.raises(RunStateError, match="no record of release 0"):
+        _ledger_run(tmp_path, iterations=2)
+
+
+def test_checkpoints_removed_but_entries_kept_is_refused(tmp_path: Path) -> None:
+    _ledger_run(tmp_path, iterations=2)
+    shutil.rmtree(tmp_path / "ledger" / "checkpoints")
+    (tmp_path / "ledger" / "checkpoints").mkdir()
+    with pytest.raises(LedgerError, match="no signed checkpoint"):
+        Ledger.open(tmp_path)
+
+
+def test_old_checkpoint_under_a_newer_name_is_refused(tmp_path: Path) -> None:
+    """Scenario D: the log cut back and its old checkpoint copied to a higher file name."""
+    _ledger_run(tmp_path, iterations=2)
+    entries = tmp_path / "ledger" / "entries.jsonl"
+    entries.write_bytes(entries.read_bytes().splitlines(keepends=True)[0])
+    checkpoints = tmp_path / "ledger" / "checkpoints"
+    shutil.copy(checkpoints / "00000001", checkpoints / "99999999")
+    with pytest.raises(LedgerError, match="under the name of another size"):
+        Ledger.open(tmp_path)

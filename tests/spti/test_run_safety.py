@@ -174,3 +174,21 @@ def test_remote_opt_in_is_recorded_in_the_ledger(
     assert main(args) == 0
     assert seen == [True]
     assert _run_start(out)["remote_private"] == opted
+
+
+def test_finished_run_with_a_ledger_cut_back_is_refused(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reviewer's scenario C: a finished run's log cut back to an earlier signed checkpoint
+    (consistent, so only the run's outputs betray it) and the later release file deleted."""
+    entries = copy / "ledger" / "entries.jsonl"
+    lines = entries.read_bytes().splitlines(keepends=True)
+    entries.write_bytes(b"".join(lines[:2]))  # run_start and release 0
+    for path in (copy / "ledger" / "checkpoints").iterdir():
+        if int(path.name) > 2:
+            path.unlink()
+    (copy / "candidates" / "release-002.json").unlink()
+    capsys.readouterr()
+    assert main(["synthesize", "--resume", str(copy)]) == 2
+    assert "cut back" in capsys.readouterr().err
+    assert not (copy / "candidates" / "release-002.json").exists()

@@ -42,6 +42,9 @@ def evaluation_section(run_dir: Path, metrics: dict[str, Any]) -> str:
         "private images. They are aggregates; per-image results stay in the run's private/ "
         "folder and are not shown here.</p>",
     ]
+    if isinstance(metrics.get("withheld"), str):
+        parts.append(f"<p>{html.escape(metrics['withheld'])}.</p>")
+        return "".join(parts)
     fid = metrics.get("fidelity")
     if isinstance(fid, dict):
         space = html.escape(str(metrics.get("feature_space", {}).get("uri", "?")))

@@ -27,7 +27,7 @@ from penumbra.evaluate.artifacts import pairs_picture, roc_picture
 from penumbra.evaluate.audit import AUDIT_LABEL
 from penumbra.evaluate.evaluation import evaluate
 from penumbra.evaluate.features import Progress
-from penumbra.evaluate.outputs import private_dir, public_view, write_json
+from penumbra.evaluate.outputs import NOT_DP, private_dir, public_view, write_json
 from penumbra.models.remote import OPT_IN, require_local
 
 PAIRS = Path("private") / "audit" / "closest_pairs.png"
@@ -62,6 +62,12 @@ def write_audit_pictures(
     return written
 
 
+WITHHELD = (
+    "privacy.public_n is set: every evaluation number could reveal the exact size of the "
+    "private set, so all of them stay in private/evaluation.json"
+)
+
+
 def _run_config(run_dir: Path) -> RunConfig | None:
     from penumbra.config import load_config
 
@@ -73,10 +79,25 @@ def write_run_evaluation(
     run_dir: Path, result: dict[str, Any], *, hide_counts: bool = False
 ) -> dict[str, Any]:
     """Write the full `result` to private/evaluation.json and its aggregates to
-    evaluation.json (the pictures first, if the audit ran); returns the aggregates."""
+    evaluation.json (the pictures first, if the audit ran); returns the aggregates.
+
+    With `hide_counts` (privacy.public_n) nothing but a pointer leaves private/: fractions
+    over the private set (recall, coverage, AUC) and ROC steps would reveal its exact size."""
     synthetic = run_dir / "synthetic"
     private_dir(run_dir / "private")
     artifacts: dict[str, str] = {}
+    if hide_counts:
+        if result.get("privacy_audit") is not None:
+            private_dir(run_dir / PAIRS.parent)
+            written = write_audit_pictures(
+                result, synthetic, run_dir / PAIRS, run_dir / PAIRS.parent / "roc.png"
+            )
+            result["artifacts"] = {k: Path(v).relative_to(run_dir).as_posix()
+                                   for k, v in written.items()}  # fmt: skip
+        write_json(run_dir / DETAILS, result)
+        withheld = {"withheld": WITHHELD, "private_details": DETAILS.as_posix(), "not_dp": NOT_DP}
+        write_json(run_dir / "evaluation.json", withheld)
+        return withheld
     if result.get("privacy_audit") is not None:
         private_dir(run_dir / PAIRS.parent)
         written = write_audit_pictures(result, synthetic, run_dir / PAIRS, run_dir / ROC)

@@ -126,6 +126,13 @@ class Ledger:
         One trailing entry without a checkpoint (a crash between the two writes) is signed now."""
         files = sorted(p for p in (self.dir / "checkpoints").glob("*") if p.name.isdigit())
         if not files:
+            if self.size == 1:  # died between the first append and its checkpoint
+                self.checkpoint()
+            elif self.size:
+                raise LedgerError(
+                    f"{self.entries_path}: {self.size} entries but no signed checkpoint; the "
+                    "checkpoints were removed (run penumbra verify)"
+                )
             return
         newest = files[-1]
         try:
@@ -133,6 +140,11 @@ class Ledger:
             cp = verify_signed_note(newest.read_text(encoding="utf-8"), verifier)
         except (NoteError, UnicodeDecodeError) as e:
             raise LedgerError(f"{newest}: not a valid checkpoint of this run ({e})") from None
+        if cp.size != int(newest.name):
+            raise LedgerError(
+                f"{newest}: signs a log of {cp.size} entries under the name of another size; "
+                "the checkpoints were tampered with (run penumbra verify)"
+            )
         if cp.size > self.size or root_from_hashes(self._hashes[: cp.size]) != cp.root:
             raise LedgerError(
                 f"{self.entries_path}: entries were removed or changed after checkpoint "

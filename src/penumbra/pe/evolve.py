@@ -376,7 +376,15 @@ class _Loop:
                 )
             release = Release(**data, reused=True)
             if self.journal is not None:
-                self.journal.record(release)  # equal to the recorded one, or recorded now
+                if recorded is None:
+                    # Releases reach the journal before their file: a file the journal lacks
+                    # means the journal lost entries (wiped, cut back or replaced), and
+                    # nothing it says about later iterations can be trusted.
+                    raise RunStateError(
+                        f"{path} exists but the ledger has no record of release {t}: the "
+                        "ledger was removed or cut back; restore it or start a new run"
+                    )
+                self.journal.record(release)  # refuses a file that differs from the record
             return release
         if recorded is not None:  # the file was lost: the ledger holds the one true release
             write_json(path, recorded.to_json())

@@ -181,6 +181,19 @@ def _remember_source(out: Path, source: Path) -> None:
     atomic_write_bytes(out / "private" / "source.json", payload)
 
 
+def _refuse_rolled_back_ledger(out: Path, ledger: Ledger, iterations: int) -> None:
+    """A run whose outputs exist has logged all its releases: fewer in the ledger means it was
+    cut back to an earlier checkpoint, and resuming would draw the missing ones a second time."""
+    finished = [p.name for p in (out / "synthetic", out / "report.html") if p.exists()]
+    logged = len(list(ledger.find("release")))
+    if finished and logged < iterations:
+        raise PenumbraError(
+            f"{out / 'ledger'}: {', '.join(finished)} exist but the ledger holds {logged} of "
+            f"{iterations} releases: it was cut back; restore it (penumbra verify) or start a "
+            "new run"
+        )
+
+
 def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSettings, Plan]:
     """σ, model calls and the signal-to-noise check; refuses runs the noise would drown."""
     settings = EvolveSettings(
@@ -330,6 +343,13 @@ def synthesize(
             ledger = external.open_ledger(out, signing_key)
             voter = external.noisy_voter(settings, ledger, out)
             sigma = voter.sigma
+        _refuse_rolled_back_ledger(out, ledger, cfg.pe.iterations)
+        if (out / "candidates" / "state.json").exists() and not list(ledger.find("run_start")):
+            raise PenumbraError(
+                f"{out / 'ledger'}: the run has started (candidates/state.json) but its ledger "
+                "has no run_start: the ledger was removed or replaced; restore it or start a "
+                "new run"
+            )
         record_run_start(
             ledger, penumbra_version=__version__, config_sha256=config_hash(cfg), models=models,
             n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=sigma,
