@@ -135,3 +135,21 @@ def test_fingerprint_names_endpoint() -> None:
     a = load("openai:m@http://127.0.0.1:1/v1", role="text-embedder")
     b = load("openai:m2@http://127.0.0.1:1/v1", role="text-embedder")
     assert a.fingerprint != b.fingerprint and len(a.fingerprint) == 64
+
+
+def test_a_proxy_in_the_environment_never_carries_loopback_traffic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loopback endpoint is trusted with private data; a proxy named by the environment
+    would carry that data off the machine (found in review). The proxy here is a dead port:
+    if the client used it, the request would fail."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    script = Script()
+    with serve(script) as url:
+        model = load(f"openai:tiny-embed@{url}", role="text-embedder")
+        vectors = model.embed(["a short text"])
+    assert np.asarray(vectors).shape[0] == 1
+    assert script.requests and script.requests[0][0] == "/v1/embeddings"

@@ -79,7 +79,16 @@ class OpenAIClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._api_key_env = api_key_env
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        from penumbra.models.remote import is_loopback_url
+
+        # A loopback server is judged local (it may see private data); an HTTP(S)_PROXY from
+        # the environment must not carry that traffic off the machine.
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            trust_env=not is_loopback_url(base_url),
+        )
         self._timeout = timeout
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
