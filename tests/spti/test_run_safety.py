@@ -192,3 +192,32 @@ def test_finished_run_with_a_ledger_cut_back_is_refused(
     assert main(["synthesize", "--resume", str(copy)]) == 2
     assert "cut back" in capsys.readouterr().err
     assert not (copy / "candidates" / "release-002.json").exists()
+
+
+def test_a_run_another_process_holds_is_refused(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes resuming one run would both draw noise for the next iteration (found in
+    review); the second is refused while the first holds the run."""
+    import subprocess
+    import sys
+
+    from penumbra.durable import run_lock
+
+    (copy / "candidates" / "release-002.json").unlink()  # something left to resume
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from pathlib import Path\nfrom penumbra.durable import run_lock\n"
+         f"with run_lock(Path({str(copy)!r})):\n    print('held', flush=True)\n"
+         "    sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main(["synthesize", "--resume", str(copy)]) == 2
+        assert "another penumbra process" in capsys.readouterr().err
+    finally:
+        holder.communicate("\n", timeout=30)
+    with run_lock(copy):  # released when its holder ended
+        pass

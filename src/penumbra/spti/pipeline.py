@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -39,7 +39,7 @@ from penumbra.config import (
     write_config,
 )
 from penumbra.data.imagefolder import write_imagefolder
-from penumbra.durable import atomic_write_bytes
+from penumbra.durable import atomic_write_bytes, run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import (
@@ -265,7 +265,7 @@ def synthesize(
         ) else None  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     progress = _progress(console)
-    with progress:
+    with progress, ExitStack() as held:
         task = progress.add_task("embed private set", total=None, visible=external is None)
         # With a public bound on N, the progress bar shows no file counts either.
         show_counts = public_n is None
@@ -308,6 +308,7 @@ def synthesize(
             if made_out and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
             return plan
+        held.enter_context(run_lock(out))  # one process per run: noise is drawn once
         if not resume:
             write_config(cfg, out / "run.yaml")
             if external is None:
