@@ -93,7 +93,10 @@ def discrete_gaussian_epsilon(sigma: float, steps: int, delta: float, k: int = 1
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
     loss, pmf, missed = _delta_curve(sigma * math.sqrt(k), steps * k)
     if missed >= delta:
-        raise ValueError(f"delta={delta:g} is below the accountant's resolution ({missed:.1e})")
+        raise ValueError(
+            f"delta={delta:g} is below the accountant's resolution ({missed:.1e}) for "
+            f"{steps} releases with k={k}: use a larger delta, fewer iterations or a smaller k"
+        )
     if _delta_at(0.0, loss, pmf, missed) <= delta:
         return 0.0
     hi = float(loss.max()) if len(loss) else 1.0

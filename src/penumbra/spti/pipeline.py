@@ -209,7 +209,10 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
         seed=config.seed if config.seed is not None else 0,
         k=config.pe.k,
     )
-    plan = plan_run(settings, n_private)
+    try:
+        plan = plan_run(settings, n_private)
+    except ValueError as e:  # parameters the accountant cannot serve (e.g. δ below resolution)
+        raise ConfigError(f"privacy: {e}") from None
     if plan.votes_per_candidate < plan.sigma:
         sigma_ok = n_private / (2 * config.pe.population)
         eps_min = discrete_gaussian_epsilon(sigma_ok, config.pe.iterations, delta, config.pe.k)
