@@ -158,6 +158,11 @@ class ContentCredentialsConfig(Section):
 
 class OutputConfig(Section):
     num_images: int = Field(100, ge=1, le=10_000_000)
+    selection: Literal["proportional", "sample", "rank"] = Field(
+        "proportional",
+        description="how the final set is drawn from the last DP histogram: proportional "
+        "(largest-remainder shares of num_images), sample (draws ∝ votes) or rank",
+    )
     image_size: int = Field(256, ge=8, le=4096, description="side of the square output images")
     image_format: Literal["png", "jpg", "webp"] = "png"
     content_credentials: ContentCredentialsConfig | None = Field(

@@ -251,3 +251,14 @@ def test_old_checkpoint_under_a_newer_name_is_refused(tmp_path: Path) -> None:
     shutil.copy(checkpoints / "00000001", checkpoints / "99999999")
     with pytest.raises(LedgerError, match="under the name of another size"):
         Ledger.open(tmp_path)
+
+
+def test_final_set_is_drawn_in_proportion_to_the_last_release(tmp_path: Path) -> None:
+    from penumbra.pe.mechanism import apply_threshold, apportion
+
+    outputs = toy.run(tmp_path, num_outputs=200, threshold=2.0)
+    last = read_json(tmp_path / "release-004.json")
+    expected = apportion(apply_threshold(np.array(last["noisy"]), 2.0), 200)
+    ids = read_population(tmp_path / "population-004.parquet")["id"]
+    counts = [outputs["id"].count(cid) for cid in ids]
+    assert counts == expected.tolist() and sum(counts) == 200

@@ -147,3 +147,32 @@ def test_empirical_audit_does_not_exceed_claimed_epsilon() -> None:
     tpr_lo = _clopper_pearson(tp, trials, 0.05)[0]
     fpr_hi = _clopper_pearson(fp, trials, 0.05)[1]
     assert math.log((tpr_lo - delta) / fpr_hi) > epsilon
+
+
+def test_apportion_is_largest_remainder() -> None:
+    from penumbra.pe.mechanism import apportion
+
+    np.testing.assert_array_equal(apportion(np.array([5.0, 3.0, 2.0]), 10), [5, 3, 2])
+    # quotas 3.33, 3.33, 3.33: the one spare unit goes to the lowest index
+    np.testing.assert_array_equal(apportion(np.ones(3), 10), [4, 3, 3])
+    # quotas 1.5, 0.75, 4.5, 0.25 (sum 7): floors 1, 0, 4, 0 and the two largest remainders
+    np.testing.assert_array_equal(apportion(np.array([6.0, 3.0, 18.0, 1.0]), 7), [2, 1, 4, 0])
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        w = rng.exponential(size=int(rng.integers(1, 30))) * (rng.random() > 0.1)
+        count = int(rng.integers(0, 500))
+        shares = apportion(w, count)
+        quota = count * (w / w.sum() if w.sum() > 0 else np.full(len(w), 1 / len(w)))
+        assert shares.sum() == count and np.all(np.abs(shares - quota) < 1)
+    with pytest.raises(ValueError, match="weights >= 0"):
+        apportion(np.array([1.0, -1.0]), 3)
+
+
+def test_proportional_selection_follows_the_histogram() -> None:
+    """The final set's mix of candidates is the noisy histogram's (issue 14): a bin with 60% of
+    the weight gets 60% of the outputs, a bin with none gets none."""
+    weights = apply_threshold(np.array([60.0, 30.0, -4.0, 10.0]), 0.0)
+    picks = select(weights, 1000, "proportional", np.random.default_rng(0))
+    np.testing.assert_array_equal(np.bincount(picks, minlength=4), [600, 300, 0, 100])
+    rank = select(weights, 1000, "rank", np.random.default_rng(0))
+    assert np.bincount(rank, minlength=4)[0] == 334  # what rank did: round-robin, ~1/3 each

@@ -106,7 +106,8 @@ class EvolveSettings:
     lookahead: int = 0
     keep_selected: bool = False
     threshold: float = 0.0
-    selection: Selection = "rank"
+    selection: Selection = "rank"  # parents of the next population
+    output_selection: Selection = "proportional"  # the final set, from the last release
     seed: int = 0  # public randomness (generation, selection), safe to record
     k: int = 1  # votes per private sample; each adds 1/√k to a bin (L2 sensitivity 1)
     noise_seed: int | None = None  # tests only: fixed DP noise; recorded when used
@@ -412,9 +413,12 @@ class _Loop:
             del votes  # only the noisy histogram may leave this function
             noisy = noisy_votes / np.sqrt(self.s.k)
         weights = apply_threshold(noisy, self.s.threshold)
-        count = self.sizes[t + 1] if t + 1 < self.s.iterations else self.s.num_outputs
+        last = t + 1 == self.s.iterations
+        count = self.s.num_outputs if last else self.sizes[t + 1]
         rng = np.random.default_rng(_seed(self.s.seed, t, "select"))
-        selected = select(weights, count, self.s.selection, rng)
+        selected = select(
+            weights, count, self.s.output_selection if last else self.s.selection, rng
+        )
         release = Release(
             iteration=t,
             sigma=self.sigma,

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from penumbra.privacy.dgauss import sample_discrete_gaussian
 
-Selection = Literal["rank", "sample"]
+Selection = Literal["rank", "sample", "proportional"]
 
 
 def add_discrete_gaussian_noise(
@@ -49,8 +49,10 @@ def select(
     """Indices of `count` parents for the next population (post-processing of a DP release).
 
     rank: the top `count` bins, highest first (ties to the lowest index), repeated
-    round-robin when fewer bins have weight; sample: `count` draws ∝ weight, with replacement.
-    All-zero weights fall back to uniform, so a run never stalls on an empty histogram.
+    round-robin when fewer bins have weight; sample: `count` draws ∝ weight, with replacement;
+    proportional: each bin gets its largest-remainder share of `count` (`apportion`), so the
+    mix of outputs follows the histogram without sampling noise. All-zero weights fall back to
+    uniform, so a run never stalls on an empty histogram.
     """
     w = np.asarray(weights, dtype=np.float64)
     if count < 1:
@@ -64,4 +66,24 @@ def select(
         total = w.sum()
         p = w / total if total > 0 else np.full(len(w), 1.0 / len(w))
         return rng.choice(len(w), size=count, replace=True, p=p).astype(np.int64)
-    raise ValueError(f"selection must be 'rank' or 'sample', got {method!r}")
+    if method == "proportional":
+        shares = apportion(w, count)
+        return np.repeat(np.arange(len(w)), shares).astype(np.int64)
+    raise ValueError(f"selection must be 'rank', 'sample' or 'proportional', got {method!r}")
+
+
+def apportion(weights: np.ndarray, count: int) -> np.ndarray:
+    """Integer shares of `count` ∝ weights by the largest-remainder (Hamilton) method: each bin
+    gets ⌊count·w/Σw⌋ and the remaining units go to the largest fractional parts, ties to the
+    lowest index. Shares sum to `count` and differ from count·w/Σw by less than 1."""
+    w = np.asarray(weights, dtype=np.float64)
+    if count < 0 or w.ndim != 1 or len(w) == 0 or (w < 0).any() or not np.isfinite(w).all():
+        raise ValueError("apportion needs count >= 0 and a non-empty 1-D array of weights >= 0")
+    total = w.sum()
+    quota = count * (w / total if total > 0 else np.full(len(w), 1.0 / len(w)))
+    shares = np.floor(quota).astype(np.int64)
+    left = count - int(shares.sum())
+    if left > 0:
+        order = np.lexsort((np.arange(len(w)), -(quota - shares)))
+        shares[order[:left]] += 1
+    return shares

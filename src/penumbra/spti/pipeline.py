@@ -206,6 +206,7 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
         keep_selected=config.pe.keep_selected,
         threshold=config.pe.threshold,
         selection=config.pe.selection,
+        output_selection=config.output.selection,
         seed=config.seed if config.seed is not None else 0,
         k=config.pe.k,
     )
