@@ -86,6 +86,20 @@ class PromptsConfig(Section):
         ],
         description="public few-shot examples; a few, in a random order, fill {examples}",
     )
+    categories: list[str] = Field(
+        default_factory=list,
+        description="public category words (e.g. class names): the random API writes about "
+        "each in equal shares, and a caption naming none of them is off-domain and retried",
+    )
+    attributes: list[str] = Field(
+        default_factory=list,
+        description="public attribute words (colours, tones, materials) paired at random with "
+        "the categories in the random API's prompts",
+    )
+    steer: str = Field(
+        "It must describe {subject}.",
+        description="added to the random prompt when categories/attributes are given",
+    )
     variation: str = Field(
         "Change one or two words in this description of {domain}. Reply with the new "
         "description only.\nDescription: {caption}\nNew description:",

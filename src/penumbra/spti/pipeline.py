@@ -367,7 +367,8 @@ def synthesize(
             variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
             max_words=cfg.prompts.max_words,
             max_new_tokens=cfg.prompts.max_new_tokens, temperature=cfg.prompts.temperature,
-            retries=cfg.prompts.retries,
+            retries=cfg.prompts.retries, categories=cfg.prompts.categories,
+            attributes=cfg.prompts.attributes, steer=cfg.prompts.steer,
         )  # fmt: skip
         render_settings = json.dumps(
             cfg.models.options_for(cfg.models.image_generator), sort_keys=True, default=str

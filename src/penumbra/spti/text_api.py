@@ -37,11 +37,59 @@ def clean_caption(text: str, max_words: int) -> str | None:
         if not line:
             continue
         sentence = re.split(r"(?<=[.!?])\s", line)[0]
-        words = sentence.split()[:max_words]
-        caption = " ".join(words).rstrip(".,;:!?").strip(_QUOTES).strip()
+        words = sentence.rstrip(".,;:!?").strip(_QUOTES).split()
+        if len(words) > max_words or (words and words[-1].lower() in _DANGLING):
+            return None  # too long, or cut off mid-phrase: retried rather than truncated
+        caption = " ".join(words).strip(_QUOTES).strip()
         if len(caption.split()) >= 2:
             return caption
     return None
+
+
+# A caption ending on one of these was cut off (the reply hit max_new_tokens mid-phrase).
+_DANGLING = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "with",
+        "of",
+        "in",
+        "on",
+        "for",
+        "to",
+        "by",
+        "at",
+        "from",
+        "its",
+        "their",
+        "his",
+        "her",
+        "as",
+        "but",
+        "that",
+        "which",
+        "is",
+        "are",
+        "was",
+        "were",
+    ]
+)
+
+
+def head_word(phrase: str) -> str:
+    """The word a caption must contain to be about `phrase`: its last word, singular."""
+    word = phrase.lower().split()[-1] if phrase.split() else ""
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+def mentions(caption: str, heads: list[str]) -> bool:
+    """Whether `caption` names one of the category head words (singular or plural)."""
+    words = {w.strip(_QUOTES + ".,;:!?()").lower() for w in caption.split()}
+    words |= {w[:-1] for w in words if w.endswith("s") and not w.endswith("ss")}
+    return any(h in words for h in heads)
 
 
 class LLMCaptionAPI:
@@ -59,6 +107,9 @@ class LLMCaptionAPI:
         max_new_tokens: int = 32,
         temperature: float = 0.9,
         retries: int = 3,
+        categories: list[str] | None = None,
+        attributes: list[str] | None = None,
+        steer: str = "",
     ) -> None:
         self.generator = generator
         self.domain = domain
@@ -69,9 +120,21 @@ class LLMCaptionAPI:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.retries = retries
+        self.categories = list(categories or [])
+        self.attributes = list(attributes or [])
+        self.steer = steer
+        self.heads = [head_word(c) for c in self.categories]
 
-    def _complete(self, prompts: list[str], fallbacks: list[str], seed: int) -> list[str]:
-        """One clean caption per prompt, retrying failures; duplicates are retried too."""
+    def _complete(
+        self,
+        prompts: list[str],
+        fallbacks: list[str],
+        seed: int,
+        required: list[list[str]] | None = None,
+    ) -> list[str]:
+        """One clean caption per prompt, retrying failures, duplicates and captions that name
+        none of the prompt's `required` head words (off-domain); after the retry budget a
+        prompt gets its fallback."""
         out: list[str | None] = [None] * len(prompts)
         seen: set[str] = set()
         for attempt in range(self.retries + 1):
@@ -86,6 +149,8 @@ class LLMCaptionAPI:
             )
             for i, reply in zip(todo, replies, strict=True):
                 caption = clean_caption(reply, self.max_words)
+                if caption is not None and required and not mentions(caption, required[i]):
+                    caption = None
                 if caption is not None and (caption.lower() not in seen or attempt == self.retries):
                     out[i] = caption
                     seen.add(caption.lower())
@@ -95,15 +160,35 @@ class LLMCaptionAPI:
         # A few public examples per prompt, in a random order (public randomness), so the
         # model does not just copy the first one.
         rng = np.random.default_rng(seed)
+        subjects = self._subjects(count, rng)
         prompts = []
-        for _ in range(count):
+        for subject in subjects:
             picked = [self.examples[int(i)] for i in rng.permutation(len(self.examples))[:3]]
-            prompts.append(
-                self.random_template.format(
-                    domain=self.domain, max_words=self.max_words, examples="; ".join(picked)
-                )
+            prompt = self.random_template.format(
+                domain=self.domain, max_words=self.max_words, examples="; ".join(picked)
             )
-        return self._complete(prompts, [self.domain] * count, seed)
+            if subject[0] and self.steer:
+                prompt += " " + self.steer.format(subject=subject[0], domain=self.domain)
+            prompts.append(prompt)
+        required = [[head_word(c)] for _, c in subjects] if self.categories else None
+        fallbacks = [subject or self.domain for subject, _ in subjects]
+        return self._complete(prompts, fallbacks, seed, required)
+
+    def _subjects(self, count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+        """(subject, category) per random prompt: the public categories in equal shares (a
+        shuffled cycle), each with a random public attribute, so the first population covers
+        the whole domain instead of what the LLM writes most readily."""
+        if not self.categories and not self.attributes:
+            return [("", "")] * count
+        cycle = list(self.categories) or [""]
+        order = [cycle[int(i)] for i in rng.permutation(len(cycle))]
+        picked = [order[i % len(order)] for i in range(count)]
+        rng.shuffle(picked)
+        out = []
+        for category in picked:
+            attribute = str(rng.choice(self.attributes)) if self.attributes else ""
+            out.append((f"{attribute} {category}".strip(), category))
+        return out
 
     def vary(self, payloads: list[str], *, seed: int) -> list[str]:
         prompts = [
@@ -112,5 +197,6 @@ class LLMCaptionAPI:
             )
             for caption in payloads
         ]
-        # a variation that fails to parse keeps its parent caption rather than stalling the run
-        return self._complete(prompts, list(payloads), seed)
+        # a variation that fails to parse, or leaves the domain, keeps its parent caption
+        required = [self.heads for _ in payloads] if self.categories else None
+        return self._complete(prompts, list(payloads), seed, required)

@@ -1,0 +1,108 @@
+"""The caption APIs keep the population on the public domain: categories in equal shares,
+complete captions within max_words, off-domain and cut-off replies retried (issue 14)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from penumbra.spti.text_api import LLMCaptionAPI, clean_caption, head_word, mentions
+
+CATEGORIES = ["t-shirt", "trousers", "dress", "ankle boots", "bag"]
+
+
+class ScriptedLLM:
+    """A TextGenerator whose replies are a function of the prompt (what the tests control)."""
+
+    fingerprint = "scripted"
+
+    def __init__(self, reply) -> None:  # type: ignore[no-untyped-def]
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int, temperature: float,
+                 seed: int) -> list[str]:  # fmt: skip
+        self.prompts += prompts
+        return [self.reply(p, seed) for p in prompts]
+
+
+def _api(llm: ScriptedLLM, **extra: object) -> LLMCaptionAPI:
+    return LLMCaptionAPI(
+        llm,  # type: ignore[arg-type]
+        domain="a photo of a clothing item",
+        random_template="Examples: {examples}. Write one about {domain}.",
+        variation_template="Vary: {caption}",
+        examples=["a red dress", "a black bag", "white sneakers"],
+        max_words=8,
+        retries=2,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_clean_caption_keeps_complete_short_captions_only() -> None:
+    assert clean_caption("Sure! Here is one: a dark wool coat.", 8) == "a dark wool coat"
+    assert clean_caption("a pair of black leather boots with a", 12) is None  # cut off
+    assert clean_caption("one two three four five six seven eight nine", 8) is None  # too long
+    assert clean_caption("a grey knit sweater. And more text after it", 8) == "a grey knit sweater"
+
+
+def test_head_words_match_singular_and_plural() -> None:
+    assert [head_word(c) for c in CATEGORIES] == ["t-shirt", "trouser", "dress", "boot", "bag"]
+    assert mentions("Black Ankle Boots.", ["boot"]) and mentions("a silk dress", ["dress"])
+    assert not mentions("a scooter in the city", ["boot", "dress"])
+
+
+def test_random_covers_every_category_in_equal_shares() -> None:
+    def reply(prompt: str, seed: int) -> str:
+        subject = re.search(r"It must describe (.*)\.", prompt)
+        assert subject is not None
+        return f"a soft {subject.group(1)} for {seed % 97}"[:60] + " outfit"
+
+    llm = ScriptedLLM(reply)
+    api = _api(
+        llm,
+        categories=CATEGORIES,
+        attributes=["dark", "light"],
+        steer="It must describe {subject}.",
+    )
+    captions = api.random(20, seed=5)
+    assert len(captions) == 20
+    named = Counter(
+        next(c for c in CATEGORIES if head_word(c) in caption.lower()) for caption in captions
+    )
+    assert named == {c: 4 for c in CATEGORIES}
+    assert all(("dark " in p or "light " in p) for p in llm.prompts)
+
+
+def test_off_domain_replies_are_retried_then_fall_back() -> None:
+    def reply(prompt: str, seed: int) -> str:
+        if "dress" in prompt and seed % 2 == 0:
+            return "Scooter made it up the old classic road."  # off-domain
+        if "dress" in prompt:
+            return "a long blue evening dress"
+        return "In 1980s style fashion is fashion"  # names no category: always off-domain
+
+    api = _api(ScriptedLLM(reply), categories=["dress", "bag"], steer="It must describe {subject}.")
+    captions = api.random(4, seed=0)
+    # the first dress prompt gets the on-domain reply; the second gets it too, but as a
+    # duplicate it is retried, meets only off-domain replies and falls back to its subject;
+    # the bag prompts never get an on-domain reply
+    assert sorted(captions) == ["a long blue evening dress", "bag", "bag", "dress"]
+
+
+def test_variation_that_leaves_the_domain_keeps_its_parent() -> None:
+    def reply(prompt: str, seed: int) -> str:
+        return "a red car on the road" if "boots" in prompt else "a green silk dress"
+
+    api = _api(ScriptedLLM(reply), categories=CATEGORIES)
+    assert api.vary(["black ankle boots", "a red dress"], seed=1) == [
+        "black ankle boots",
+        "a green silk dress",
+    ]
+
+
+def test_without_categories_nothing_is_steered_or_filtered() -> None:
+    llm = ScriptedLLM(lambda p, s: "a red car parked outside")
+    api = _api(llm)
+    assert api.random(3, seed=0) == ["a red car parked outside"] * 3
+    assert not any("must describe" in p for p in llm.prompts)
