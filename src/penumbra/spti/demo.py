@@ -21,8 +21,17 @@ DEMO_CONFIG = {
     "voting": "image",
     "seed": 0,
     "pe": {"iterations": 5, "population": 60, "k": 1, "selection": "rank"},
-    "output": {"num_images": 100, "image_size": 32},
-}
+    # public words only (the Fashion-MNIST class names and common colour words): they steer
+    # the random API over the whole domain and keep variations on it (invariant 4)
+    "prompts": {
+        "categories": ["t-shirt", "pair of trousers", "pullover", "dress", "coat",
+                       "pair of sandals", "shirt", "pair of sneakers", "bag",
+                       "pair of ankle boots"],
+        "attributes": ["black", "dark grey", "grey", "white", "light grey", "beige", "brown",
+                       "navy", "red", "patterned"],
+    },
+    "output": {"num_images": 1000, "image_size": 32, "selection": "proportional"},
+}  # fmt: skip
 
 
 def demo_config(epsilon: float) -> RunConfig:

@@ -2,21 +2,20 @@
 
 config → models → private embeddings (holder boundary) → PE over captions [LLM random API →
 render → embed → vote → noise → select → ledger → LLM variation] × T → final render →
-synthetic/ (imagefolder) + ledger + report.html.
+synthetic/ (imagefolder) + ledger + report.html. The stages live in `spti.stages`; this module
+resolves the config, runs the pre-flight and calls the stages in order.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
-from PIL import Image
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
@@ -28,57 +27,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from penumbra import __version__
 from penumbra.config import (
-    ContentCredentialsConfig,
     RunConfig,
     apply_overrides,
-    config_hash,
     load_config,
     problem_lines,
     write_config,
 )
-from penumbra.data.imagefolder import write_imagefolder
-from penumbra.durable import atomic_write_bytes, run_lock
+from penumbra.durable import run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
-from penumbra.ledger.log import Ledger
-from penumbra.ledger.records import (
-    LedgerJournal,
-    record_outputs,
-    record_run_end,
-    record_run_start,
-)
-from penumbra.models import load
-from penumbra.models.protocols import (
-    Captioner,
-    ImageEmbedder,
-    ImageGenerator,
-    TextEmbedder,
-    TextGenerator,
-)
 from penumbra.models.remote import require_local_private
-from penumbra.pe.evolve import EvolveSettings, NoisyVoter, Plan, evolve, plan_run
-from penumbra.pe.voting import local_voter
+from penumbra.pe.evolve import EvolveSettings, Plan, plan_run
 from penumbra.privacy import check_delta_for, default_delta, discrete_gaussian_epsilon
-from penumbra.privacy.discrete import ACCOUNTANT
-from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
-from penumbra.spti.render import CaptionRenderer
-from penumbra.spti.text_api import LLMCaptionAPI
+from penumbra.spti import stages
+from penumbra.spti.stages import ExternalVoting, Stages
 
-
-class ExternalVoting(Protocol):
-    """Votes answered outside this process by secure aggregation over several data holders.
-
-    The run then reads no private data at all: `n_private` is public (the holders' declared
-    sample counts), the voter returns histograms already noised by the aggregators, and the
-    ledger may be one whose checkpoints others co-sign.
-    """
-
-    n_private: int
-
-    def open_ledger(self, out: Path, signing_key: Path | None) -> Ledger: ...
-
-    def noisy_voter(self, settings: EvolveSettings, ledger: Ledger, out: Path) -> NoisyVoter: ...
+__all__ = ["ExternalVoting", "Run", "preflight", "resolve_run_config", "synthesize"]
 
 
 @dataclass
@@ -110,20 +74,6 @@ def _progress(console: Console | None) -> Progress:
         disable=console is None,
         transient=False,
     )
-
-
-@contextmanager
-def _stage(times: dict[str, float], name: str) -> Iterator[None]:
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        times[name] = times.get(name, 0.0) + time.monotonic() - start
-
-
-def _load(uri: str, role: str, config: RunConfig, **extra: Any) -> Any:
-    options = {**config.models.options_for(uri), **extra}
-    return load(uri, role=role, **options)  # type: ignore[arg-type]
 
 
 def resolve_run_config(
@@ -181,19 +131,6 @@ def _remember_source(out: Path, source: Path) -> None:
     atomic_write_bytes(out / "private" / "source.json", payload)
 
 
-def _refuse_rolled_back_ledger(out: Path, ledger: Ledger, iterations: int) -> None:
-    """A run whose outputs exist has logged all its releases: fewer in the ledger means it was
-    cut back to an earlier checkpoint, and resuming would draw the missing ones a second time."""
-    finished = [p.name for p in (out / "synthetic", out / "report.html") if p.exists()]
-    logged = len(list(ledger.find("release")))
-    if finished and logged < iterations:
-        raise PenumbraError(
-            f"{out / 'ledger'}: {', '.join(finished)} exist but the ledger holds {logged} of "
-            f"{iterations} releases: it was cut back; restore it (penumbra verify) or start a "
-            "new run"
-        )
-
-
 def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSettings, Plan]:
     """σ, model calls and the signal-to-noise check; refuses runs the noise would drown."""
     settings = EvolveSettings(
@@ -227,6 +164,26 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
     return settings, plan
 
 
+def privacy_terms(cfg: RunConfig, n_private: int) -> tuple[int, float]:
+    """(N the accounting uses, δ): the public bound when privacy.public_n is set, which a
+    larger private set may not exceed; δ defaults to 1/(N ln N) and must be below 1/N."""
+    public_n = cfg.privacy.public_n
+    if n_private < 3:
+        raise DataError("too few readable private samples; PE needs at least 3")
+    if public_n is not None and n_private > public_n:
+        raise ConfigError(
+            f"privacy.public_n={public_n}: the private set holds more samples than this "
+            "public bound; raise privacy.public_n (the exact count is not printed)"
+        )
+    n_accounted = n_private if public_n is None else public_n
+    delta = cfg.privacy.delta if cfg.privacy.delta is not None else default_delta(n_accounted)
+    try:
+        check_delta_for(delta, n_accounted)
+    except ValueError as e:
+        raise ConfigError(f"privacy.delta: {e}") from None
+    return n_accounted, delta
+
+
 def synthesize(
     private: Path | str | None,
     epsilon: float | None = None,
@@ -252,59 +209,14 @@ def synthesize(
     )
     # A dry run removes only what it made itself, never anything of an existing run.
     made_out, made_private = not out.exists(), not (out / "private").exists()
-    public_n = cfg.privacy.public_n
     # Before any model is loaded: private data may not leave the machine without an opt-in.
     remote_private = require_local_private(cfg) if external is None else []
-    times: dict[str, float] = {}
-    with _stage(times, "load models"):
-        images = cfg.modality == "image"
-        image_embedder = (
-            cast(ImageEmbedder, _load(cfg.models.image_embedder, "image-embedder", cfg))
-            if images
-            else None
-        )
-        text_embedder = cast(TextEmbedder, _load(cfg.models.text_embedder, "text-embedder", cfg))
-        captioner = cast(Captioner, _load(cfg.models.captioner, "captioner", cfg)) if (
-            images and cfg.voting == "text"
-        ) else None  # fmt: skip
+    st = Stages(out, cfg, _progress(console))
+    models = stages.load_voting_models(st)
     out.mkdir(parents=True, exist_ok=True)
-    progress = _progress(console)
-    with progress, ExitStack() as held:
-        task = progress.add_task("embed private set", total=None, visible=external is None)
-        # With a public bound on N, the progress bar shows no file counts either.
-        show_counts = public_n is None
-        with _stage(times, "embed private set"):
-            private_emb: Any
-            if external is not None:
-                private_emb, report = None, None
-            elif not images:
-                private_emb, report = embed_private_texts(source, out, text_embedder=text_embedder)
-            else:
-                private_emb, report = embed_private_images(
-                source, out, voting=cfg.voting, image_embedder=image_embedder,  # type: ignore[arg-type]
-                captioner=captioner,  # type: ignore[arg-type]
-                text_embedder=text_embedder, on_error=cfg.data.on_unreadable,
-                max_pixels=cfg.data.max_pixels,
-                on_progress=lambda done, total: progress.update(
-                    task, completed=done if show_counts else 0, total=total if show_counts else None
-                ),
-            )  # fmt: skip
-        n_private = len(private_emb) if external is None else external.n_private
-        if n_private < 3:
-            raise DataError(f"{source}: too few readable images; PE needs at least 3")
-        if public_n is not None and n_private > public_n:
-            raise ConfigError(
-                f"privacy.public_n={public_n}: the private set holds more samples than this "
-                "public bound; raise privacy.public_n (the exact count is not printed)"
-            )
-        n_accounted = n_private if public_n is None else public_n
-        run_delta = (
-            cfg.privacy.delta if cfg.privacy.delta is not None else default_delta(n_accounted)
-        )
-        try:
-            check_delta_for(run_delta, n_accounted)
-        except ValueError as e:
-            raise ConfigError(f"privacy.delta: {e}") from None
+    with st.progress, ExitStack() as held:
+        private_set = stages.embed_private_set(st, models, source, external)
+        n_accounted, run_delta = privacy_terms(cfg, private_set.count)
         settings, plan = preflight(cfg, n_accounted, run_delta)
         if dry_run:
             if made_private:
@@ -317,189 +229,33 @@ def synthesize(
             write_config(cfg, out / "run.yaml")
             if external is None:
                 _remember_source(out, source)
-        with _stage(times, "load models"):
-            text_gen = cast(TextGenerator, _load(cfg.models.text_generator, "text-generator", cfg))
-            named: list[tuple[str, str, Any]] = [
-                ("text-generator", cfg.models.text_generator, text_gen),
-                ("text-embedder", cfg.models.text_embedder, text_embedder),
-            ]
-            if images:
-                voting_gen = cast(
-                    ImageGenerator, _load(cfg.models.image_generator, "image-generator", cfg)
-                )
-                final_uri = cfg.models.final_image_generator or cfg.models.image_generator
-                extra = {}
-                if final_uri == "builtin:fashion-t2i":
-                    extra["image_size"] = cfg.output.image_size
-                final_gen = cast(ImageGenerator, _load(final_uri, "image-generator", cfg, **extra))
-                named += [
-                    ("image-embedder", cfg.models.image_embedder, image_embedder),
-                    ("image-generator", cfg.models.image_generator, voting_gen),
-                    ("final-image-generator", final_uri, final_gen),
-                ]
-        if captioner is not None:
-            named.append(("captioner", cfg.models.captioner, captioner))
-        models = [{"role": r, "uri": u, "fingerprint": m.fingerprint} for r, u, m in named]
-        if external is None:
-            ledger = Ledger.open(out, signing_key=signing_key)
-            voter: Any = local_voter(private_emb, k=cfg.pe.k, metric=cfg.pe.metric)
-            sigma = plan.sigma
-        else:
-            ledger = external.open_ledger(out, signing_key)
-            voter = external.noisy_voter(settings, ledger, out)
-            sigma = voter.sigma
-        _refuse_rolled_back_ledger(out, ledger, cfg.pe.iterations)
-        if (out / "candidates" / "state.json").exists() and not list(ledger.find("run_start")):
-            raise PenumbraError(
-                f"{out / 'ledger'}: the run has started (candidates/state.json) but its ledger "
-                "has no run_start: the ledger was removed or replaced; restore it or start a "
-                "new run"
-            )
-        record_run_start(
-            ledger, penumbra_version=__version__, config_sha256=config_hash(cfg), models=models,
-            n_private=n_private, epsilon=cfg.privacy.epsilon, delta=run_delta, sigma=sigma,
-            iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False, k=cfg.pe.k,
-            accountant=str(getattr(voter, "accountant", ACCOUNTANT)), public_n=public_n,
+        stages.load_generators(st, models)
+        record = stages.open_record(
+            st, private_set, settings, plan.sigma, external=external, signing_key=signing_key
+        )
+        stages.record_start(
+            st, record, models, n_private=private_set.count, delta=run_delta,
             remote_private=remote_private,
         )  # fmt: skip
-        api = LLMCaptionAPI(
-            text_gen, domain=cfg.domain, random_template=cfg.prompts.random,
-            variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
-            max_words=cfg.prompts.max_words,
-            max_new_tokens=cfg.prompts.max_new_tokens, temperature=cfg.prompts.temperature,
-            retries=cfg.prompts.retries, categories=cfg.prompts.categories,
-            attributes=cfg.prompts.attributes, steer=cfg.prompts.steer,
-        )  # fmt: skip
-        render_settings = json.dumps(
-            cfg.models.options_for(cfg.models.image_generator), sort_keys=True, default=str
-        )  # steps, guidance, size...: part of every render's cache key
-        renderer = (
-            CaptionRenderer(
-                voting_gen, image_embedder, out, seed=settings.seed,  # type: ignore[arg-type]
-                settings=render_settings,
-            )
-            if images
-            else None
-        )  # fmt: skip
-        embed = renderer if renderer is not None and cfg.voting == "image" else text_embedder.embed
-        pe_task = progress.add_task("PE iterations (DP)", total=cfg.pe.iterations)
-        with _stage(times, "private evolution"):
-            result = evolve(
-                out / "candidates", random_api=api, variation_api=api, embed=embed,
-                voter=voter, settings=settings, journal=LedgerJournal(ledger, k=cfg.pe.k),
-                on_iteration=lambda done, total: progress.update(pe_task, completed=done),
-            )  # fmt: skip
-        del private_emb, voter  # nothing below touches private data
-        if images:
-            final_task = progress.add_task("final render", total=len(result.outputs["payload"]))
-            with _stage(times, "final render"):
-                _final_render(
-                    out, final_gen, result.outputs, settings.seed, cfg.output.image_format,
-                    progress, final_task,
-                )  # fmt: skip
-            if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
-                with _stage(times, "content credentials"):
-                    label_outputs(out, cfg.output.content_credentials)
-            rows = [
-                {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
-                 "iteration": it, "lineage": lineage}
-                for i, (cid, it, lineage) in enumerate(zip(
-                    result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
-                    strict=True))
-            ]  # fmt: skip
-            rows.append({"file": "synthetic/metadata.jsonl"})
-        else:
-            _write_texts(out, result.outputs)
-            rows = [{"file": "synthetic/texts.jsonl"}]
-        if not list(ledger.find("outputs")):
-            record_outputs(ledger, out, rows)
-        if not list(ledger.find("run_end")):
-            record_run_end(
-                ledger, epsilon_spent=result.epsilon_spent, delta=run_delta,
-                releases=len(result.releases), num_outputs=len(result.outputs["payload"]),
-            )  # fmt: skip
+        renderer = stages.caption_renderer(st, models, settings.seed)
+        result = stages.evolve_captions(st, models, record, settings, renderer)
+        report = private_set.report
+        del private_set, record.voter  # nothing below touches private data
+        rows = stages.render_outputs(st, models, result, settings.seed, record.ledger)
+        stages.record_end(record.ledger, out, rows, result, run_delta)
     from penumbra.report.html import write_report
 
-    with _stage(times, "report"):
+    with st.timed("report"):
         report_path = write_report(out, renderer=renderer if cfg.voting == "image" else None)
+    hidden = cfg.privacy.public_n is not None
     return Run(
         run_dir=out, epsilon_spent=result.epsilon_spent, epsilon_target=cfg.privacy.epsilon,
         delta=run_delta, sigma=result.sigma, iterations=len(result.releases),
         num_images=len(result.outputs["payload"]),
-        n_private=n_private if public_n is None else None,
-        skipped_private=(len(report.skipped) if report is not None else 0)
-        if public_n is None else None,
-        report=report_path,
-        stage_seconds=times, models=models,
+        n_private=None if hidden else n_accounted,
+        skipped_private=None if hidden else (len(report.skipped) if report is not None else 0),
+        report=report_path, stage_seconds=st.times, models=models.identities,
     )  # fmt: skip
-
-
-def label_outputs(out: Path, credentials: ContentCredentialsConfig) -> None:
-    """C2PA-label every synthetic image before the ledger records its hash. A list of the
-    files already labelled (under cache/) makes a resumed run skip them: a second manifest
-    would not validate as ours."""
-    from penumbra.anonymize.credentials import label_synthetic
-
-    done_path = out / "cache" / "c2pa-labelled.json"
-    done: list[str] = json.loads(done_path.read_text()) if done_path.exists() else []
-    for path in sorted((out / "synthetic").iterdir()):
-        if path.suffix == ".jsonl" or path.name in done:
-            continue
-        label_synthetic(path, path, signer_cert=credentials.cert, signer_key=credentials.key,
-                        tsa_url=credentials.tsa_url)  # fmt: skip
-        done.append(path.name)
-        done_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(done_path, json.dumps(done).encode())
-
-
-def _final_render(
-    out: Path,
-    generator: ImageGenerator,
-    outputs: dict[str, list[Any]],
-    seed: int,
-    image_format: str,
-    progress: Progress,
-    task: Any,
-) -> None:
-    """Render the DP captions (one seed per output) into synthetic/, atomically."""
-    target = out / "synthetic"
-    if target.exists() and (target / "metadata.jsonl").exists():
-        return  # rendered before a crash: the folder only appears once complete
-
-    def items() -> Iterator[tuple[Image.Image, dict[str, Any]]]:
-        captions = outputs["payload"]
-        for start in range(0, len(captions), 32):
-            batch = captions[start : start + 32]
-            images = [
-                generator.generate([c], seed=seed * 1_000_003 + start + i)[0]
-                for i, c in enumerate(batch)
-            ]
-            for i, image in enumerate(images):
-                j = start + i
-                chain = outputs["lineage"][j]
-                yield (
-                    image,
-                    {
-                        "caption": captions[j],
-                        "iteration": outputs["iteration"][j],
-                        "candidate_id": outputs["id"][j],
-                        "parent_chain": chain,
-                    },
-                )
-            progress.update(task, advance=len(batch))
-
-    write_imagefolder(target, items(), image_format=image_format, overwrite=True)
-
-
-def _write_texts(out: Path, outputs: dict[str, list[Any]]) -> None:
-    """DP synthetic texts (Aug-PE) as JSONL with their lineage, written atomically."""
-    lines = [
-        json.dumps({"text": text, "iteration": it, "candidate_id": cid, "parent_chain": chain},
-                   ensure_ascii=False, sort_keys=True)
-        for text, it, cid, chain in zip(outputs["payload"], outputs["iteration"], outputs["id"],
-                                        outputs["lineage"], strict=True)
-    ]  # fmt: skip
-    atomic_write_bytes(out / "synthetic" / "texts.jsonl", ("\n".join(lines) + "\n").encode())
 
 
 def run_summary(run: Run) -> dict[str, Any]:

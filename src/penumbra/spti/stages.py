@@ -1,0 +1,405 @@
+"""The named stages of `penumbra synthesize`, each callable on its own.
+
+load models → embed private set → (pre-flight) → open the record → evolve → render outputs →
+record outputs → report. `spti.pipeline.synthesize` calls them in that order; a test can call
+any one of them with what the earlier ones returned. Only `embed_private_set` and the voter that
+`open_record` builds from its result read private data (DESIGN.md invariant 1).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from PIL import Image
+from rich.progress import Progress
+
+from penumbra import __version__
+from penumbra.config import ContentCredentialsConfig, RunConfig, config_hash
+from penumbra.data.imagefolder import write_imagefolder
+from penumbra.data.images import ReadReport
+from penumbra.durable import atomic_write_bytes
+from penumbra.errors import PenumbraError
+from penumbra.ledger.log import Ledger
+from penumbra.ledger.records import LedgerJournal, record_outputs, record_run_end, record_run_start
+from penumbra.models import load
+from penumbra.models.protocols import (
+    Captioner,
+    ImageEmbedder,
+    ImageGenerator,
+    TextEmbedder,
+    TextGenerator,
+)
+from penumbra.pe.evolve import EvolveResult, EvolveSettings, NoisyVoter, evolve
+from penumbra.pe.voting import local_voter
+from penumbra.privacy.discrete import ACCOUNTANT
+from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
+from penumbra.spti.render import CaptionRenderer
+from penumbra.spti.text_api import LLMCaptionAPI
+
+
+class ExternalVoting(Protocol):
+    """Votes answered outside this process by secure aggregation over several data holders.
+
+    The run then reads no private data at all: `n_private` is public (the holders' declared
+    sample counts), the voter returns histograms already noised by the aggregators, and the
+    ledger may be one whose checkpoints others co-sign.
+    """
+
+    n_private: int
+
+    def open_ledger(self, out: Path, signing_key: Path | None) -> Ledger: ...
+
+    def noisy_voter(self, settings: EvolveSettings, ledger: Ledger, out: Path) -> NoisyVoter: ...
+
+
+@dataclass
+class Stages:
+    """What every stage shares: the run folder, its config, progress bars and stage timings."""
+
+    out: Path
+    cfg: RunConfig
+    progress: Progress
+    times: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.monotonic() - start
+
+    @property
+    def images(self) -> bool:
+        return self.cfg.modality == "image"
+
+
+@dataclass
+class Models:
+    """The run's models; the generators are loaded only once the pre-flight has passed."""
+
+    text_embedder: TextEmbedder
+    image_embedder: ImageEmbedder | None = None
+    captioner: Captioner | None = None
+    text_generator: TextGenerator | None = None
+    voting_generator: ImageGenerator | None = None
+    final_generator: ImageGenerator | None = None
+    identities: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PrivateSet:
+    """Embeddings of the private set (None under secure aggregation) and how many there are."""
+
+    embeddings: Any
+    count: int
+    report: ReadReport | None
+
+
+@dataclass
+class Record:
+    """The open ledger, the voter that answers for the private data, and the σ it uses."""
+
+    ledger: Ledger
+    voter: Any
+    sigma: float
+
+
+def _load(uri: str, role: str, config: RunConfig, **extra: Any) -> Any:
+    options = {**config.models.options_for(uri), **extra}
+    return load(uri, role=role, **options)  # type: ignore[arg-type]
+
+
+def load_voting_models(st: Stages) -> Models:
+    """The embedders (and the captioner for text voting): what the private set needs."""
+    cfg = st.cfg
+    with st.timed("load models"):
+        text_embedder = cast(TextEmbedder, _load(cfg.models.text_embedder, "text-embedder", cfg))
+        models = Models(text_embedder)
+        if st.images:
+            models.image_embedder = cast(
+                ImageEmbedder, _load(cfg.models.image_embedder, "image-embedder", cfg)
+            )
+            if cfg.voting == "text":
+                models.captioner = cast(Captioner, _load(cfg.models.captioner, "captioner", cfg))
+    return models
+
+
+def load_generators(st: Stages, models: Models) -> None:
+    """The LLM and the image generators, and every model's identity for the ledger."""
+    cfg = st.cfg
+    with st.timed("load models"):
+        models.text_generator = cast(
+            TextGenerator, _load(cfg.models.text_generator, "text-generator", cfg)
+        )
+        named: list[tuple[str, str, Any]] = [
+            ("text-generator", cfg.models.text_generator, models.text_generator),
+            ("text-embedder", cfg.models.text_embedder, models.text_embedder),
+        ]
+        if st.images:
+            models.voting_generator = cast(
+                ImageGenerator, _load(cfg.models.image_generator, "image-generator", cfg)
+            )
+            final_uri = cfg.models.final_image_generator or cfg.models.image_generator
+            extra = (
+                {"image_size": cfg.output.image_size} if final_uri == "builtin:fashion-t2i" else {}
+            )
+            models.final_generator = cast(
+                ImageGenerator, _load(final_uri, "image-generator", cfg, **extra)
+            )
+            named += [
+                ("image-embedder", cfg.models.image_embedder, models.image_embedder),
+                ("image-generator", cfg.models.image_generator, models.voting_generator),
+                ("final-image-generator", final_uri, models.final_generator),
+            ]
+        if models.captioner is not None:
+            named.append(("captioner", cfg.models.captioner, models.captioner))
+    models.identities = [{"role": r, "uri": u, "fingerprint": m.fingerprint} for r, u, m in named]
+
+
+def embed_private_set(
+    st: Stages, models: Models, source: Path, external: ExternalVoting | None
+) -> PrivateSet:
+    """The holder boundary: private images (or texts) → embeddings cached under private/.
+    With `public_n` set the progress shows no counts, which would reveal N."""
+    cfg = st.cfg
+    task = st.progress.add_task("embed private set", total=None, visible=external is None)
+    show_counts = cfg.privacy.public_n is None
+
+    def on_progress(done: int, total: int) -> None:
+        if show_counts:
+            st.progress.update(task, completed=done, total=total)
+
+    with st.timed("embed private set"):
+        if external is not None:
+            return PrivateSet(None, external.n_private, None)
+        if not st.images:
+            emb, report = embed_private_texts(source, st.out, text_embedder=models.text_embedder)
+        else:
+            assert models.image_embedder is not None
+            emb, report = embed_private_images(
+                source, st.out, voting=cfg.voting, image_embedder=models.image_embedder,
+                captioner=models.captioner,  # type: ignore[arg-type]
+                text_embedder=models.text_embedder, on_error=cfg.data.on_unreadable,
+                max_pixels=cfg.data.max_pixels, on_progress=on_progress,
+            )  # fmt: skip
+    return PrivateSet(emb, len(emb), report)
+
+
+def open_record(
+    st: Stages,
+    private: PrivateSet,
+    settings: EvolveSettings,
+    sigma: float,
+    *,
+    external: ExternalVoting | None,
+    signing_key: Path | None,
+) -> Record:
+    """The ledger and the voter; refuses a ledger that lost what the run folder shows."""
+    cfg, out = st.cfg, st.out
+    if external is None:
+        ledger = Ledger.open(out, signing_key=signing_key)
+        voter: Any = local_voter(private.embeddings, k=cfg.pe.k, metric=cfg.pe.metric)
+    else:
+        ledger = external.open_ledger(out, signing_key)
+        voter = external.noisy_voter(settings, ledger, out)
+        sigma = voter.sigma
+    refuse_rolled_back_ledger(out, ledger, cfg.pe.iterations)
+    return Record(ledger, voter, sigma)
+
+
+def record_start(
+    st: Stages,
+    record: Record,
+    models: Models,
+    *,
+    n_private: int,
+    delta: float,
+    remote_private: list[str],
+) -> None:
+    cfg = st.cfg
+    record_run_start(
+        record.ledger, penumbra_version=__version__, config_sha256=config_hash(cfg),
+        models=models.identities, n_private=n_private, epsilon=cfg.privacy.epsilon, delta=delta,
+        sigma=record.sigma, iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False,
+        k=cfg.pe.k, accountant=str(getattr(record.voter, "accountant", ACCOUNTANT)),
+        public_n=cfg.privacy.public_n, remote_private=remote_private,
+    )  # fmt: skip
+
+
+def refuse_rolled_back_ledger(out: Path, ledger: Ledger, iterations: int) -> None:
+    """A run whose outputs exist has logged all its releases, and a started run has a
+    run_start: anything less means the ledger was cut back or replaced, and resuming would
+    draw the missing releases a second time."""
+    finished = [p.name for p in (out / "synthetic", out / "report.html") if p.exists()]
+    logged = len(list(ledger.find("release")))
+    if finished and logged < iterations:
+        raise PenumbraError(
+            f"{out / 'ledger'}: {', '.join(finished)} exist but the ledger holds {logged} of "
+            f"{iterations} releases: it was cut back; restore it (penumbra verify) or start a "
+            "new run"
+        )
+    if (out / "candidates" / "state.json").exists() and not list(ledger.find("run_start")):
+        raise PenumbraError(
+            f"{out / 'ledger'}: the run has started (candidates/state.json) but its ledger "
+            "has no run_start: the ledger was removed or replaced; restore it or start a "
+            "new run"
+        )
+
+
+def caption_renderer(st: Stages, models: Models, seed: int) -> CaptionRenderer | None:
+    """Renders (and embeds) candidate captions for image voting, cached by content."""
+    if not st.images:
+        return None
+    render_settings = json.dumps(
+        st.cfg.models.options_for(st.cfg.models.image_generator), sort_keys=True, default=str
+    )  # steps, guidance, size...: part of every render's cache key
+    return CaptionRenderer(
+        models.voting_generator, models.image_embedder, st.out, seed=seed,  # type: ignore[arg-type]
+        settings=render_settings,
+    )  # fmt: skip
+
+
+def evolve_captions(
+    st: Stages,
+    models: Models,
+    record: Record,
+    settings: EvolveSettings,
+    renderer: CaptionRenderer | None,
+) -> EvolveResult:
+    """Private Evolution over captions: every release in the ledger before it is used."""
+    cfg = st.cfg
+    assert models.text_generator is not None
+    api = LLMCaptionAPI(
+        models.text_generator, domain=cfg.domain, random_template=cfg.prompts.random,
+        variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
+        max_words=cfg.prompts.max_words, max_new_tokens=cfg.prompts.max_new_tokens,
+        temperature=cfg.prompts.temperature, retries=cfg.prompts.retries,
+        categories=cfg.prompts.categories, attributes=cfg.prompts.attributes,
+        steer=cfg.prompts.steer,
+    )  # fmt: skip
+    embed = (
+        renderer if renderer is not None and cfg.voting == "image" else models.text_embedder.embed
+    )
+    task = st.progress.add_task("PE iterations (DP)", total=cfg.pe.iterations)
+    with st.timed("private evolution"):
+        return evolve(
+            st.out / "candidates", random_api=api, variation_api=api, embed=embed,
+            voter=record.voter, settings=settings,
+            journal=LedgerJournal(record.ledger, k=cfg.pe.k),
+            on_iteration=lambda done, total: st.progress.update(task, completed=done),
+        )  # fmt: skip
+
+
+def render_outputs(
+    st: Stages, models: Models, result: EvolveResult, seed: int, ledger: Ledger
+) -> list[dict[str, Any]]:
+    """The final set into synthetic/ (images, or texts.jsonl); the rows the ledger lists."""
+    cfg, out = st.cfg, st.out
+    if not st.images:
+        write_texts(out, result.outputs)
+        return [{"file": "synthetic/texts.jsonl"}]
+    assert models.final_generator is not None
+    task = st.progress.add_task("final render", total=len(result.outputs["payload"]))
+    with st.timed("final render"):
+        final_render(
+            out, models.final_generator, result.outputs, seed, cfg.output.image_format,
+            st.progress, task,
+        )  # fmt: skip
+    if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
+        with st.timed("content credentials"):
+            label_outputs(out, cfg.output.content_credentials)
+    rows = [
+        {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
+         "iteration": it, "lineage": lineage}
+        for i, (cid, it, lineage) in enumerate(zip(
+            result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
+            strict=True))
+    ]  # fmt: skip
+    return [*rows, {"file": "synthetic/metadata.jsonl"}]
+
+
+def record_end(ledger: Ledger, out: Path, rows: list[dict[str, Any]], result: EvolveResult,
+               delta: float) -> None:  # fmt: skip
+    """Every output file's hash with its lineage, then run_end (each once, also on resume)."""
+    if not list(ledger.find("outputs")):
+        record_outputs(ledger, out, rows)
+    if not list(ledger.find("run_end")):
+        record_run_end(
+            ledger, epsilon_spent=result.epsilon_spent, delta=delta,
+            releases=len(result.releases), num_outputs=len(result.outputs["payload"]),
+        )  # fmt: skip
+
+
+def label_outputs(out: Path, credentials: ContentCredentialsConfig) -> None:
+    """C2PA-label every synthetic image before the ledger records its hash. A list of the
+    files already labelled (under cache/) makes a resumed run skip them: a second manifest
+    would not validate as ours."""
+    from penumbra.anonymize.credentials import label_synthetic
+
+    done_path = out / "cache" / "c2pa-labelled.json"
+    done: list[str] = json.loads(done_path.read_text()) if done_path.exists() else []
+    for path in sorted((out / "synthetic").iterdir()):
+        if path.suffix == ".jsonl" or path.name in done:
+            continue
+        label_synthetic(path, path, signer_cert=credentials.cert, signer_key=credentials.key,
+                        tsa_url=credentials.tsa_url)  # fmt: skip
+        done.append(path.name)
+        done_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(done_path, json.dumps(done).encode())
+
+
+def final_render(
+    out: Path,
+    generator: ImageGenerator,
+    outputs: dict[str, list[Any]],
+    seed: int,
+    image_format: str,
+    progress: Progress,
+    task: Any,
+) -> None:
+    """Render the DP captions (one seed per output) into synthetic/, atomically."""
+    target = out / "synthetic"
+    if target.exists() and (target / "metadata.jsonl").exists():
+        return  # rendered before a crash: the folder only appears once complete
+
+    def items() -> Iterator[tuple[Image.Image, dict[str, Any]]]:
+        captions = outputs["payload"]
+        for start in range(0, len(captions), 32):
+            batch = captions[start : start + 32]
+            images = [
+                generator.generate([c], seed=seed * 1_000_003 + start + i)[0]
+                for i, c in enumerate(batch)
+            ]
+            for i, image in enumerate(images):
+                j = start + i
+                chain = outputs["lineage"][j]
+                yield (
+                    image,
+                    {
+                        "caption": captions[j],
+                        "iteration": outputs["iteration"][j],
+                        "candidate_id": outputs["id"][j],
+                        "parent_chain": chain,
+                    },
+                )
+            progress.update(task, advance=len(batch))
+
+    write_imagefolder(target, items(), image_format=image_format, overwrite=True)
+
+
+def write_texts(out: Path, outputs: dict[str, list[Any]]) -> None:
+    """DP synthetic texts (Aug-PE) as JSONL with their lineage, written atomically."""
+    lines = [
+        json.dumps({"text": text, "iteration": it, "candidate_id": cid, "parent_chain": chain},
+                   ensure_ascii=False, sort_keys=True)
+        for text, it, cid, chain in zip(outputs["payload"], outputs["iteration"], outputs["id"],
+                                        outputs["lineage"], strict=True)
+    ]  # fmt: skip
+    atomic_write_bytes(out / "synthetic" / "texts.jsonl", ("\n".join(lines) + "\n").encode())
