@@ -81,7 +81,7 @@ def apportion(weights: np.ndarray, count: int) -> np.ndarray:
         raise ValueError("apportion needs count >= 0 and a non-empty 1-D array of weights >= 0")
     total = w.sum()
     quota = count * (w / total if total > 0 else np.full(len(w), 1.0 / len(w)))
-    shares = np.floor(quota).astype(np.int64)
+    shares: np.ndarray = np.floor(quota).astype(np.int64)
     left = count - int(shares.sum())
     if left > 0:
         order = np.lexsort((np.arange(len(w)), -(quota - shares)))
