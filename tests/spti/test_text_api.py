@@ -106,3 +106,15 @@ def test_without_categories_nothing_is_steered_or_filtered() -> None:
     api = _api(llm)
     assert api.random(3, seed=0) == ["a red car parked outside"] * 3
     assert not any("must describe" in p for p in llm.prompts)
+
+
+def test_variation_keeps_its_parents_category() -> None:
+    def reply(prompt: str, seed: int) -> str:
+        return "a small black leather bag" if "boots" in prompt else "a plain grey t-shirt"
+
+    api = _api(ScriptedLLM(reply), categories=CATEGORIES)
+    # boots → bag would move a vote-winning candidate to another category: kept as the parent
+    assert api.vary(["black ankle boots", "a red t-shirt"], seed=1) == [
+        "black ankle boots",
+        "a plain grey t-shirt",
+    ]

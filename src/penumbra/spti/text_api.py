@@ -197,6 +197,10 @@ class LLMCaptionAPI:
             )
             for caption in payloads
         ]
-        # a variation that fails to parse, or leaves the domain, keeps its parent caption
-        required = [self.heads for _ in payloads] if self.categories else None
+        # A variation keeps its parent's category: the votes, not the LLM's drift, decide how
+        # much of each category the population holds. One that fails to parse, or leaves the
+        # category, keeps its parent caption.
+        required = None
+        if self.categories:
+            required = [[h for h in self.heads if mentions(p, [h])] or self.heads for p in payloads]
         return self._complete(prompts, list(payloads), seed, required)
