@@ -76,6 +76,7 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     monkeypatch.setattr(demo, "synthesize", lambda *a, **k: "run")
     monkeypatch.setattr(demo, "Run", str)
     monkeypatch.setattr(demo, "class_mix_report", lambda out: mix)
+    monkeypatch.setattr(demo, "dark_share_report", lambda out: {"max_gap": 0.1})
     monkeypatch.setattr(demo, "demo_renderer", lambda out: None)
     monkeypatch.setattr(report_html, "write_report", lambda *a, **k: None)
 
@@ -86,5 +87,30 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     monkeypatch.setattr(run_eval, "evaluate_run", fake_evaluate_run)
     _run, got_mix, evaluation = demo.run_demo(tmp_path, epsilon=1.0, console=None)
     assert got_mix == mix and evaluation == {"not_dp": "label"}
-    assert calls["extra"] == {"class_mix_total_variation_to_private": mix}
+    assert calls["extra"] == {
+        "class_mix_total_variation_to_private": mix,
+        "dark_share_within_class": {"max_gap": 0.1},
+    }
     assert not (tmp_path / "evaluation.json").exists()  # written by evaluate_run alone
+
+
+def test_dark_share_report_sees_the_private_skew(tmp_path: Path) -> None:
+    """A synthetic set that copies the private images carries its dark-item shares; one made
+    of the lightest items only does not (evaluation metric of issue 14)."""
+    from penumbra.data.demo import demo_holdout_set
+    from penumbra.data.fashion import measure
+    from penumbra.data.imagefolder import write_imagefolder
+    from penumbra.spti.demo import dark_share_report, materialise_private
+
+    private = demo_private_set(400, seed=1)
+    materialise_private(tmp_path / "demo_private", private)
+    materialise_private(tmp_path / "demo_holdout", demo_holdout_set(4000))
+    items = [(image, {"caption": "copy"}) for image in private.images]
+    write_imagefolder(tmp_path / "synthetic", items, overwrite=True)
+    copied = dark_share_report(tmp_path)
+    assert copied["max_gap"] is not None and copied["max_gap"] < 0.2
+    gray = np.stack([np.asarray(i.convert("L")) for i in private.images])
+    light = np.argsort(measure(gray)[0])[-150:]
+    items = [(private.images[i], {"caption": "light"}) for i in light]
+    write_imagefolder(tmp_path / "synthetic", items, overwrite=True)
+    assert dark_share_report(tmp_path)["max_gap"] > 0.25

@@ -84,6 +84,12 @@ def public_view(
             "not_dp": NOT_DP,
             "total_variation": {str(k): float(v) for k, v in mix.items()},
         }
+    dark = result.get("dark_share_within_class")
+    if dark is not None and not hide_counts:
+        out["dark_share_within_class"] = {
+            "not_dp": NOT_DP,
+            **{k: dark[k] for k in ("private", "synthetic", "max_gap") if k in dark},
+        }
     audit = result.get("privacy_audit")
     if audit is not None:
         out["privacy_audit"] = {

@@ -72,6 +72,17 @@ def evaluation_section(run_dir: Path, metrics: dict[str, Any]) -> str:
         parts.extend(_row(str(name), _fmt(value, ".3f"))
                      for name, value in mix["total_variation"].items())  # fmt: skip
         parts.append("</table>")
+    dark = metrics.get("dark_share_within_class")
+    if isinstance(dark, dict) and isinstance(dark.get("private"), list):
+        parts.append(f"<h3>Share of dark items within each class ({label})</h3><table>")
+        parts.append(_row("class", "private / synthetic"))
+        synthetic = dark.get("synthetic") or [None] * len(dark["private"])
+        parts.extend(
+            _row(str(c), f"{_fmt(p, '.2f')} / {_fmt(q, '.2f')}")
+            for c, (p, q) in enumerate(zip(dark["private"], synthetic, strict=False))
+        )
+        parts.append(_row("largest gap", _fmt(dark.get("max_gap"), ".2f")))
+        parts.append("</table>")
     audit = metrics.get("privacy_audit")
     if isinstance(audit, dict):
         mia = audit.get("membership_inference", {})
