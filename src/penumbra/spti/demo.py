@@ -20,7 +20,7 @@ DEMO_CONFIG = {
     "domain": "a photo of a clothing item",
     "voting": "image",
     "seed": 0,
-    "pe": {"iterations": 5, "population": 60, "k": 1, "selection": "rank"},
+    "pe": {"iterations": 5, "population": 60, "k": 1, "selection": "rank", "metric": "cosine"},
     # public words only (the Fashion-MNIST class names and common colour words): they steer
     # the random API over the whole domain and keep variations on it (invariant 4)
     "prompts": {
