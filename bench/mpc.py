@@ -39,7 +39,6 @@ import numpy as np
 
 from penumbra.mpc.accounting import dgauss_sigma
 from penumbra.mpc.deploy import init_deployment, load_party_config
-from penumbra.mpc.dgauss import sample_discrete_gaussian
 from penumbra.mpc.field import Field128
 from penumbra.mpc.holder import make_report
 from penumbra.mpc.protocol import (
@@ -53,6 +52,7 @@ from penumbra.mpc.protocol import (
     vdaf_ctx,
     vdaf_for,
 )
+from penumbra.privacy.dgauss import sample_discrete_gaussian
 
 BITS = 16
 DECLARED = 1000

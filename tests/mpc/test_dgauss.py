@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from penumbra.mpc.dgauss import (
+from penumbra.privacy.dgauss import (
     bernoulli_exp,
     discrete_gaussian_pmf,
     discrete_laplace,

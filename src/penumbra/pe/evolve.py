@@ -14,6 +14,7 @@ iteration that would overspend ε.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from penumbra.privacy import (
 )
 from penumbra.privacy.discrete import ACCOUNTANT
 
+_ARTEFACT = re.compile(r"(?:population|release)-(\d+)\.(?:parquet|json)")
 STATE_VERSION = 2  # 1: continuous Gaussian noise (before the exact discrete sampler)
 
 
@@ -441,13 +443,8 @@ class _Loop:
 
     def refuse_gap(self, t: int) -> None:
         """Release t is about to be drawn: nothing of a later iteration may exist already."""
-        later = [
-            p.name
-            for p in sorted(self.folder.iterdir())
-            if p.name.startswith(("population-", "release-"))
-            and p.name.split("-", 1)[1].split(".")[0].isdigit()
-            and int(p.name.split("-", 1)[1].split(".")[0]) > t
-        ]
+        numbered = (_ARTEFACT.fullmatch(p.name) for p in sorted(self.folder.iterdir()))
+        later = [m.group(0) for m in numbered if m is not None and int(m.group(1)) > t]
         if self.journal is not None and self.journal.latest() > t:
             later.append(f"ledger release {self.journal.latest()}")
         if later:

@@ -14,7 +14,7 @@ from penumbra.privacy.discrete import (
     discrete_gaussian_sigma,
     sampling_sigma,
 )
-from penumbra.privacy.noise import iteration_generator, noise_generator, vote_noise_source
+from penumbra.privacy.noise import vote_noise_source
 
 __all__ = [
     "check_delta_for",
@@ -26,8 +26,6 @@ __all__ = [
     "gaussian_mu",
     "gaussian_sigma",
     "gdp_delta",
-    "iteration_generator",
-    "noise_generator",
     "sampling_sigma",
     "vote_noise_source",
 ]
