@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from penumbra.data import demo_private_set
@@ -94,6 +95,17 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     assert not (tmp_path / "evaluation.json").exists()  # written by evaluate_run alone
 
 
+def test_darkness_cuts_reproduce_the_shipped_darkness_levels() -> None:
+    """The ruler recovered from the pool labels every pool image as the train-split terciles
+    did."""
+    from penumbra.data.demo import _load_asset, darkness_cuts
+    from penumbra.data.fashion import measure
+
+    images, labels, darkness = _load_asset()
+    dark = measure(images)[0] < darkness_cuts()[labels]
+    np.testing.assert_array_equal(dark, darkness == -1)
+
+
 def test_dark_share_report_sees_the_private_skew(tmp_path: Path) -> None:
     """A synthetic set that copies the private images carries its dark-item shares; one made
     of the lightest items only does not (evaluation metric of issue 14)."""
@@ -109,6 +121,19 @@ def test_dark_share_report_sees_the_private_skew(tmp_path: Path) -> None:
     write_imagefolder(tmp_path / "synthetic", items, overwrite=True)
     copied = dark_share_report(tmp_path)
     assert copied["max_gap"] is not None and copied["max_gap"] < 0.2
+    # held-out real images: same distribution, so close on average (400 private images leave
+    # ~30 per small class, hence no per-class bound)
+    gaps = np.abs(np.array(copied["held_out"]) - np.array(copied["private"]))
+    assert gaps.mean() < 0.12 and copied["max_gap_held_out"] == gaps.max()
+    # the same images as 32×32 renders (black border, as the generator draws them) measure
+    # the same: the ruler crops, it does not resize
+    padded = []
+    for image in private.images:
+        canvas = Image.new("RGB", (32, 32))
+        canvas.paste(image, (2, 2))
+        padded.append((canvas, {"caption": "padded copy"}))
+    write_imagefolder(tmp_path / "synthetic", padded, overwrite=True)
+    assert dark_share_report(tmp_path)["synthetic"] == copied["synthetic"]
     gray = np.stack([np.asarray(i.convert("L")) for i in private.images])
     light = np.argsort(measure(gray)[0])[-150:]
     items = [(private.images[i], {"caption": "light"}) for i in light]

@@ -132,10 +132,12 @@ def test_report_section_shows_aggregates_labelled_even_from_an_old_evaluation_fi
 def test_dark_share_table_is_public_labelled_and_shown() -> None:
     full = _full()
     full["dark_share_within_class"] = {"private": [0.4, 0.3], "synthetic": [0.1, None],
-                                       "max_gap": 0.3}  # fmt: skip
+                                       "held_out": [0.35, 0.32], "max_gap": 0.3,
+                                       "max_gap_held_out": 0.05}  # fmt: skip
     public = public_view(full, details="private/evaluation.json")
     assert public["dark_share_within_class"]["not_dp"] == NOT_DP
     assert public["dark_share_within_class"]["max_gap"] == 0.3
     assert "dark_share_within_class" not in public_view(full, details=None, hide_counts=True)
     html = evaluation_section(Path("."), public)
-    assert "Share of dark items" in html and "0.40 / 0.10" in html and "0.30 / n/a" in html
+    assert "Share of dark items" in html and "0.40 / 0.10 / 0.35" in html and "0.30 / n/a / 0.32" in html
+    assert public["dark_share_within_class"]["max_gap_held_out"] == 0.05

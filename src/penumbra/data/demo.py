@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from penumbra.data.fashion import CLASS_NAMES, attributes, class_thresholds
+from penumbra.data.fashion import CLASS_NAMES, attributes, class_thresholds, measure
 
 POOL_SIZE = 5000
 FOOTWEAR = (5, 7, 9)
@@ -76,6 +76,20 @@ def _load_asset() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ref = resources.files("penumbra.data").joinpath("assets/demo_private.npz")
     with resources.as_file(ref) as path, np.load(path) as data:
         return data["images"], data["labels"], data["darkness"]
+
+
+def darkness_cuts() -> np.ndarray:
+    """Per-class intensity below which an item is "dark": the train split's lower tercile,
+    recovered from the shipped pool (its darkness levels were measured against those terciles,
+    so the cut lies between the brightest dark item and the darkest other one of each class).
+    The ruler the generator's "dark" captions were trained on; evaluation only."""
+    images, labels, darkness = _load_asset()
+    intensity = measure(images)[0]
+    cuts = np.zeros(10)
+    for c in range(10):
+        dark, rest = (labels == c) & (darkness == -1), (labels == c) & (darkness != -1)
+        cuts[c] = (intensity[dark].max() + intensity[rest].min()) / 2
+    return cuts
 
 
 def demo_private_set(n: int = 5000, seed: int = 0) -> DemoPrivateSet:

@@ -75,13 +75,19 @@ def evaluation_section(run_dir: Path, metrics: dict[str, Any]) -> str:
     dark = metrics.get("dark_share_within_class")
     if isinstance(dark, dict) and isinstance(dark.get("private"), list):
         parts.append(f"<h3>Share of dark items within each class ({label})</h3><table>")
-        parts.append(_row("class", "private / synthetic"))
-        synthetic = dark.get("synthetic") or [None] * len(dark["private"])
+        parts.append(_row("class", "private / synthetic / held-out real"))
+        n = len(dark["private"])
+        synthetic = dark.get("synthetic") or [None] * n
+        held_out = dark.get("held_out") or [None] * n
         parts.extend(
-            _row(str(c), f"{_fmt(p, '.2f')} / {_fmt(q, '.2f')}")
-            for c, (p, q) in enumerate(zip(dark["private"], synthetic, strict=False))
+            _row(str(c), f"{_fmt(p, '.2f')} / {_fmt(q, '.2f')} / {_fmt(h, '.2f')}")
+            for c, (p, q, h) in enumerate(zip(dark["private"], synthetic, held_out, strict=False))
         )
-        parts.append(_row("largest gap", _fmt(dark.get("max_gap"), ".2f")))
+        parts.append(_row("largest gap, synthetic", _fmt(dark.get("max_gap"), ".2f")))
+        parts.append(
+            _row("largest gap, held-out real (sampling noise)",
+                 _fmt(dark.get("max_gap_held_out"), ".2f"))
+        )  # fmt: skip
         parts.append("</table>")
     audit = metrics.get("privacy_audit")
     if isinstance(audit, dict):
