@@ -54,6 +54,31 @@ def test_effnet_fingerprint_is_the_weights_hash() -> None:
     assert len(model.fingerprint) == 64
 
 
+def test_effnet_tone_grid_separates_a_dark_item_from_a_light_one() -> None:
+    """ImageNet features barely see brightness; the tone grid must, and it must never share a
+    cache key with plain features."""
+    plain = load("builtin:effnet-lite0")
+    toned = load("builtin:effnet-lite0", tone_grid=4, tone_weight=2.0)
+    assert toned.fingerprint != plain.fingerprint and plain.fingerprint in toned.fingerprint
+    yy, xx = np.mgrid[:28, :28]
+    shape = (abs(xx - 13.5) < 8) & (abs(yy - 13.5) < 11)  # a garment-like block
+    dark, light = (Image.fromarray((shape * v).astype(np.uint8)) for v in (70, 210))
+    vectors = toned.embed([dark, light])
+    assert vectors.shape == (2, 1280 + 16)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:, :1280], axis=1), 1.0, rtol=1e-5)
+    # the tone block is the 4×4 mean grey level scaled by weight / grid
+    expected = np.asarray(light.resize((4, 4), Image.Resampling.BOX), np.float32) / 255 * 0.5
+    np.testing.assert_allclose(vectors[1, 1280:], expected.ravel(), atol=1e-6)
+    tone_gap = np.linalg.norm(vectors[0] - vectors[1])
+    plain_vectors = plain.embed([dark, light])
+    unit = plain_vectors / np.linalg.norm(plain_vectors, axis=1, keepdims=True)
+    assert tone_gap > 2 * np.linalg.norm(unit[0] - unit[1])
+    with pytest.raises(ModelError, match="tone_grid must be in"):
+        load("builtin:effnet-lite0", tone_grid=-1)
+    with pytest.raises(ModelError, match="tone_weight must be a positive"):
+        load("builtin:effnet-lite0", tone_grid=4, tone_weight=0.0)
+
+
 def test_label_captioner_names_what_it_sees(skimage_data: Path) -> None:
     model = load("builtin:label-captioner")
     assert isinstance(model, Captioner)
@@ -85,7 +110,7 @@ def test_wrong_role_unknown_builtin_and_bad_option() -> None:
         load("builtin:sdxl")
     with pytest.raises(
         ModelError,
-        match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size",
+        match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size, tone_grid, tone_weight",
     ):
         load("builtin:effnet-lite0", image_sise=64)
     with pytest.raises(ModelError, match="no scheme"):

@@ -68,26 +68,52 @@ def to_batch(images: list[Image.Image], size: int, device: torch.device) -> torc
 
 
 class EffNetImageEmbedder:
-    """1280-d globally pooled EfficientNet-Lite0 features.
+    """1280-d globally pooled EfficientNet-Lite0 features, optionally with a tone grid.
 
     `image_size` trades fidelity for speed: 96 px runs ~17x faster than 224 px on CPU and is
     plenty for small images; raise it for large photographs.
+
+    ImageNet features are built to ignore brightness, so votes on them alone cannot tell a dark
+    coat from a mid-grey one: on the demo set, a dark private item's nearest render was dark
+    only 47% of the time. `tone_grid=G` appends the G×G mean grey levels (in [0, 1], scaled by
+    `tone_weight / G`) after scaling the pooled features to unit length, so l2 votes weigh
+    "what it is" and "how light it is, where" together (70–75% on the same test, with a better
+    class match too). The output then has 1280 + G² dimensions; use it with `pe.metric: l2`.
     """
 
     role: Role = "image-embedder"
-    dim = 1280
 
-    def __init__(self, *, image_size: int = 96, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        image_size: int = 96,
+        batch_size: int = 64,
+        tone_grid: int = 0,
+        tone_weight: float = 2.0,
+    ) -> None:
         if image_size < 32:
             raise ModelError(f"builtin:effnet-lite0: image_size must be >= 32, got {image_size}")
+        if not 0 <= tone_grid <= 32:
+            raise ModelError(f"builtin:effnet-lite0: tone_grid must be in [0, 32], got {tone_grid}")
+        if not (tone_weight > 0 and np.isfinite(tone_weight)):
+            raise ModelError(
+                f"builtin:effnet-lite0: tone_weight must be a positive number, got {tone_weight}"
+            )
         self.name = "builtin:effnet-lite0"
         self.image_size = image_size
         self.batch_size = batch_size
+        self.tone_grid = tone_grid
+        self.tone_weight = float(tone_weight)
+        self.dim = 1280 + tone_grid * tone_grid
         self._net, self._weights_sha = load_network()
 
     @property
     def fingerprint(self) -> str:
-        return self._weights_sha
+        # cached embeddings are keyed by this, so a tone grid must never share a key with
+        # plain features
+        if not self.tone_grid:
+            return self._weights_sha
+        return f"{self._weights_sha}+tone{self.tone_grid}x{self.tone_weight:g}"
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
@@ -96,10 +122,22 @@ class EffNetImageEmbedder:
         for batch in batched(images, self.batch_size):
             with torch.inference_mode():
                 feats = self._net.extract_features(to_batch(list(batch), self.image_size, device))
-                pooled = feats.mean(dim=(2, 3))
-            out[row : row + len(batch)] = pooled.float().cpu().numpy()
+                pooled = feats.mean(dim=(2, 3)).float().cpu().numpy()
+            if self.tone_grid:
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                pooled = pooled / np.where(norms == 0, 1.0, norms)
+                pooled = np.hstack([pooled, self._tones(list(batch))])
+            out[row : row + len(batch)] = pooled
             row += len(batch)
         return out
+
+    def _tones(self, images: list[Image.Image]) -> np.ndarray:
+        g = self.tone_grid
+        grids = [
+            np.asarray(im.convert("L").resize((g, g), Image.Resampling.BOX), np.float32) / 255.0
+            for im in images
+        ]
+        return np.stack(grids).reshape(len(images), g * g) * (self.tone_weight / g)
 
 
 def _with_article(label: str) -> str:
