@@ -47,7 +47,14 @@ class PrivacyConfig(Section):
 
 class PEConfig(Section):
     iterations: int = Field(10, ge=1, le=1000, description="DP releases (PE iterations) T")
-    population: int = Field(200, ge=2, le=1_000_000, description="candidates per iteration")
+    population: int | Literal["auto"] = Field(
+        200,
+        description="candidates per iteration, or auto: as many as expect 2σ votes each "
+        "(N / 2σ, N public_n when set), at most max_population",
+    )
+    max_population: int = Field(
+        1000, ge=2, le=1_000_000, description="the most candidates population: auto may choose"
+    )
     k: int = Field(1, ge=1, le=100, description="nearest candidates each private sample votes for")
     threshold: float = Field(0.0, ge=0, description="noisy counts below H are zeroed")
     selection: Literal["rank", "sample"] = "rank"
@@ -56,6 +63,19 @@ class PEConfig(Section):
         0, ge=0, le=16, description="variations averaged per candidate embedding"
     )
     keep_selected: bool = False
+
+    @field_validator("population", mode="before")
+    @classmethod
+    def _population(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        try:
+            number = int(str(value))
+        except ValueError:
+            number = 0
+        if isinstance(value, bool) or not 2 <= number <= 1_000_000:
+            raise ValueError("must be auto or a number of candidates in [2, 1000000]")
+        return number
 
 
 class PromptsConfig(Section):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 from penumbra.data import demo_private_set
 from penumbra.data.demo import FOOTWEAR

@@ -110,7 +110,8 @@ def test_wrong_role_unknown_builtin_and_bad_option() -> None:
         load("builtin:sdxl")
     with pytest.raises(
         ModelError,
-        match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size, tone_grid, tone_weight",
+        match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size, "
+        "tone_grid, tone_weight",
     ):
         load("builtin:effnet-lite0", image_sise=64)
     with pytest.raises(ModelError, match="no scheme"):

@@ -100,6 +100,32 @@ def test_dry_run_prints_the_plan(private_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "plan").exists()
 
 
+def test_auto_population_expects_two_sigma_votes_per_candidate(
+    private_dir: Path, tmp_path: Path
+) -> None:
+    """pe.population=auto sizes the population from the accounted N and σ, never from a
+    hidden count, and stays within pe.max_population."""
+    from penumbra.privacy import default_delta, discrete_gaussian_sigma
+    from penumbra.spti.pipeline import recommended_population
+
+    sigma = discrete_gaussian_sigma(1.0, default_delta(4000), 5, 1)
+    assert recommended_population(4000, sigma, most=1000) == int(4000 // (2 * sigma))
+    assert recommended_population(4000, 1e-3, most=300) == 300
+    assert recommended_population(10, 50.0, most=300) == 2
+    auto = [o for o in TINY if not o.startswith("pe.population")] + ["pe.population=auto"]
+    plan = synthesize(private_dir, 8.0, out=tmp_path / "p", overrides=auto, dry_run=True)
+    assert isinstance(plan, Plan)
+    assert plan.sizes[0] == min(1000, int(40 // (2 * plan.sigma)))
+    assert plan.votes_per_candidate >= 2 * plan.sigma
+    # with privacy.public_n the public bound sizes it: the same plan for any set below it
+    public = [*auto, "privacy.public_n=400"]
+    big = synthesize(private_dir, 8.0, out=tmp_path / "q", overrides=public, dry_run=True)
+    assert isinstance(big, Plan) and big.sizes[0] == int(400 // (2 * big.sigma))
+    capped = synthesize(private_dir, 8.0, out=tmp_path / "r", dry_run=True,
+                        overrides=[*public, "pe.max_population=7"])  # fmt: skip
+    assert isinstance(capped, Plan) and capped.sizes == [7, 7]
+
+
 def test_epsilon_too_small_is_refused_with_the_smallest_workable(
     private_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -88,8 +88,11 @@ def public_view(
     if dark is not None and not hide_counts:
         out["dark_share_within_class"] = {
             "not_dp": NOT_DP,
-            **{k: dark[k] for k in ("private", "synthetic", "held_out", "max_gap", "max_gap_held_out")
-               if k in dark},
+            **{
+                k: dark[k]
+                for k in ("private", "synthetic", "held_out", "max_gap", "max_gap_held_out")
+                if k in dark
+            },
         }
     audit = result.get("privacy_audit")
     if audit is not None:

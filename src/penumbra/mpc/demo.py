@@ -127,7 +127,10 @@ def run_mpc_demo(
             max_epsilon=epsilon,
             k=cfg.pe.k,
             metric=cfg.pe.metric,
-            max_candidates=max(DEFAULT_MAX_CANDIDATES, cfg.pe.population),
+            max_candidates=max(
+                DEFAULT_MAX_CANDIDATES,
+                cfg.pe.max_population if cfg.pe.population == "auto" else cfg.pe.population,
+            ),
         )
     parties = Parties(secret / "logs")
     sets = [arg for o in (overrides or []) for arg in ("--set", o)]

@@ -9,6 +9,7 @@ resolves the config, runs the pre-flight and calls the stages in order.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -38,7 +39,12 @@ from penumbra.durable import run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.models.remote import require_local_private
 from penumbra.pe.evolve import EvolveSettings, Plan, plan_run
-from penumbra.privacy import check_delta_for, default_delta, discrete_gaussian_epsilon
+from penumbra.privacy import (
+    check_delta_for,
+    default_delta,
+    discrete_gaussian_epsilon,
+    discrete_gaussian_sigma,
+)
 from penumbra.spti import stages
 from penumbra.spti.stages import ExternalVoting, Stages
 
@@ -131,13 +137,35 @@ def _remember_source(out: Path, source: Path) -> None:
     atomic_write_bytes(out / "private" / "source.json", payload)
 
 
+def recommended_population(
+    n_accounted: int, sigma: float, *, most: int, votes_over_sigma: float = 2.0
+) -> int:
+    """Candidates per iteration so that each expects `votes_over_sigma`·σ votes: fewer and the
+    noise swamps the histogram, more and the domain is covered more finely for free (on the
+    demo's exact-vote grid, class-mix TV fell from 0.089 at 60 candidates to 0.064 at 240 with
+    σ = 7.8). Uses the accounted N (privacy.public_n when set), never a hidden count."""
+    return int(max(2, min(most, math.floor(n_accounted / (votes_over_sigma * sigma)))))
+
+
 def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSettings, Plan]:
-    """σ, model calls and the signal-to-noise check; refuses runs the noise would drown."""
+    """σ, model calls and the signal-to-noise check; refuses runs the noise would drown.
+    Resolves `pe.population: auto` in `config` (the run folder records the number chosen)."""
+    if config.pe.population == "auto":
+        try:
+            sigma = discrete_gaussian_sigma(
+                config.privacy.epsilon, delta, config.pe.iterations, config.pe.k
+            )
+        except ValueError as e:
+            raise ConfigError(f"privacy: {e}") from None
+        config.pe.population = recommended_population(
+            n_private, sigma, most=config.pe.max_population
+        )
+    population = int(config.pe.population)
     settings = EvolveSettings(
         epsilon=config.privacy.epsilon,
         delta=delta,
         iterations=config.pe.iterations,
-        population=(config.pe.population,),
+        population=(population,),
         num_outputs=config.output.num_images,
         lookahead=config.pe.lookahead,
         keep_selected=config.pe.keep_selected,
@@ -152,7 +180,7 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
     except ValueError as e:  # parameters the accountant cannot serve (e.g. δ below resolution)
         raise ConfigError(f"privacy: {e}") from None
     if plan.votes_per_candidate < plan.sigma:
-        sigma_ok = n_private / (2 * config.pe.population)
+        sigma_ok = n_private / (2 * population)
         eps_min = discrete_gaussian_epsilon(sigma_ok, config.pe.iterations, delta, config.pe.k)
         size = f"N={n_private}" if config.privacy.public_n is None else f"public_n={n_private}"
         raise PenumbraError(
