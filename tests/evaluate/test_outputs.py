@@ -139,5 +139,9 @@ def test_dark_share_table_is_public_labelled_and_shown() -> None:
     assert public["dark_share_within_class"]["max_gap"] == 0.3
     assert "dark_share_within_class" not in public_view(full, details=None, hide_counts=True)
     html = evaluation_section(Path("."), public)
-    assert "Share of dark items" in html and "0.40 / 0.10 / 0.35" in html and "0.30 / n/a / 0.32" in html
+    assert (
+        "Share of dark items" in html
+        and "0.40 / 0.10 / 0.35" in html
+        and "0.30 / n/a / 0.32" in html
+    )
     assert public["dark_share_within_class"]["max_gap_held_out"] == 0.05
