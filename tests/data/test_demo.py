@@ -95,15 +95,15 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     assert not (tmp_path / "evaluation.json").exists()  # written by evaluate_run alone
 
 
-def test_darkness_cuts_reproduce_the_shipped_darkness_levels() -> None:
+def test_tone_cuts_reproduce_the_shipped_darkness_levels() -> None:
     """The ruler recovered from the pool labels every pool image as the train-split terciles
     did."""
-    from penumbra.data.demo import _load_asset, darkness_cuts
-    from penumbra.data.fashion import measure
+    from penumbra.data.demo import _load_asset
+    from penumbra.evaluate.fashion_tones import tone_levels
 
     images, labels, darkness = _load_asset()
-    dark = measure(images)[0] < darkness_cuts()[labels]
-    np.testing.assert_array_equal(dark, darkness == -1)
+    levels = tone_levels([Image.fromarray(i) for i in images], labels)
+    np.testing.assert_array_equal(levels - 1, darkness)
 
 
 def test_dark_share_report_sees_the_private_skew(tmp_path: Path) -> None:
@@ -134,8 +134,10 @@ def test_dark_share_report_sees_the_private_skew(tmp_path: Path) -> None:
         padded.append((canvas, {"caption": "padded copy"}))
     write_imagefolder(tmp_path / "synthetic", padded, overwrite=True)
     assert dark_share_report(tmp_path)["synthetic"] == copied["synthetic"]
+    assert copied["tone_mix_tv"] < 0.1
     gray = np.stack([np.asarray(i.convert("L")) for i in private.images])
     light = np.argsort(measure(gray)[0])[-150:]
     items = [(private.images[i], {"caption": "light"}) for i in light]
     write_imagefolder(tmp_path / "synthetic", items, overwrite=True)
-    assert dark_share_report(tmp_path)["max_gap"] > 0.25
+    lightest = dark_share_report(tmp_path)
+    assert lightest["max_gap"] > 0.25 and lightest["tone_mix_tv"] > 0.3

@@ -78,17 +78,21 @@ def _load_asset() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["images"], data["labels"], data["darkness"]
 
 
-def darkness_cuts() -> np.ndarray:
-    """Per-class intensity below which an item is "dark": the train split's lower tercile,
-    recovered from the shipped pool (its darkness levels were measured against those terciles,
-    so the cut lies between the brightest dark item and the darkest other one of each class).
-    The ruler the generator's "dark" captions were trained on; evaluation only."""
+def tone_cuts() -> np.ndarray:
+    """[10, 2] per-class intensity cuts: below the first an item is dark, above the second
+    light. They are the train split's terciles, recovered from the shipped pool (its darkness
+    levels were measured against those terciles, so each cut lies between the pool items on
+    either side of it): the ruler the generator's "dark"/"light" captions were trained on.
+    Evaluation only."""
     images, labels, darkness = _load_asset()
     intensity = measure(images)[0]
-    cuts = np.zeros(10)
+    cuts = np.zeros((10, 2))
     for c in range(10):
-        dark, rest = (labels == c) & (darkness == -1), (labels == c) & (darkness != -1)
-        cuts[c] = (intensity[dark].max() + intensity[rest].min()) / 2
+        mine = labels == c
+        for j, level in enumerate((-1, 0)):  # dark | mid+light, then dark+mid | light
+            low = mine & (darkness <= level)
+            high = mine & (darkness > level)
+            cuts[c, j] = (intensity[low].max() + intensity[high].min()) / 2
     return cuts
 
 

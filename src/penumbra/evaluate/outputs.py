@@ -33,6 +33,8 @@ MEMORISATION = ("synthetic_to_member_median", "synthetic_to_nonmember_median",
 MEMBERSHIP = ("auc", "auc_ci95_low", "auc_ci95_high", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr",
               "members", "nonmembers", "roc")  # fmt: skip
 # counts of private images; left out when the run publishes only a bound (privacy.public_n)
+DARK_KEYS = ("private", "synthetic", "held_out", "max_gap", "max_gap_held_out", "tone_mix_tv",
+             "tone_mix_tv_held_out")  # fmt: skip
 COUNTS = frozenset({"kid_subset_size", "members", "nonmembers", "images", "skipped"})
 
 
@@ -88,11 +90,7 @@ def public_view(
     if dark is not None and not hide_counts:
         out["dark_share_within_class"] = {
             "not_dp": NOT_DP,
-            **{
-                k: dark[k]
-                for k in ("private", "synthetic", "held_out", "max_gap", "max_gap_held_out")
-                if k in dark
-            },
+            **{k: dark[k] for k in DARK_KEYS if k in dark},
         }
     audit = result.get("privacy_audit")
     if audit is not None:

@@ -110,52 +110,40 @@ def class_mix_report(out: Path) -> dict[str, float]:
     return report
 
 
-def as_fashion_mnist(image: Image.Image) -> np.ndarray:
-    """A 28×28 grey array on Fashion-MNIST's scale: renders are 28×28 garments padded to 32×32,
-    so they are cropped back (resizing would blur the border into the garment and shift its
-    mean intensity); real 28×28 images pass unchanged."""
-    gray = image.convert("L")
-    if gray.size != (28, 28):
-        gray = gray.resize((32, 32), Image.Resampling.BILINEAR).crop((2, 2, 30, 30))
-    return np.asarray(gray)
-
-
 def dark_share_report(out: Path) -> dict[str, Any]:
     """Share of dark items within each class: private, synthetic, and the held-out real images
     (non-members from the private set's own distribution: what a perfect generator's sample of
-    that size would show, sampling noise included). One ruler for all: an item is dark when its
-    mean garment intensity is below its class's lower tercile in the Fashion-MNIST train split,
-    the scale the generator's "dark" captions were trained on; classes of synthetic images come
-    from the shipped classifier. The demo's private set draws dark items 4x as often as mid
-    ones, so a synthetic set that learned from the votes carries that skew too. Evaluation
-    only, not DP."""
-    from penumbra.data.demo import darkness_cuts
-    from penumbra.data.fashion import measure
-    from penumbra.evaluate.fashion_classifier import predict
+    that size would show, sampling noise included), and the dark/mid/light mix distance. One
+    ruler for all (`penumbra.evaluate.fashion_tones`); classes of synthetic images come from the
+    shipped classifier. Evaluation only, not DP."""
+    from penumbra.evaluate.fashion_classifier import class_mix, predict
+    from penumbra.evaluate.fashion_tones import tone_levels, tone_mix_by_class, tone_mix_distance
 
-    cuts = darkness_cuts()
-
-    def shares(folder: Path, classify: bool) -> list[float | None]:
+    def mixes(folder: Path, classify: bool) -> tuple[list[list[float] | None], np.ndarray]:
         meta = read_imagefolder_metadata(folder)
         images: list[Image.Image] = [Image.open(folder / m["file_name"]) for m in meta]
         labels = predict(images) if classify else np.array([m["label"] for m in meta])
-        dark = measure(np.stack([as_fashion_mnist(i) for i in images]))[0] < cuts[labels]
-        return [float(dark[labels == c].mean()) if (labels == c).any() else None
-                for c in range(10)]  # fmt: skip
+        return tone_mix_by_class(tone_levels(images, labels), labels), labels
+
+    def dark(mix: list[list[float] | None]) -> list[float | None]:
+        return [None if m is None else m[0] for m in mix]
 
     def max_gap(a: list[float | None], b: list[float | None]) -> float | None:
         gaps = [abs(x - y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
         return max(gaps) if gaps else None
 
-    private = shares(out / "demo_private", classify=False)
-    synthetic = shares(out / "synthetic", classify=True)
-    held_out = shares(out / "demo_holdout", classify=False)
+    private, private_labels = mixes(out / "demo_private", classify=False)
+    synthetic, _ = mixes(out / "synthetic", classify=True)
+    held_out, _ = mixes(out / "demo_holdout", classify=False)
+    weights = class_mix(private_labels)
     return {
-        "private": private,
-        "synthetic": synthetic,
-        "held_out": held_out,
-        "max_gap": max_gap(private, synthetic),
-        "max_gap_held_out": max_gap(private, held_out),
+        "private": dark(private),
+        "synthetic": dark(synthetic),
+        "held_out": dark(held_out),
+        "max_gap": max_gap(dark(private), dark(synthetic)),
+        "max_gap_held_out": max_gap(dark(private), dark(held_out)),
+        "tone_mix_tv": tone_mix_distance(private, synthetic, weights),
+        "tone_mix_tv_held_out": tone_mix_distance(private, held_out, weights),
     }
 
 
