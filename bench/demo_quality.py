@@ -37,7 +37,9 @@ from penumbra.spti.pipeline import synthesize
 INFINITY = 1e6  # ε = ∞: σ ≈ 0.001 votes, noise only breaks ties
 
 
-def run_one(root: Path, epsilon: float, seed: int) -> dict[str, float]:
+def run_one(
+    root: Path, epsilon: float, seed: int, population: str | None = None
+) -> dict[str, float]:
     label = "inf" if epsilon >= INFINITY else f"{epsilon:g}"
     out = root / f"eps-{label}-seed-{seed}"
     summary = out / "quality.json"
@@ -47,8 +49,12 @@ def run_one(root: Path, epsilon: float, seed: int) -> dict[str, float]:
     materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
     config = demo_config(epsilon)
     config.seed = seed
+    if population is not None:
+        config.pe.population = population if population == "auto" else int(population)
     start = time.monotonic()
-    synthesize(out / "demo_private", out=out, config=config, resume=(out / "run.yaml").exists())
+    run = synthesize(
+        out / "demo_private", out=out, config=config, resume=(out / "run.yaml").exists()
+    )
     seconds = time.monotonic() - start
     mix = class_mix_report(out)
     dark = dark_share_report(out)
@@ -58,7 +64,14 @@ def run_one(root: Path, epsilon: float, seed: int) -> dict[str, float]:
         "tv_first": mix["first random population"],
         "tv_synthetic": mix["synthetic images"],
         "dark_max_gap": dark["max_gap"],
+        "dark_max_gap_held_out": dark["max_gap_held_out"],
+        "tone_mix_tv": dark["tone_mix_tv"],
+        "tone_mix_tv_held_out": dark["tone_mix_tv_held_out"],
+        "dark_private": dark["private"],
+        "dark_synthetic": dark["synthetic"],
         "run_seconds": seconds,
+        "stage_seconds": getattr(run, "stage_seconds", {}),
+        "population": config.pe.population,
         **{k: v for k, v in mix.items() if k.startswith("iteration")},
     }
     summary.write_text(json.dumps(result, indent=2))
@@ -71,22 +84,24 @@ def collect(root: Path) -> str:
     for row in rows:
         by_eps.setdefault(row["epsilon"], []).append(row)
     lines = [
-        "| ε | seeds | class-mix TV, first population | class-mix TV, synthetic (mean ± std) "
-        "| largest dark-share gap |",
-        "|---|---|---|---|---|",
+        "| ε | seeds | population | class-mix TV, first population | class-mix TV, synthetic "
+        "| dark/mid/light TV (held-out real) | largest dark-share gap (held-out real) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for eps in sorted(by_eps):
         group = by_eps[eps]
 
         def stat(key: str, group: list[dict[str, float]] = group) -> str:
-            values = np.array([r[key] for r in group], dtype=float)
+            values = np.array([r.get(key, np.nan) for r in group], dtype=float)
             return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
 
         label = "∞" if eps >= INFINITY else f"{eps:g}"
         seeds = ", ".join(str(int(r["seed"])) for r in group)
+        sizes = ", ".join(sorted({str(r.get("population", "?")) for r in group}))
         lines.append(
-            f"| {label} | {seeds} | {stat('tv_first')} | {stat('tv_synthetic')} | "
-            f"{stat('dark_max_gap')} |"
+            f"| {label} | {seeds} | {sizes} | {stat('tv_first')} | {stat('tv_synthetic')} | "
+            f"{stat('tone_mix_tv')} ({stat('tone_mix_tv_held_out')}) | "
+            f"{stat('dark_max_gap')} ({stat('dark_max_gap_held_out')}) |"
         )
     return "\n".join(lines)
 
@@ -96,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, nargs="*", default=[1.0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/demo-quality"))
+    parser.add_argument("--population", help="pe.population for new runs: a number or auto")
     parser.add_argument("--collect", action="store_true", help="only tabulate finished runs")
     args = parser.parse_args(argv)
     if not args.collect:
         for eps in args.epsilon:
             for seed in args.seeds:
-                print(json.dumps(run_one(args.out, eps, seed)), flush=True)
+                print(json.dumps(run_one(args.out, eps, seed, args.population)), flush=True)
     table = collect(args.out)
     print(table)
     if args.collect:
