@@ -21,9 +21,9 @@ DEMO_CONFIG = {
     "voting": "image",
     "seed": 0,
     "pe": {"iterations": 5, "population": 60, "k": 1, "selection": "rank", "metric": "l2"},
-    # unit-length EffNet features plus an 8×8 grid of grey levels: ImageNet features alone
+    # unit-length EffNet features plus the garment's grey level: ImageNet features alone
     # barely see how dark an item is (see EffNetImageEmbedder)
-    "models": {"options": {"builtin:effnet-lite0": {"tone_grid": 8, "tone_weight": 2.0}}},
+    "models": {"options": {"builtin:effnet-lite0": {"foreground_weight": 3.0}}},
     # public words only (the Fashion-MNIST class names and common colour words): they steer
     # the random API over the whole domain and keep variations on it (invariant 4)
     "prompts": {
