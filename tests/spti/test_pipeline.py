@@ -124,6 +124,8 @@ def test_auto_population_expects_two_sigma_votes_per_candidate(
     capped = synthesize(private_dir, 8.0, out=tmp_path / "r", dry_run=True,
                         overrides=[*public, "pe.max_population=7"])  # fmt: skip
     assert isinstance(capped, Plan) and capped.sizes == [7, 7]
+    assert "population: auto → 7 (N/2σ = " in "\n".join(capped.lines())
+    assert "capped at pe.max_population = 7" in "\n".join(capped.lines())
 
 
 def test_epsilon_too_small_is_refused_with_the_smallest_workable(

@@ -184,11 +184,13 @@ class Plan:
     votes_per_candidate: float
     seconds: float
     warnings: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [
             f"σ = {self.sigma:.4g} per release, {len(self.sizes)} releases",
             f"population sizes: {self.sizes}",
+            *self.notes,
             f"random-API items: {self.random_calls}, variation-API items: {self.variation_calls}",
             f"embeddings: {self.embeddings}",
             f"expected votes per candidate: {self.votes_per_candidate:.1f}",

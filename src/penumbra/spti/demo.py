@@ -20,7 +20,10 @@ DEMO_CONFIG = {
     "domain": "a photo of a clothing item",
     "voting": "image",
     "seed": 0,
-    "pe": {"iterations": 5, "population": 60, "k": 1, "selection": "rank", "metric": "l2"},
+    # population: the pre-flight's N/2σ (256 at ε = 1), capped at 60 so that the whole demo
+    # stays within ~10 minutes on 2 cores (the LLM writes every candidate)
+    "pe": {"iterations": 5, "population": "auto", "max_population": 60, "k": 1,
+           "selection": "rank", "metric": "l2"},
     # unit-length EffNet features plus the garment's grey level: ImageNet features alone
     # barely see how dark an item is (see EffNetImageEmbedder)
     "models": {"options": {"builtin:effnet-lite0": {"foreground_weight": 3.0}}},

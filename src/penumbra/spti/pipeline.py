@@ -150,6 +150,7 @@ def recommended_population(
 def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSettings, Plan]:
     """σ, model calls and the signal-to-noise check; refuses runs the noise would drown.
     Resolves `pe.population: auto` in `config` (the run folder records the number chosen)."""
+    note = None
     if config.pe.population == "auto":
         try:
             sigma = discrete_gaussian_sigma(
@@ -157,9 +158,12 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
             )
         except ValueError as e:
             raise ConfigError(f"privacy: {e}") from None
-        config.pe.population = recommended_population(
-            n_private, sigma, most=config.pe.max_population
-        )
+        ideal = recommended_population(n_private, sigma, most=1_000_000)
+        config.pe.population = min(ideal, config.pe.max_population)
+        note = f"population: auto → {config.pe.population} (N/2σ = {ideal}" + (
+            f", capped at pe.max_population = {config.pe.max_population})"
+            if ideal > config.pe.max_population else ")"
+        )  # fmt: skip
     population = int(config.pe.population)
     settings = EvolveSettings(
         epsilon=config.privacy.epsilon,
@@ -179,6 +183,8 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
         plan = plan_run(settings, n_private)
     except ValueError as e:  # parameters the accountant cannot serve (e.g. δ below resolution)
         raise ConfigError(f"privacy: {e}") from None
+    if note is not None:
+        plan.notes.append(note)
     if plan.votes_per_candidate < plan.sigma:
         sigma_ok = n_private / (2 * population)
         eps_min = discrete_gaussian_epsilon(sigma_ok, config.pe.iterations, delta, config.pe.k)
