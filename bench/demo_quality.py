@@ -52,9 +52,11 @@ def run_one(
     if population is not None:
         config.pe.population = population if population == "auto" else int(population)
     start = time.monotonic()
+    resume = (out / "run.yaml").exists()  # an interrupted run goes on with its own config
     run = synthesize(
-        out / "demo_private", out=out, config=config, resume=(out / "run.yaml").exists()
-    )
+        out / "demo_private", None, out=out,
+        config=None if resume else config, resume=resume,
+    )  # fmt: skip
     seconds = time.monotonic() - start
     mix = class_mix_report(out)
     dark = dark_share_report(out)
