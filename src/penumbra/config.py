@@ -57,7 +57,11 @@ class PEConfig(Section):
     )
     k: int = Field(1, ge=1, le=100, description="nearest candidates each private sample votes for")
     threshold: float = Field(0.0, ge=0, description="noisy counts below H are zeroed")
-    selection: Literal["rank", "sample"] = "rank"
+    selection: Literal["rank", "sample", "proportional"] = Field(
+        "rank",
+        description="parents of the next population: top bins, draws ∝ votes, or "
+        "largest-remainder shares ∝ votes",
+    )
     metric: Literal["l2", "cosine"] = "l2"
     lookahead: int = Field(
         0, ge=0, le=16, description="variations averaged per candidate embedding"

@@ -73,19 +73,6 @@ def test_effnet_tone_grid_separates_a_dark_item_from_a_light_one() -> None:
     plain_vectors = plain.embed([dark, light])
     unit = plain_vectors / np.linalg.norm(plain_vectors, axis=1, keepdims=True)
     assert tone_gap > 2 * np.linalg.norm(unit[0] - unit[1])
-    # the foreground grey: the block's level on a black or a white background alike
-    from penumbra.models.effnet import foreground_grey
-
-    assert foreground_grey(dark) == pytest.approx(70 / 255)
-    on_white = Image.fromarray(np.where(shape, 70, 255).astype(np.uint8))
-    assert foreground_grey(on_white) == pytest.approx(70 / 255)
-    lit = load("builtin:effnet-lite0", foreground_weight=3.0)
-    assert lit.fingerprint not in (plain.fingerprint, toned.fingerprint)
-    both = lit.embed([dark, light])
-    assert both.shape == (2, 1281)
-    np.testing.assert_allclose(both[:, -1], [3 * 70 / 255, 3 * 210 / 255], rtol=1e-5)
-    with pytest.raises(ModelError, match="foreground_weight must be a number >= 0"):
-        load("builtin:effnet-lite0", foreground_weight=-1.0)
     with pytest.raises(ModelError, match="tone_grid must be in"):
         load("builtin:effnet-lite0", tone_grid=-1)
     with pytest.raises(ModelError, match="tone_weight must be a positive"):
@@ -124,7 +111,7 @@ def test_wrong_role_unknown_builtin_and_bad_option() -> None:
     with pytest.raises(
         ModelError,
         match="builtin:effnet-lite0: unknown option.*image_sise.*allowed: image_size, batch_size, "
-        "tone_grid, tone_weight, foreground_weight",
+        "tone_grid, tone_weight",
     ):
         load("builtin:effnet-lite0", image_sise=64)
     with pytest.raises(ModelError, match="no scheme"):

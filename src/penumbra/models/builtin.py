@@ -93,19 +93,13 @@ def _label_captioner_problem() -> str | None:
 
 
 def _load_effnet(
-    *,
-    image_size: int = 96,
-    batch_size: int = 64,
-    tone_grid: int = 0,
-    tone_weight: float = 2.0,
-    foreground_weight: float = 0.0,
+    *, image_size: int = 96, batch_size: int = 64, tone_grid: int = 0, tone_weight: float = 2.0
 ) -> Model:
     from penumbra.models.effnet import EffNetImageEmbedder
 
     return EffNetImageEmbedder(
-        image_size=image_size, batch_size=batch_size, tone_grid=tone_grid,
-        tone_weight=tone_weight, foreground_weight=foreground_weight,
-    )  # fmt: skip
+        image_size=image_size, batch_size=batch_size, tone_grid=tone_grid, tone_weight=tone_weight
+    )
 
 
 def _load_label_captioner(

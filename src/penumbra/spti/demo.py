@@ -20,13 +20,15 @@ DEMO_CONFIG = {
     "domain": "a photo of a clothing item",
     "voting": "image",
     "seed": 0,
-    # population: the pre-flight's N/2σ (256 at ε = 1), capped at 60 so that the whole demo
-    # stays within ~10 minutes on 2 cores (the LLM writes every candidate)
+    # population: the pre-flight's N/2σ (257 at ε = 1), capped at 60 so that the whole demo
+    # stays within ~10 minutes on 2 cores (the LLM writes every candidate). Parents are drawn
+    # in proportion to the votes, as in the PE paper, so the population gathers where the
+    # private data is dense.
     "pe": {"iterations": 5, "population": "auto", "max_population": 60, "k": 1,
-           "selection": "rank", "metric": "l2"},
-    # unit-length EffNet features plus the garment's grey level: ImageNet features alone
+           "selection": "proportional", "metric": "l2"},
+    # unit-length EffNet features plus an 8×8 grid of grey levels: ImageNet features alone
     # barely see how dark an item is (see EffNetImageEmbedder)
-    "models": {"options": {"builtin:effnet-lite0": {"foreground_weight": 3.0}}},
+    "models": {"options": {"builtin:effnet-lite0": {"tone_grid": 8, "tone_weight": 2.0}}},
     # public words only (the Fashion-MNIST class names and common colour words): they steer
     # the random API over the whole domain and keep variations on it (invariant 4)
     "prompts": {
