@@ -73,15 +73,28 @@ def run_one(
         "dark_synthetic": dark["synthetic"],
         "run_seconds": seconds,
         "stage_seconds": getattr(run, "stage_seconds", {}),
-        "population": config.pe.population,
+        "population": _recorded_population(out),
         **{k: v for k, v in mix.items() if k.startswith("iteration")},
     }
     summary.write_text(json.dumps(result, indent=2))
     return result
 
 
+def _recorded_population(run: Path) -> int | str:
+    """The population the run used (run.yaml records what pe.population: auto chose)."""
+    import yaml
+
+    value = yaml.safe_load((run / "run.yaml").read_text())["pe"]["population"]
+    return int(value) if value != "auto" else "auto"
+
+
 def collect(root: Path) -> str:
-    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/quality.json"))]
+    rows = []
+    for path in sorted(root.glob("*/quality.json")):
+        row = json.loads(path.read_text())
+        if row.get("population", "auto") == "auto":
+            row["population"] = _recorded_population(path.parent)
+        rows.append(row)
     by_eps: dict[float, list[dict[str, float]]] = {}
     for row in rows:
         by_eps.setdefault(row["epsilon"], []).append(row)
