@@ -172,8 +172,9 @@ def _reusable(root: Path | None, eps: float, seed: int, data: dict[str, Any]) ->
     if not (run / "synthetic" / "metadata.jsonl").exists():
         return None
     recorded = yaml.safe_load((run / "run.yaml").read_text())
-    same = all(
-        recorded.get(k) == data.get(k) for k in ("pe", "models", "output", "prompts", "seed")
+    pe = ("iterations", "population", "k", "threshold", "selection", "metric", "lookahead")
+    same = all(recorded["pe"].get(k) == data["pe"].get(k) for k in pe) and all(
+        recorded.get(k) == data.get(k) for k in ("models", "output", "prompts", "seed")
     )
     return run / "synthetic" if same else None
 
