@@ -40,7 +40,10 @@ def test_round_trip_through_written_file(tmp_path: Path) -> None:
     [
         ("pe.iterations=0", "pe.iterations: Input should be greater than or equal to 1 (got 0)"),
         ("privacy.delta=1.5", "privacy.delta: Input should be less than 1 (got 1.5)"),
-        ("pe.selection=best", "pe.selection: Input should be 'rank', 'sample' or 'proportional' (got 'best')"),
+        (
+            "pe.selection=best",
+            "pe.selection: Input should be 'rank', 'sample' or 'proportional' (got 'best')",
+        ),
         ("voting=audio", "voting: Input should be 'image' or 'text' (got 'audio')"),
         ("models.openai.timeout=0", "models.openai.timeout: Input should be greater than 0"),
         ("models.captioner=blip", "models.captioner: must be a model URI"),
