@@ -74,6 +74,22 @@ def test_random_covers_every_category_in_equal_shares() -> None:
     assert all(("dark " in p or "light " in p) for p in llm.prompts)
 
 
+def test_random_gives_every_category_every_attribute() -> None:
+    def reply(prompt: str, seed: int) -> str:
+        subject = re.search(r"It must describe (.*)\.", prompt)
+        assert subject is not None
+        return f"a {subject.group(1)} number {seed % 997}"
+
+    llm = ScriptedLLM(reply)
+    tones = ["dark", "light", "grey"]
+    api = _api(llm, categories=CATEGORIES, attributes=tones, steer="It must describe {subject}.")
+    api.random(30, seed=11)
+    subjects = [re.search(r"It must describe (.*)\.", p).group(1) for p in llm.prompts[:30]]
+    # 6 prompts per category, 3 tones: each (category, tone) pair exactly twice
+    pairs = Counter((s.split(" ", 1)[1], s.split(" ", 1)[0]) for s in subjects)
+    assert pairs == {(c, t): 2 for c in CATEGORIES for t in tones}
+
+
 def test_off_domain_replies_are_retried_then_fall_back() -> None:
     def reply(prompt: str, seed: int) -> str:
         if "dress" in prompt and seed % 2 == 0:

@@ -184,9 +184,18 @@ class LLMCaptionAPI:
         order = [cycle[int(i)] for i in rng.permutation(len(cycle))]
         picked = [order[i % len(order)] for i in range(count)]
         rng.shuffle(picked)
+        # attributes too come in equal shares within each category (a shuffled cycle per
+        # category), so every category starts with every public tone, not a random few
+        cycles: dict[str, list[str]] = {}
         out = []
         for category in picked:
-            attribute = str(rng.choice(self.attributes)) if self.attributes else ""
+            attribute = ""
+            if self.attributes:
+                if not cycles.get(category):
+                    cycles[category] = [
+                        self.attributes[int(i)] for i in rng.permutation(len(self.attributes))
+                    ]
+                attribute = cycles[category].pop()
             out.append((f"{attribute} {category}".strip(), category))
         return out
 
