@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from penumbra.mpc import goldilocks
 from penumbra.mpc.field import Field
 from penumbra.mpc.flp import Gadget, Mul, ParallelSum, PolyEval, Valid
 
@@ -69,6 +70,8 @@ def _range_check_inputs(
     p = field.MODULUS
     calls = (len(meas) + chunk_length - 1) // chunk_length
     shares_inv = field.inv(num_shares)
+    if goldilocks.handles(p):
+        return [_range_check_inputs_fast(meas, joint_rand, shares_inv, calls, chunk_length)]
     padded = np.zeros(calls * chunk_length, dtype=object)
     padded[: len(meas)] = list(meas)
     x = padded.reshape(calls, chunk_length)
@@ -84,12 +87,38 @@ def _range_check_inputs(
     return [result]
 
 
+def _range_check_inputs_fast(
+    meas: Sequence[int], joint_rand: Sequence[int], shares_inv: int, calls: int, chunk: int
+) -> list[list[int]]:
+    """`_range_check_inputs` for Field64 on uint64 arrays (same values)."""
+    padded = np.zeros(calls * chunk, dtype=np.uint64)
+    padded[: len(meas)] = goldilocks.asarray(list(meas))
+    x = padded.reshape(calls, chunk)
+    r = goldilocks.asarray([int(v) for v in joint_rand[:calls]])
+    powers = np.empty((calls, chunk), dtype=np.uint64)
+    powers[:, 0] = r
+    done = 1  # powers[:, :done] hold r**1 .. r**done; doubling takes log2(chunk) products
+    while done < chunk:
+        step = min(done, chunk - done)
+        top = powers[:, done - 1 : done]  # r**done
+        powers[:, done : done + step] = goldilocks.mul(powers[:, :step], top)
+        done += step
+    inputs = np.empty((calls, 2 * chunk), dtype=np.uint64)
+    inputs[:, 0::2] = goldilocks.mul(powers, x)
+    inputs[:, 1::2] = goldilocks.sub(x, np.uint64(shares_inv))
+    result: list[list[int]] = inputs.tolist()
+    return result
+
+
 def _weighted_rows(
     field: type[Field], meas: Sequence[int], length: int, weights: Sequence[int]
 ) -> list[int]:
     """`meas` cut into `length` rows of `len(weights)` elements, each row's weighted sum mod p:
     decodes a vector of weighted-bit encodings (linear, so shares decode to shares)."""
     p = field.MODULUS
+    if goldilocks.handles(p):
+        m64 = goldilocks.asarray(list(meas)).reshape(length, len(weights))
+        return [int(v) for v in goldilocks.dot(m64, goldilocks.asarray(list(weights))).tolist()]
     w = np.array(list(weights), dtype=object)
     m = np.array([int(x) for x in meas], dtype=object).reshape(length, len(w))
     return [int(v) % p for v in m.dot(w)]

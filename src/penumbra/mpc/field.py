@@ -35,6 +35,8 @@ class Field:
     def encode_vec(cls, vec: Iterable[int]) -> bytes:
         """Little-endian encoding of each element (the draft's `encode_vec`)."""
         size = cls.ENCODED_SIZE
+        if size == 8:
+            return np.array(list(vec), dtype="<u8").tobytes()
         return b"".join(int(x).to_bytes(size, "little") for x in vec)
 
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from penumbra.mpc import ntt
+from penumbra.mpc import goldilocks, ntt
 from penumbra.mpc.field import Field
 from penumbra.mpc.ntt import ObjArray, next_power_of_2
 
@@ -98,6 +98,11 @@ class ParallelSum(Gadget):
 
     def eval_poly(self, field: type[Field], wires: ObjArray) -> ObjArray:
         p = field.MODULUS
+        if isinstance(self.subcircuit, Mul) and goldilocks.handles(p):
+            doubled64 = ntt.double_evaluations_fast(field, goldilocks.asarray(wires))
+            prods64 = goldilocks.mul(doubled64[0::2], doubled64[1::2])
+            summed: ObjArray = goldilocks.sum_mod(prods64, axis=0).astype(object)
+            return summed
         if isinstance(self.subcircuit, Mul):
             # All Mul calls at once: double every wire row in one batch, multiply pairs.
             doubled = ntt.double_evaluations_rows(field, wires)

@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from penumbra.mpc import goldilocks
 from penumbra.mpc.field import Field
 
 ObjArray = npt.NDArray[np.object_]
@@ -70,6 +71,12 @@ def ntt_rows(field: type[Field], rows: ObjArray, inverse: bool = False) -> ObjAr
     p = field.MODULUS
     b, n = rows.shape
     assert_power_of_2(n)
+    if goldilocks.handles(p):
+        fast = goldilocks.ntt_rows(
+            goldilocks.asarray(rows), field.GENERATOR, field.GEN_ORDER, inverse
+        )
+        as_objects: ObjArray = fast.astype(object)
+        return as_objects
     x = rows.copy()
     h = n // 2
     for tw in _stage_twiddles(field, n, inverse):
@@ -128,9 +135,25 @@ def double_evaluations_rows(field: type[Field], rows: ObjArray) -> ObjArray:
     """For each row of n evaluations at the n-th roots, its 2n evaluations at the 2n-th roots."""
     b, n = rows.shape
     p = field.MODULUS
+    if goldilocks.handles(p):
+        doubled: ObjArray = double_evaluations_fast(field, goldilocks.asarray(rows)).astype(object)
+        return doubled
     coeffs = ntt_rows(field, rows, inverse=True)
     odd = ntt_rows(field, coeffs * _coset_powers(field, n) % p)
     out = np.empty((b, 2 * n), dtype=object)
+    out[:, 0::2] = rows
+    out[:, 1::2] = odd
+    return out
+
+
+def double_evaluations_fast(field: type[Field], rows: goldilocks.U64) -> goldilocks.U64:
+    """`double_evaluations_rows` on uint64 rows of Field64 elements, staying in uint64."""
+    b, n = rows.shape
+    g, order = field.GENERATOR, field.GEN_ORDER
+    coeffs = goldilocks.ntt_rows(rows, g, order, inverse=True)
+    coset = goldilocks.powers(field.nth_root(2 * n), n)
+    odd = goldilocks.ntt_rows(goldilocks.mul(coeffs, coset[np.newaxis, :]), g, order)
+    out = np.empty((b, 2 * n), dtype=np.uint64)
     out[:, 0::2] = rows
     out[:, 1::2] = odd
     return out
@@ -185,6 +208,9 @@ def poly_eval_batched(
     if isinstance(weights, int):
         return [int(q[weights]) for q in polys]
     rows = polys if isinstance(polys, np.ndarray) else _as_rows(polys, n)
+    if goldilocks.handles(field.MODULUS):
+        fast = goldilocks.dot(goldilocks.asarray(rows), goldilocks.asarray(weights))
+        return [int(v) for v in fast.tolist()]
     out = rows.dot(np.array(weights, dtype=object))
     return [int(v) % field.MODULUS for v in out]
 

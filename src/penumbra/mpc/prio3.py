@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from penumbra.mpc.circuits import Count, Histogram, L1BoundedSumVec, Sum, SumVec
 from penumbra.mpc.encoding import (
@@ -47,6 +47,7 @@ __all__ = [
     "Prio3L1BoundedSumVec",
     "Prio3Sum",
     "Prio3SumVec",
+    "Prio3SumVecWithMultiproof",
     "PublicShare",
     "VerifierMessage",
     "VerifierShare",
@@ -409,6 +410,35 @@ class Prio3SumVec(Prio3):
         super().__init__(SumVec(Field128, length, max_measurement, chunk_length), shares)
 
 
+class Prio3SumVecWithMultiproof(Prio3):
+    """The draft's SumVec with a choice of field and several independent proofs.
+
+    A smaller field makes every element half as long (Field64: 8 bytes, not 16) and its
+    arithmetic fits a machine word (`goldilocks.py`); proving `proofs` times, each proof with its
+    own joint and query randomness, multiplies the soundness errors, so a few Field64 proofs
+    match one Field128 proof (see `soundness_bits`). Algorithm ID 0xFFFFFFFF, the draft's.
+    """
+
+    ID = 0xFFFFFFFF
+
+    def __init__(
+        self,
+        field: type[Field],
+        proofs: int,
+        length: int,
+        max_measurement: int,
+        chunk_length: int | None = None,
+        *,
+        shares: int = 2,
+    ) -> None:
+        if chunk_length is None:
+            chunk_length = best_chunk_length(length * max_measurement.bit_length())
+        self.length = length
+        self.bits = max_measurement.bit_length()
+        self.chunk_length = chunk_length
+        super().__init__(SumVec(field, length, max_measurement, chunk_length), shares, proofs)
+
+
 class Prio3Histogram(Prio3):
     """Counts per bucket of one-hot measurements (a bucket index) over Field128."""
 
@@ -462,11 +492,14 @@ class Prio3BoundedVoteVec(Prio3):
     `max_entry = n` and `l1_bound = n·k`. Honest Aggregators reject the report (ValueError from
     `verifier_shares_to_message`) if any entry exceeds `max_entry` or the sum exceeds the
     bound. Circuit: `circuits.L1BoundedSumVec` with `max_entry`; entries are encoded in
-    `max_entry.bit_length()` elements each. Field128, one proof, private-use algorithm ID
-    0xFFFF0002 (its encoding differs from Prio3L1BoundedSumVec's, so reports never mix).
+    `max_entry.bit_length()` elements each. Private-use algorithm IDs: 0xFFFF0002 for
+    Field128 (its encoding differs from Prio3L1BoundedSumVec's, so reports never mix) and
+    0xFFFF0003 for Field64, where the proof count is also in every derivation's binder.
+    Field64 needs several proofs for the soundness of one Field128 proof (`soundness_bits`).
     """
 
     ID = 0xFFFF0002
+    IDS: ClassVar[dict[type[Field], int]] = {Field128: 0xFFFF0002, Field64: 0xFFFF0003}
 
     def __init__(
         self,
@@ -477,9 +510,14 @@ class Prio3BoundedVoteVec(Prio3):
         max_entry: int,
         *,
         shares: int = 2,
+        field: type[Field] = Field128,
+        proofs: int = 1,
     ) -> None:
         """`bits` caps `max_entry` at `2**bits - 1`; `chunk_length=None` picks the draft's
         recommendation for the encoded length."""
+        if field not in self.IDS:
+            raise ValueError(f"no algorithm ID for {field.__name__}")
+        self.ID = self.IDS[field]
         if l1_bound < 1 or max_entry < 1:
             raise ValueError("l1_bound and max_entry must be positive")
         meas_len = length * max_entry.bit_length() + l1_bound.bit_length()
@@ -490,8 +528,8 @@ class Prio3BoundedVoteVec(Prio3):
         self.chunk_length = chunk_length
         self.l1_bound = l1_bound
         self.max_entry = max_entry
-        valid = L1BoundedSumVec(Field128, length, bits, chunk_length, l1_bound, max_entry)
-        super().__init__(valid, shares)
+        valid = L1BoundedSumVec(field, length, bits, chunk_length, l1_bound, max_entry)
+        super().__init__(valid, shares, proofs)
 
 
 def recommended_chunk_length(meas_len: int) -> int:

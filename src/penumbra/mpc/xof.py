@@ -57,7 +57,9 @@ class Xof:
             need = length - len(vec)
             words = np.frombuffer(self.next(need * size), dtype="<u8")
             if size == 8:
-                cand = [x & mask for x in words.tolist()]
+                masked = words & np.uint64(mask)
+                vec.extend(masked[masked < np.uint64(modulus)].tolist())
+                continue
             else:
                 lo = words[0::2].tolist()
                 hi = words[1::2].tolist()
