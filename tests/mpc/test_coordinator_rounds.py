@@ -21,8 +21,14 @@ from penumbra.ledger.log import Ledger
 from penumbra.mpc.accounting import dgauss_epsilon
 from penumbra.mpc.coordinator import MPCVoter, MPCVoting, RoundAborted, coordinate
 from penumbra.mpc.deploy import init_deployment, load_party_config
-from penumbra.mpc.field import Field128
-from penumbra.mpc.protocol import Accepted, AggregateShare, RoundOutcome, RoundStatus, b64
+from penumbra.mpc.protocol import (
+    VOTE_FIELD,
+    Accepted,
+    AggregateShare,
+    RoundOutcome,
+    RoundStatus,
+    b64,
+)
 from penumbra.pe.evolve import EvolveSettings
 
 VOTES = [3, 0, 5]
@@ -65,7 +71,7 @@ class ScriptedAggregators:
             raise RoundAborted(f"{name} unreachable (ConnectError)")
         if action == "lost":
             raise RoundAborted(f"{name}: HTTP 404: round unknown here", status=404)
-        p = Field128.MODULUS
+        p = VOTE_FIELD.MODULUS
         mask = [(7919 * (i + 1)) % p for i in range(len(VOTES))]
         vector = (
             [(v + m) % p for v, m in zip(VOTES, mask, strict=True)]
@@ -75,7 +81,7 @@ class ScriptedAggregators:
         share = AggregateShare(
             round_id=rid,
             aggregator=name,
-            agg_share=b64(Field128.encode_vec(vector)),
+            agg_share=b64(VOTE_FIELD.encode_vec(vector)),
             accepted=[] if action == "tamper" else [REPORT],
             sigma=self.sigma,
             noiseless=False,

@@ -38,7 +38,6 @@ from penumbra.ledger.log import canonical
 from penumbra.ledger.merkle import leaf_hash, root_from_hashes
 from penumbra.ledger.note import Checkpoint, load_private_key
 from penumbra.mpc.deploy import PartyConfig, load_party_config
-from penumbra.mpc.field import Field128
 from penumbra.mpc.policy import (
     BudgetBook,
     Refused,
@@ -413,7 +412,7 @@ class Aggregator:
                 agg = vdaf.agg_update(None, agg, rnd.out_shares[item.report_id])
             if rnd.params.sigma > 0:
                 noise = sample_discrete_gaussian(_exact(rnd.params.sigma), rnd.params.length)
-                p = Field128.MODULUS
+                p = vdaf.field.MODULUS
                 agg = [(a + int(z)) % p for a, z in zip(agg, noise.tolist(), strict=True)]
                 del noise  # never logged, never stored apart from the noisy share
             share = AggregateShare(

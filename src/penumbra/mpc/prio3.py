@@ -33,7 +33,7 @@ from penumbra.mpc.encoding import (
     VerifyState,
 )
 from penumbra.mpc.field import Field, Field64, Field128
-from penumbra.mpc.flp import Flp, Valid
+from penumbra.mpc.flp import Flp, Valid, wire_poly_len
 from penumbra.mpc.xof import Xof, XofTurboShake128, format_dst
 
 __all__ = [
@@ -173,6 +173,26 @@ class Prio3(Prio3Encoding):
             _byte(self.PROOFS),
             self.flp.JOINT_RAND_LEN * self.PROOFS,
         )
+
+    def soundness_bits(self) -> float:
+        """-log2 of the chance that an invalid measurement passes verification (an estimate).
+
+        Per proof, by the FLP theorem of BBCGGI19 (4.3) and Schwartz-Zippel for the random
+        linear combinations: the gadget-polynomial identity test fails with probability at
+        most `degree * P / (|F| - P)` (P the wire polynomials' length), the joint-randomness
+        combination of the range checks (a polynomial of degree `chunk` in the randomness)
+        with at most `chunk / |F|`, and the query-randomness combination of the circuit
+        outputs with at most `1 / |F|`. Each proof draws its own joint and query randomness,
+        so an invalid measurement must pass every proof: the errors multiply.
+        """
+        field_size = self.field.MODULUS
+        per_proof = 0.0
+        for gadget, calls in zip(self.valid.GADGETS, self.valid.GADGET_CALLS, strict=True):
+            points = wire_poly_len(calls)
+            per_proof += gadget.DEGREE * points / (field_size - points)
+        chunk = getattr(self.valid, "chunk_length", 1)
+        per_proof += (chunk + 1) / field_size
+        return -self.PROOFS * math.log2(per_proof)
 
     # -- sharding ---------------------------------------------------------------------------
 

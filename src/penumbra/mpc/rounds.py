@@ -24,8 +24,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 
 from penumbra.mpc.deploy import AGGREGATORS, PartyConfig
-from penumbra.mpc.field import Field128
 from penumbra.mpc.protocol import (
+    VOTE_FIELD,
     AggregateShare,
     Announcement,
     RoundOutcome,
@@ -274,15 +274,16 @@ def collect_shares(
             raise fail(f"{share.aggregator} added no noise (a test-only config)")
         if not share.noiseless and share.sigma < sigma:
             raise fail(f"{share.aggregator} used σ={share.sigma} < {sigma}")
-    p = Field128.MODULUS
+    field = VOTE_FIELD
+    p = field.MODULUS
     try:
-        vectors = [Field128.decode_vec(unb64(shares[n].agg_share)) for n in AGGREGATORS]
+        vectors = [field.decode_vec(unb64(shares[n].agg_share)) for n in AGGREGATORS]
     except ValueError as e:
         raise fail(f"malformed aggregate share: {e}") from None
     if any(len(v) != committed.length for v in vectors):
         raise fail("aggregate share of the wrong length")
     total = [(a + b) % p for a, b in zip(vectors[0], vectors[1], strict=True)]
-    noisy = Field128.to_signed(total).astype(np.float64)
+    noisy = field.to_signed(total).astype(np.float64)
     return RoundResult(
         rid, noisy, committed.outcome, committed.present, committed.missing, committed.sigma
     )
