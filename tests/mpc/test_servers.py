@@ -27,7 +27,7 @@ from penumbra.mpc.coordinator import MPCVoting, RoundAborted, run_round
 from penumbra.mpc.demo import free_ports
 from penumbra.mpc.deploy import PartyConfig, init_deployment, load_party_config
 from penumbra.mpc.holder import integer_votes, make_report
-from penumbra.mpc.protocol import VOTE_FIELD, vdaf_for
+from penumbra.mpc.protocol import MAX_UPLOAD_BYTES, VOTE_FIELD, vdaf_for
 from penumbra.mpc.tls import client_context, http_client
 from penumbra.pe.evolve import EvolveSettings
 
@@ -197,6 +197,25 @@ def test_unauthenticated_and_wrong_role_refused(
     assert response.status_code == 403  # refused before its body is even read
 
 
+def test_uploads_are_binary_bounded_and_checked(dep: tuple[Deployment, MPCVoting]) -> None:
+    """JSON is refused, an oversized report is refused before it is read, a damaged frame is
+    refused with the field named, and nothing of it is stored."""
+    d, _ = dep
+    h = load_party_config(d.config("holder-1"))
+    holder = http_client(client_context(h.path(h.ca), h.path(h.cert), h.path(h.key)))
+    leader_upload, _ = make_report(h, "r-binary", [1, 2, 3], 6)
+    url = d.coordinator.leader_url + "/upload"
+    frame = leader_upload.encode()
+    assert holder.post(url, json={"round_id": "r-binary"}).status_code == 415
+    binary = {"content-type": "application/octet-stream"}
+    oversized = holder.post(url, content=bytes(MAX_UPLOAD_BYTES + 1), headers=binary)
+    assert oversized.status_code == 413
+    reply = holder.post(url, content=frame[:-1], headers=binary).json()
+    assert reply == {"accepted": False, "reason": "malformed report: input share cut short"}
+    reply = holder.post(url, content=frame, headers=binary).json()
+    assert reply == {"accepted": False, "reason": "round is not open"}  # well formed, no round
+
+
 def _bytes_uniform(data: bytes) -> float:
     """Chi-square p-value of the 4-bit nibbles being uniform (16 bins: the test is valid from
     ~80 nibbles on, where whole bytes would need ~1300 bytes for 5 expected per bin)."""
@@ -212,12 +231,12 @@ def test_shares_look_uniform_and_no_clear_vector_leaks(dep: tuple[Deployment, MP
     votes = [0] * 400
     votes[7] = 40  # a very non-uniform vector
     leader_upload, helper_upload = make_report(h, "r-uniform", votes, 40)
-    leader_share = base64.b64decode(leader_upload.input_share)
+    leader_share = leader_upload.input_share
     # Chi-square on byte frequencies of the leader's measurement share (uniform field elements,
     # bias ~2^-62): with fresh randomness, a false failure at p < 1e-4 has rate 1e-4.
     meas_len = vdaf_for(400, BITS, 40).valid.MEAS_LEN
     assert _bytes_uniform(leader_share[: meas_len * VOTE_FIELD.ENCODED_SIZE]) > 1e-4
-    assert len(base64.b64decode(helper_upload.input_share)) == 64  # two XOF seeds, nothing else
+    assert len(helper_upload.input_share) == 64  # two XOF seeds, nothing else
     # Nothing an aggregator logged or stored contains a holder's clear vector.
     candidates = np.random.default_rng(1).normal(size=(30, DIM)).astype(np.float32)
     needles = []

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from penumbra.durable import atomic_write_bytes
 from penumbra.ledger.log import canonical
@@ -47,6 +48,8 @@ from penumbra.mpc.policy import (
     own_sigma,
 )
 from penumbra.mpc.protocol import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_MEDIA_TYPE,
     Accepted,
     AggregateShare,
     CommitRequest,
@@ -220,23 +223,23 @@ class Aggregator:
                 return refuse("round is not open")
             if time.time() > rnd.params.deadline_unix:
                 return refuse("after the round deadline")
-            if self.seen.seen(msg.report_id, msg.nonce):
+            nonce_text = b64(msg.nonce)
+            if self.seen.seen(msg.report_id, nonce_text):
                 return refuse("replayed report (id or nonce seen before)")
             if any(r.holder == holder for r in rnd.reports.values()):
                 return refuse("second report from this holder in the round")
             vdaf = self._vdaf(rnd.params.length, holder)
             try:
-                nonce = unb64(msg.nonce)
-                public = unb64(msg.public_share)
-                share = unb64(msg.input_share)
-                if len(nonce) != vdaf.NONCE_SIZE:
+                if len(msg.nonce) != vdaf.NONCE_SIZE:
                     raise ValueError("nonce size")
-                vdaf.decode_public_share(public)
-                vdaf.decode_input_share(self.agg_id, share)
+                vdaf.decode_public_share(msg.public_share)
+                vdaf.decode_input_share(self.agg_id, msg.input_share)
             except ValueError:
                 return refuse("malformed report")
-            self.seen.add(msg.report_id, msg.nonce)
-            rnd.reports[msg.report_id] = Report(holder, nonce, public, share)
+            self.seen.add(msg.report_id, nonce_text)
+            rnd.reports[msg.report_id] = Report(
+                holder, msg.nonce, msg.public_share, msg.input_share
+            )
         log.info("report %s from %s stored", msg.report_id, holder)
         return UploadReply(accepted=True)
 
@@ -498,9 +501,24 @@ def make_app(agg: Aggregator) -> FastAPI:
         return {"name": agg.c.name}
 
     @app.post("/upload", dependencies=[Depends(needs(("holder",), holders))])
-    def upload(request: Request, msg: Upload) -> UploadReply:
+    async def upload(request: Request) -> UploadReply:
         peer = require_peer(request, ("holder",), holders)
-        return agg.upload(peer.name, msg)
+        if request.headers.get("content-type") != UPLOAD_MEDIA_TYPE:
+            raise HTTPException(415, f"a report is sent as {UPLOAD_MEDIA_TYPE}")
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES:
+            raise HTTPException(
+                413, f"a report needs a content-length of at most {MAX_UPLOAD_BYTES}"
+            )
+        body = await request.body()
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, "report larger than its content-length")
+        try:
+            msg = Upload.decode(body)
+        except ValueError as e:
+            log.info("undecodable report from %s: %s", peer.name, e)
+            return UploadReply(accepted=False, reason=f"malformed report: {e}")
+        return await run_in_threadpool(agg.upload, peer.name, msg)
 
     @app.post("/rounds/open", dependencies=[Depends(needs(("coordinator",)))])
     def open_round(request: Request, body: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ sends a vector whose encoding is out of range, "replay" resends its reports.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import secrets
@@ -28,9 +29,9 @@ import numpy as np
 from penumbra.errors import DataError
 from penumbra.mpc.deploy import PartyConfig, load_party_config
 from penumbra.mpc.protocol import (
+    UPLOAD_MEDIA_TYPE,
     Announcement,
     Upload,
-    b64,
     decode_embeddings,
     new_report_id,
     vdaf_ctx,
@@ -98,9 +99,9 @@ def make_report(
         Upload(
             round_id=round_id,
             report_id=report_id,
-            nonce=b64(nonce),
-            public_share=b64(vdaf.encode_public_share(public)),
-            input_share=b64(vdaf.encode_input_share(share)),
+            nonce=nonce,
+            public_share=vdaf.encode_public_share(public),
+            input_share=vdaf.encode_input_share(share),
         )
         for share in shares
     ]
@@ -156,7 +157,7 @@ class Holder:
                 self._post(f"{url}/upload", upload)  # same round
         if self.fault == "replay" and self.previous:
             for url, old in zip((self.c.leader_url, self.c.helper_url), self.previous, strict=True):
-                self._post(f"{url}/upload", old.model_copy(update={"round_id": ann.round_id}))
+                self._post(f"{url}/upload", dataclasses.replace(old, round_id=ann.round_id))
         self.previous = uploads
         log.info(
             "%s: report %s submitted for round %s", self.c.name, uploads[0].report_id, ann.round_id
@@ -164,7 +165,9 @@ class Holder:
 
     def _post(self, url: str, upload: Upload) -> None:
         try:
-            response = self.client.post(url, json=upload.model_dump())
+            response = self.client.post(
+                url, content=upload.encode(), headers={"content-type": UPLOAD_MEDIA_TYPE}
+            )
             reply = response.json() if response.status_code == 200 else {}
             if not reply.get("accepted"):
                 log.warning(

@@ -6,13 +6,17 @@ where k is the deployment's (every party's config), never the coordinator's. The
 binds a report to its deployment and round, so a share replayed into another round also fails
 verification; the aggregators additionally refuse any report id or nonce seen before.
 
-Binary fields travel base64-encoded inside JSON; field vectors use the draft's encodings.
+A report share travels as bytes (`Upload.encode`, `application/octet-stream`): the draft's
+encodings of the shares inside a length-prefixed frame like DAP's Report, a third smaller than
+base64 in JSON. Control messages, small next to reports, stay JSON with base64 fields.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+import struct
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -116,14 +120,82 @@ class Announcement(_Msg):
     embedder_fingerprint: str = ""
 
 
-class Upload(_Msg):
-    """One holder's report share for one aggregator."""
+UPLOAD_MEDIA_TYPE = "application/octet-stream"
+MAX_UPLOAD_BYTES = 1 << 26  # 64 MiB: a report for ~400k candidates; more is refused unread
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One holder's report share for one aggregator.
+
+    Wire layout (big-endian lengths, no trailing bytes): round id `u8 length || ASCII`, report
+    id (REPORT_ID_BYTES raw bytes), nonce `u8 length || bytes`, public share and input share
+    each `u32 length || the VDAF's encoding`. `decode` raises ValueError naming the field.
+    """
 
     round_id: str
-    report_id: str = Field(min_length=2 * REPORT_ID_BYTES, max_length=2 * REPORT_ID_BYTES)
-    nonce: str
-    public_share: str
-    input_share: str
+    report_id: str  # hex
+    nonce: bytes
+    public_share: bytes
+    input_share: bytes
+
+    def encode(self) -> bytes:
+        round_id = self.round_id.encode("ascii")
+        report_id = bytes.fromhex(self.report_id)
+        if not 1 <= len(round_id) < 256 or len(report_id) != REPORT_ID_BYTES:
+            raise ValueError("round id or report id out of range")
+        if len(self.nonce) >= 256:
+            raise ValueError("nonce too long")
+        return b"".join(
+            [
+                struct.pack(">B", len(round_id)), round_id, report_id,
+                struct.pack(">B", len(self.nonce)), self.nonce,
+                struct.pack(">I", len(self.public_share)), self.public_share,
+                struct.pack(">I", len(self.input_share)), self.input_share,
+            ]
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, data: bytes) -> Upload:
+        reader = _Reader(data)
+        round_bytes = reader.take(reader.u8("round id length"), "round id")
+        try:
+            round_id = round_bytes.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("round id is not ASCII") from None
+        report_id = reader.take(REPORT_ID_BYTES, "report id").hex()
+        nonce = reader.take(reader.u8("nonce length"), "nonce")
+        public_share = reader.take(reader.u32("public share length"), "public share")
+        input_share = reader.take(reader.u32("input share length"), "input share")
+        if reader.left():
+            raise ValueError(f"{reader.left()} bytes after the input share")
+        if not round_id:
+            raise ValueError("empty round id")
+        return cls(round_id, report_id, nonce, public_share, input_share)
+
+
+class _Reader:
+    """Bounds-checked reads from a byte string (ValueError naming what was cut short)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.at = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.at + n > len(self.data):
+            raise ValueError(f"{what} cut short")
+        out = bytes(self.data[self.at : self.at + n])
+        self.at += n
+        return out
+
+    def u8(self, what: str) -> int:
+        return int(self.take(1, what)[0])
+
+    def u32(self, what: str) -> int:
+        return int(struct.unpack(">I", self.take(4, what))[0])
+
+    def left(self) -> int:
+        return len(self.data) - self.at
 
 
 class UploadReply(_Msg):
