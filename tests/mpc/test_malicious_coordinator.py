@@ -180,3 +180,23 @@ def test_fresh_run_ids_get_no_fresh_budget(coordinator: MaliciousCoordinator) ->
         assert all(r.status_code == 409 for r in replies)
         assert coordinator.nothing_released(round_id)
     assert coordinator.books() == before
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        # a round id that walks out of released/ to probe which files the aggregator holds
+        ('{"outcome":"released","round_id":"../budget","type":"mpc_round"}', "round_id"),
+        ('{"accepted_ids":7,"outcome":"released","round_id":"t000-ab","type":"mpc_round"}',
+         "accepted_ids"),
+        ("[1,2]", "not a JSON object"),
+        ('{"b": 1, "a": 2}', "canonical"),
+        ("{", "ledger entry refused"),
+    ],
+)  # fmt: skip
+def test_cosign_refuses_crafted_ledger_entries(
+    coordinator: MaliciousCoordinator, entry: str, reason: str
+) -> None:
+    body = {"origin": "crafted/log", "size": 1, "root": "", "start": 0, "entries": [entry]}
+    response = coordinator.client.post(f"{coordinator.urls['leader']}/cosign", json=body)
+    assert response.status_code == 400 and reason in response.text

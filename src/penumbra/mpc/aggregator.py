@@ -75,6 +75,17 @@ from penumbra.privacy.dgauss import sample_discrete_gaussian
 
 log = logging.getLogger("penumbra.mpc.aggregator")
 _SAFE = re.compile(r"^[A-Za-z0-9._/+-]{1,120}$")
+_ROUND_ID = re.compile(r"^[A-Za-z0-9_-]{1,120}$")  # what `new_round_id` makes, and no path
+
+
+def parse_cosign_entry(text: str) -> dict[str, Any]:
+    """A ledger line sent for co-signing: a JSON object in canonical form, else ValueError."""
+    entry = json.loads(text)
+    if not isinstance(entry, dict):
+        raise ValueError("not a JSON object")
+    if canonical(entry).decode("utf-8") != text:
+        raise ValueError("not in canonical form")
+    return entry
 
 
 @dataclass
@@ -448,9 +459,10 @@ class Aggregator:
             if request.start != len(lines):
                 return CosignReply(need_from=len(lines))
             for text in request.entries:
-                entry = json.loads(text)
-                if canonical(entry).decode("utf-8") != text:
-                    raise HTTPException(400, "entry not canonical")
+                try:
+                    entry = parse_cosign_entry(text)
+                except ValueError as e:
+                    raise HTTPException(400, f"ledger entry refused: {e}") from None
                 self._check_entry(entry)
             new = lines + list(request.entries)
             if len(new) != request.size:
@@ -466,11 +478,18 @@ class Aggregator:
     def _check_entry(self, entry: dict[str, Any]) -> None:
         if entry.get("type") != "mpc_round" or entry.get("outcome") != "released":
             return
-        stored = self.state / "released" / f"{entry.get('round_id')}.json"
+        round_id = entry.get("round_id")
+        accepted = entry.get("accepted_ids", [])
+        # the round id names a file here: a coordinator must not steer it out of released/
+        if not isinstance(round_id, str) or not _ROUND_ID.match(round_id):
+            raise HTTPException(400, "ledger entry has no valid round_id")
+        if not isinstance(accepted, list) or not all(isinstance(a, str) for a in accepted):
+            raise HTTPException(400, "ledger entry's accepted_ids is not a list of ids")
+        stored = self.state / "released" / f"{round_id}.json"
         if not stored.exists():
             return  # a round of ours we no longer hold; nothing to contradict
         ours = AggregateShare.model_validate_json(stored.read_text(encoding="utf-8"))
-        if sorted(ours.accepted) != sorted(entry.get("accepted_ids", [])):
+        if sorted(ours.accepted) != sorted(accepted):
             raise HTTPException(409, f"round {ours.round_id}: accepted reports differ from ours")
 
 
