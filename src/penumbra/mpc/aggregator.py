@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from penumbra.durable import atomic_write_bytes
@@ -94,6 +95,9 @@ class Report:
     nonce: bytes
     public_share: bytes
     input_share: bytes
+    # verify_init's result, computed as the report arrives (in the upload's worker thread, so
+    # reports are verified in parallel while others upload); None until then, or an error
+    prepared: tuple[Any, Any, Any] | ValueError | None = None
 
 
 @dataclass
@@ -248,16 +252,31 @@ class Aggregator:
             except ValueError:
                 return refuse("malformed report")
             self.seen.add(msg.report_id, nonce_text)
-            rnd.reports[msg.report_id] = Report(
-                holder, msg.nonce, msg.public_share, msg.input_share
-            )
+            report = Report(holder, msg.nonce, msg.public_share, msg.input_share)
+            rnd.reports[msg.report_id] = report
         log.info("report %s from %s stored", msg.report_id, holder)
+        # The expensive part, outside the lock: other uploads and rounds go on meanwhile.
+        try:
+            prepared: tuple[Any, Any, Any] | ValueError = self._verify_init(rnd, report)
+        except ValueError as e:
+            prepared = e
+        with self.lock:
+            report.prepared = prepared
+            report.input_share = b""  # the verify state is all we need of it from here on
         return UploadReply(accepted=True)
 
     # -- verification -----------------------------------------------------------------------
 
     def _init(self, rnd: Round, report_id: str) -> tuple[Any, Any, Any]:
+        """verify_init of a stored report: the result from its upload, else computed now."""
         report = rnd.reports[report_id]
+        if isinstance(report.prepared, ValueError):
+            raise report.prepared
+        if report.prepared is not None:
+            return report.prepared
+        return self._verify_init(rnd, report)
+
+    def _verify_init(self, rnd: Round, report: Report) -> tuple[Any, Any, Any]:
         vdaf = self._vdaf(rnd.params.length, report.holder)
         ctx = vdaf_ctx(self.c.deployment, rnd.params.round_id)
         state, share = vdaf.verify_init(
@@ -519,9 +538,25 @@ def make_app(agg: Aggregator) -> FastAPI:
         require_peer(request, ("coordinator", "aggregator", "holder"))
         return {"name": agg.c.name}
 
+    # Reports being read and verified at once: each holds a few times its size in memory, so
+    # this bounds the aggregator's memory; beyond it a holder is told to retry (503).
+    in_flight = threading.BoundedSemaphore(agg.c.max_reports_in_flight)
+
     @app.post("/upload", dependencies=[Depends(needs(("holder",), holders))])
-    async def upload(request: Request) -> UploadReply:
+    async def upload(request: Request) -> Any:
         peer = require_peer(request, ("holder",), holders)
+        if not in_flight.acquire(blocking=False):
+            return JSONResponse(
+                {"accepted": False, "reason": "busy: retry"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        try:
+            return await _upload(request, peer.name)
+        finally:
+            in_flight.release()
+
+    async def _upload(request: Request, holder: str) -> UploadReply:
         if request.headers.get("content-type") != UPLOAD_MEDIA_TYPE:
             raise HTTPException(415, f"a report is sent as {UPLOAD_MEDIA_TYPE}")
         declared = request.headers.get("content-length", "")
@@ -535,9 +570,9 @@ def make_app(agg: Aggregator) -> FastAPI:
         try:
             msg = Upload.decode(body)
         except ValueError as e:
-            log.info("undecodable report from %s: %s", peer.name, e)
+            log.info("undecodable report from %s: %s", holder, e)
             return UploadReply(accepted=False, reason=f"malformed report: {e}")
-        return await run_in_threadpool(agg.upload, peer.name, msg)
+        return await run_in_threadpool(agg.upload, holder, msg)
 
     @app.post("/rounds/open", dependencies=[Depends(needs(("coordinator",)))])
     def open_round(request: Request, body: dict[str, Any]) -> dict[str, Any]:

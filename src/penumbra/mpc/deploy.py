@@ -87,6 +87,8 @@ class PartyConfig(BaseModel):
     verify_key: str | None = None  # aggregators only (hex)
     note_key: str | None = None  # aggregators only
     test_noiseless: bool = False  # aggregators only; tests of the plain sum, never a real run
+    # aggregators: reports read and verified at once (memory bound); more get 503 "retry"
+    max_reports_in_flight: int = Field(default=8, ge=1, le=1024)
     # aggregators (required): ε of all releases over these holders, every run together
     max_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     folder: str = Field(default="", exclude=True)

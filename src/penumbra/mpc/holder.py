@@ -107,6 +107,15 @@ def make_report(
     ]
 
 
+def _retry_after(header: str | None, default: float) -> float:
+    """The server's Retry-After in seconds (capped at 5), or `default` if it names none."""
+    try:
+        seconds = float(header) if header is not None else default
+    except ValueError:
+        seconds = default
+    return min(max(seconds, 0.05), 5.0) if math.isfinite(seconds) else default
+
+
 class Holder:
     def __init__(
         self,
@@ -152,7 +161,7 @@ class Holder:
         if self.fault == "late":
             time.sleep(max(0.0, ann.deadline_unix - time.time()) + 0.5)
         for url, upload in zip((self.c.leader_url, self.c.helper_url), uploads, strict=True):
-            self._post(f"{url}/upload", upload)
+            self._post(f"{url}/upload", upload, ann.deadline_unix)
             if self.fault == "replay":
                 self._post(f"{url}/upload", upload)  # same round
         if self.fault == "replay" and self.previous:
@@ -163,11 +172,24 @@ class Holder:
             "%s: report %s submitted for round %s", self.c.name, uploads[0].report_id, ann.round_id
         )
 
-    def _post(self, url: str, upload: Upload) -> None:
+    def _post(self, url: str, upload: Upload, deadline_unix: float | None = None) -> None:
+        """Send one share; an aggregator that is busy (503) is asked again after the delay it
+        names, with backoff, until the round's deadline."""
+        body = upload.encode()
+        delay = 0.2
         try:
-            response = self.client.post(
-                url, content=upload.encode(), headers={"content-type": UPLOAD_MEDIA_TYPE}
-            )
+            while True:
+                response = self.client.post(
+                    url, content=body, headers={"content-type": UPLOAD_MEDIA_TYPE}
+                )
+                if response.status_code != 503 or deadline_unix is None:
+                    break
+                wait = _retry_after(response.headers.get("retry-after"), delay)
+                wait *= 0.5 + secrets.randbelow(1000) / 1000  # spread the holders out
+                if time.time() + wait >= deadline_unix:
+                    break
+                time.sleep(wait)
+                delay = min(delay * 2, 5.0)
             reply = response.json() if response.status_code == 200 else {}
             if not reply.get("accepted"):
                 log.warning(
