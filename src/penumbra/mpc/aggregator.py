@@ -546,6 +546,7 @@ def make_app(agg: Aggregator) -> FastAPI:
     async def upload(request: Request) -> Any:
         peer = require_peer(request, ("holder",), holders)
         if not in_flight.acquire(blocking=False):
+            log.info("busy: %s told to retry", peer.name)
             return JSONResponse(
                 {"accepted": False, "reason": "busy: retry"},
                 status_code=503,

@@ -1,0 +1,201 @@
+"""A secure-voting round under load: many holders upload to the two aggregators at once.
+
+Real parties on loopback over mutual TLS: the two aggregators are processes, the coordinator
+and the holders run in this process (holders as threads, each with its own certificate and
+HTTPS client, as `penumbra mpc holder` runs them). Some holders misbehave: `invalid` (a proof
+that fails), `replay` (the same report twice), `late` (after the deadline) and `malformed`
+(bytes that are no report frame). The round must count every valid report exactly once and
+refuse every invalid one by name; nothing may crash. Used by the tests (small) and
+`bench/mpc.py` (100 holders × 10k candidates). The aggregators run the test-only noiseless
+config so the result can be compared with the clear sum; noise is measured separately.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from penumbra.mpc.coordinator import MPCVoting
+from penumbra.mpc.demo import free_ports
+from penumbra.mpc.deploy import init_deployment, load_party_config
+from penumbra.mpc.holder import Holder, integer_votes
+from penumbra.mpc.protocol import UPLOAD_MEDIA_TYPE
+from penumbra.mpc.rounds import RoundResult, run_round
+from penumbra.mpc.tls import client_context, http_client
+
+FAULT_KINDS = ("invalid", "replay", "late", "malformed")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    result: RoundResult
+    expected: np.ndarray  # the clear sum of the reports that should count
+    honest: list[str]  # holders whose report must be accepted (replayers included: once)
+    faulty: dict[str, str]  # holder → fault
+    malformed_replies: list[str]  # what the aggregators answered the malformed uploads
+    seconds: float  # round opened → both shares collected
+    holders_done_s: float  # round opened → last holder thread finished
+
+
+def _faults(holders: int, faults: dict[str, int]) -> list[str]:
+    """Fault per holder index: the faulty ones spread over the list, the rest honest."""
+    out = [""] * holders
+    kinds = [k for k, n in faults.items() for _ in range(n)]
+    if len(kinds) > holders:
+        raise ValueError("more faulty holders than holders")
+    step = holders // max(1, len(kinds))
+    for i, kind in enumerate(kinds):
+        out[i * step] = kind
+    return out
+
+
+def load_round(
+    root: Path,
+    *,
+    holders: int,
+    candidates: int,
+    faults: dict[str, int],
+    bits: int = 16,
+    declared: int = 100,
+    dim: int = 8,
+    deadline_s: float = 20.0,
+    max_reports_in_flight: int = 8,
+    progress: Callable[[str], None] = lambda _: None,
+) -> LoadResult:
+    unknown = set(faults) - set(FAULT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; choose from {FAULT_KINDS}")
+    leader_port, helper_port, coordinator_port = free_ports(3)
+    configs = init_deployment(
+        root / "dep",
+        holders=holders,
+        counts=[declared] * holders,
+        bits=bits,
+        round_deadline_s=deadline_s,
+        ports={"leader": leader_port, "helper": helper_port, "coordinator": coordinator_port},
+        max_epsilon=50.0,
+        extra={
+            "test_noiseless": True,
+            "poll_s": 0.1,
+            "max_reports_in_flight": max_reports_in_flight,
+            "max_candidates": max(candidates, 1),
+        },
+    )
+    rng = np.random.default_rng(0)
+    private = [rng.normal(size=(declared, dim)).astype(np.float32) for _ in range(holders)]
+    embeddings = rng.normal(size=(candidates, dim)).astype(np.float32)
+    fault_of = _faults(holders, faults)
+    names = [f"holder-{i + 1}" for i in range(holders)]
+
+    procs: list[subprocess.Popen[bytes]] = []
+    voting: MPCVoting | None = None
+    try:
+        for name in ("leader", "helper"):
+            log = open(root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            command = [sys.executable, "-m", "penumbra", "mpc", "aggregator", "--config"]
+            procs.append(
+                subprocess.Popen([*command, configs[name]], stdout=log, stderr=subprocess.STDOUT)
+            )
+        voting = MPCVoting(load_party_config(configs["coordinator"]), embedder="",
+                           allow_noiseless=True)  # fmt: skip
+        voting.start()
+        start_deadline = time.monotonic() + 60
+        while not voting.aggs.healthy():
+            if time.monotonic() > start_deadline:
+                raise RuntimeError(f"aggregators did not start; see {root}/leader.log")
+            time.sleep(0.2)
+        progress("aggregators up")
+
+        threads: list[threading.Thread] = []
+        malformed_replies: list[str] = []
+        lock = threading.Lock()
+        parties: list[Holder] = []
+        for i, name in enumerate(names):
+            config = load_party_config(configs[name])
+            kind = fault_of[i]
+            if kind == "malformed":
+                threads.append(threading.Thread(
+                    target=_send_garbage, args=(config, voting, malformed_replies, lock),
+                    daemon=True,
+                ))  # fmt: skip
+                continue
+            holder = Holder(config, lambda _ann, e=private[i]: e, fault=kind)
+            parties.append(holder)
+            threads.append(threading.Thread(target=holder.run, kwargs={"max_idle_s": 30},
+                                            daemon=True))  # fmt: skip
+        for thread in threads:
+            thread.start()
+        done_at: list[float] = []
+        opened = time.monotonic()
+
+        def watch() -> None:
+            for thread in threads:
+                thread.join()
+            done_at.append(time.monotonic())
+
+        total = holders * declared
+        delta = 1.0 / (total * math.log(total))  # the most the aggregators allow
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        result = run_round(
+            voting.aggs, voting.board, run="load", iteration=0, embeddings=embeddings,
+            budget={"epsilon": 4.0, "delta": delta, "iterations": 1, "k": 1}, sigma=0.0,
+            allow_noiseless=True,
+        )  # fmt: skip
+        seconds = time.monotonic() - opened
+        progress(f"round done in {seconds:.1f} s")
+    finally:
+        if voting is not None:
+            voting.finish()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    watcher.join(timeout=40)
+    honest = [n for n, k in zip(names, fault_of, strict=True) if k in ("", "replay")]
+    expected = np.zeros(candidates, dtype=np.int64)
+    for i, name in enumerate(names):
+        if name in honest:
+            expected += np.array(integer_votes(private[i], embeddings, 1, bits), dtype=np.int64)
+    return LoadResult(
+        result=result,
+        expected=expected,
+        honest=honest,
+        faulty={n: k for n, k in zip(names, fault_of, strict=True) if k},
+        malformed_replies=malformed_replies,
+        seconds=seconds,
+        holders_done_s=(done_at[0] - opened) if done_at else float("nan"),
+    )
+
+
+def _send_garbage(
+    config: object, voting: MPCVoting, replies: list[str], lock: threading.Lock
+) -> None:
+    """Wait for the round, then send both aggregators bytes that are no report frame."""
+    from penumbra.mpc.deploy import PartyConfig
+
+    assert isinstance(config, PartyConfig)
+    client = http_client(client_context(config.path(config.ca), config.path(config.cert),
+                                        config.path(config.key)))  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        announcement = voting.board.get()
+        if announcement.open:
+            break
+        time.sleep(0.05)
+    for url in (config.leader_url, config.helper_url):
+        response = client.post(f"{url}/upload", content=b"\x07not a report" * 9,
+                               headers={"content-type": UPLOAD_MEDIA_TYPE})  # fmt: skip
+        with lock:
+            replies.append(str(response.json().get("reason", response.status_code)))
