@@ -27,7 +27,7 @@ from penumbra.mpc.coordinator import MPCVoting
 from penumbra.mpc.demo import free_ports
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.holder import Holder, integer_votes
-from penumbra.mpc.protocol import UPLOAD_MEDIA_TYPE
+from penumbra.mpc.protocol import UPLOAD_MEDIA_TYPE, Announcement
 from penumbra.mpc.rounds import RoundResult, run_round
 from penumbra.mpc.tls import client_context, http_client
 
@@ -127,7 +127,7 @@ def load_round(
                     daemon=True,
                 ))  # fmt: skip
                 continue
-            holder = Holder(config, lambda _ann, e=private[i]: e, fault=kind)
+            holder = Holder(config, _fixed_embeddings(private[i]), fault=kind)
             parties.append(holder)
             threads.append(threading.Thread(target=holder.run, kwargs={"max_idle_s": 30},
                                             daemon=True))  # fmt: skip
@@ -177,6 +177,10 @@ def load_round(
         seconds=seconds,
         holders_done_s=(done_at[0] - opened) if done_at else float("nan"),
     )
+
+
+def _fixed_embeddings(embeddings: np.ndarray) -> Callable[[Announcement], np.ndarray]:
+    return lambda _announcement: embeddings
 
 
 def _send_garbage(
