@@ -4,7 +4,8 @@ Real parties on loopback over mutual TLS: the two aggregators are processes, the
 and the holders run in this process (holders as threads, each with its own certificate and
 HTTPS client, as `penumbra mpc holder` runs them). Some holders misbehave: `invalid` (a proof
 that fails), `replay` (the same report twice), `late` (after the deadline) and `malformed`
-(bytes that are no report frame). The round must count every valid report exactly once and
+(bytes that are no report frame, then its real report). The round must count every valid
+report exactly once and
 refuse every invalid one by name; nothing may crash. Used by the tests (small) and
 `bench/mpc.py` (100 holders × 10k candidates). The aggregators run the test-only noiseless
 config so the result can be compared with the clear sum; noise is measured separately.
@@ -29,7 +30,6 @@ from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.holder import Holder, integer_votes
 from penumbra.mpc.protocol import UPLOAD_MEDIA_TYPE, Announcement
 from penumbra.mpc.rounds import RoundResult, run_round
-from penumbra.mpc.tls import client_context, http_client
 
 FAULT_KINDS = ("invalid", "replay", "late", "malformed")
 
@@ -121,16 +121,16 @@ def load_round(
         for i, name in enumerate(names):
             config = load_party_config(configs[name])
             kind = fault_of[i]
-            if kind == "malformed":
-                threads.append(threading.Thread(
-                    target=_send_garbage, args=(config, voting, malformed_replies, lock),
-                    daemon=True,
-                ))  # fmt: skip
-                continue
-            holder = Holder(config, _fixed_embeddings(private[i]), fault=kind)
+            holder = Holder(config, _fixed_embeddings(private[i]),
+                            fault="" if kind == "malformed" else kind)  # fmt: skip
             parties.append(holder)
-            threads.append(threading.Thread(target=holder.run, kwargs={"max_idle_s": 30},
-                                            daemon=True))  # fmt: skip
+            if kind == "malformed":  # garbage first (as if damaged in transit), then its report
+                target: Callable[[], object] = _garbage_then(
+                    holder, voting, malformed_replies, lock
+                )
+            else:
+                target = _run(holder)
+            threads.append(threading.Thread(target=target, daemon=True))
         for thread in threads:
             thread.start()
         done_at: list[float] = []
@@ -163,7 +163,7 @@ def load_round(
             except subprocess.TimeoutExpired:
                 proc.kill()
     watcher.join(timeout=40)
-    honest = [n for n, k in zip(names, fault_of, strict=True) if k in ("", "replay")]
+    honest = [n for n, k in zip(names, fault_of, strict=True) if k in ("", "replay", "malformed")]
     expected = np.zeros(candidates, dtype=np.int64)
     for i, name in enumerate(names):
         if name in honest:
@@ -183,23 +183,26 @@ def _fixed_embeddings(embeddings: np.ndarray) -> Callable[[Announcement], np.nda
     return lambda _announcement: embeddings
 
 
-def _send_garbage(
-    config: object, voting: MPCVoting, replies: list[str], lock: threading.Lock
-) -> None:
-    """Wait for the round, then send both aggregators bytes that are no report frame."""
-    from penumbra.mpc.deploy import PartyConfig
+def _run(holder: Holder) -> Callable[[], object]:
+    return lambda: holder.run(max_idle_s=30)
 
-    assert isinstance(config, PartyConfig)
-    client = http_client(client_context(config.path(config.ca), config.path(config.cert),
-                                        config.path(config.key)))  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        announcement = voting.board.get()
-        if announcement.open:
-            break
-        time.sleep(0.05)
-    for url in (config.leader_url, config.helper_url):
-        response = client.post(f"{url}/upload", content=b"\x07not a report" * 9,
-                               headers={"content-type": UPLOAD_MEDIA_TYPE})  # fmt: skip
-        with lock:
-            replies.append(str(response.json().get("reason", response.status_code)))
+
+def _garbage_then(
+    holder: Holder, voting: MPCVoting, replies: list[str], lock: threading.Lock
+) -> Callable[[], object]:
+    """Wait for the round, send both aggregators bytes that are no report frame, then answer
+    the round as an honest holder."""
+
+    def go() -> object:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not voting.board.get().open:
+            time.sleep(0.05)
+        config = holder.c
+        for url in (config.leader_url, config.helper_url):
+            response = holder.client.post(f"{url}/upload", content=b"\x07not a report" * 9,
+                                          headers={"content-type": UPLOAD_MEDIA_TYPE})  # fmt: skip
+            with lock:
+                replies.append(str(response.json().get("reason", response.status_code)))
+        return holder.run(max_idle_s=30)
+
+    return go
