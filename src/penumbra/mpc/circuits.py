@@ -8,6 +8,7 @@ by `1/num_shares` so each Aggregator's evaluation on its share is a share of the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,8 +90,9 @@ def _range_check_inputs(
 
 def _range_check_inputs_fast(
     meas: Sequence[int], joint_rand: Sequence[int], shares_inv: int, calls: int, chunk: int
-) -> list[list[int]]:
-    """`_range_check_inputs` for Field64 on uint64 arrays (same values)."""
+) -> Any:
+    """`_range_check_inputs` for Field64 on uint64 arrays (same values; a (calls, arity)
+    uint64 array in place of the list of lists, which `flp._wire_rows` takes as it is)."""
     padded = np.zeros(calls * chunk, dtype=np.uint64)
     padded[: len(meas)] = goldilocks.asarray(list(meas))
     x = padded.reshape(calls, chunk)
@@ -106,8 +108,7 @@ def _range_check_inputs_fast(
     inputs = np.empty((calls, 2 * chunk), dtype=np.uint64)
     inputs[:, 0::2] = goldilocks.mul(powers, x)
     inputs[:, 1::2] = goldilocks.sub(x, np.uint64(shares_inv))
-    result: list[list[int]] = inputs.tolist()
-    return result
+    return inputs
 
 
 def _weighted_rows(

@@ -146,7 +146,7 @@ class Valid:
     def eval(self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int) -> list[int]:
         inputs = self.gadget_inputs(meas, joint_rand, num_shares)
         outputs = [
-            [g.eval(self.field, call) for call in calls]
+            [g.eval(self.field, [int(x) for x in call]) for call in calls]
             for g, calls in zip(self.GADGETS, inputs, strict=True)
         ]
         return self.combine(meas, joint_rand, num_shares, outputs)
@@ -171,8 +171,17 @@ class Valid:
         return 1 + sum(g.ARITY + 1 for g in self.GADGETS)
 
 
-def _wire_rows(seeds: Sequence[int], calls: list[list[int]], p: int) -> ObjArray:
-    """ARITY rows of length p: the wire seed, then the value of that wire in each call."""
+def _wire_rows(
+    seeds: Sequence[int], calls: list[list[int]] | goldilocks.U64, p: int
+) -> ObjArray:
+    """ARITY rows of length p: the wire seed, then the value of that wire in each call.
+
+    Calls given as a uint64 array (the Field64 fast path) give uint64 rows."""
+    if isinstance(calls, np.ndarray) and calls.dtype == np.uint64:
+        fast = np.zeros((len(seeds), p), dtype=np.uint64)
+        fast[:, 0] = goldilocks.asarray(list(seeds))
+        fast[:, 1 : 1 + len(calls)] = calls.T
+        return fast
     rows = np.zeros((len(seeds), p), dtype=object)
     rows[:, 0] = list(seeds)
     if calls:

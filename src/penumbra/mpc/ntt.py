@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,8 @@ import numpy.typing as npt
 from penumbra.mpc import goldilocks
 from penumbra.mpc.field import Field
 
-ObjArray = npt.NDArray[np.object_]
+# Rows of field elements: Python ints in object arrays, or uint64 on the Field64 fast path.
+ObjArray = npt.NDArray[Any]
 
 
 def next_power_of_2(x: int) -> int:
