@@ -120,6 +120,11 @@ class PromptsConfig(Section):
         description="public attribute words (colours, tones, materials) paired at random with "
         "the categories in the random API's prompts",
     )
+    keep_attributes: bool = Field(
+        False,
+        description="a variation keeps the attribute words its parent names (e.g. a tone), so "
+        "the votes, not the LLM's drift, decide how much of each attribute the population holds",
+    )
     steer: str = Field(
         "It must describe {subject}.",
         description="added to the random prompt when categories/attributes are given",

@@ -117,6 +117,30 @@ def test_variation_that_leaves_the_domain_keeps_its_parent() -> None:
     ]
 
 
+def test_variation_keeps_the_attributes_its_parent_names() -> None:
+    """With keep_attributes, a variation that drops its parent's tone is retried, then falls
+    back to the parent; one that keeps it (and any unnamed attribute changes) is taken."""
+
+    def reply(prompt: str, seed: int) -> str:
+        if "dark grey" in prompt:
+            return "a stylish pullover"  # drops "dark" and "grey"
+        if "black" in prompt:
+            return "a black leather bag with a strap"
+        return "a white dress"  # the parent named no attribute: anything on-domain goes
+
+    api = _api(ScriptedLLM(reply), categories=[*CATEGORIES, "pullover"],
+               attributes=["black", "dark grey", "white"], keep_attributes=True)  # fmt: skip
+    parents = ["a dark grey pullover", "a black bag", "a long dress"]
+    assert api.vary(parents, seed=3) == [
+        "a dark grey pullover",
+        "a black leather bag with a strap",
+        "a white dress",
+    ]
+    drifting = _api(ScriptedLLM(reply), categories=[*CATEGORIES, "pullover"],
+                    attributes=["black", "dark grey", "white"])  # fmt: skip
+    assert drifting.vary(parents[:1], seed=3) == ["a stylish pullover"]  # off by default
+
+
 def test_without_categories_nothing_is_steered_or_filtered() -> None:
     llm = ScriptedLLM(lambda p, s: "a red car parked outside")
     api = _api(llm)

@@ -282,7 +282,7 @@ def evolve_captions(
         max_words=cfg.prompts.max_words, max_new_tokens=cfg.prompts.max_new_tokens,
         temperature=cfg.prompts.temperature, retries=cfg.prompts.retries,
         categories=cfg.prompts.categories, attributes=cfg.prompts.attributes,
-        steer=cfg.prompts.steer,
+        steer=cfg.prompts.steer, keep_attributes=cfg.prompts.keep_attributes,
     )  # fmt: skip
     embed = (
         renderer if renderer is not None and cfg.voting == "image" else models.text_embedder.embed

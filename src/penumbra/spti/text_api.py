@@ -110,6 +110,7 @@ class LLMCaptionAPI:
         categories: list[str] | None = None,
         attributes: list[str] | None = None,
         steer: str = "",
+        keep_attributes: bool = False,
     ) -> None:
         self.generator = generator
         self.domain = domain
@@ -124,17 +125,20 @@ class LLMCaptionAPI:
         self.attributes = list(attributes or [])
         self.steer = steer
         self.heads = [head_word(c) for c in self.categories]
+        self.keep_attributes = keep_attributes
+        self.attribute_words = sorted({w.lower() for a in self.attributes for w in a.split()})
 
     def _complete(
         self,
         prompts: list[str],
         fallbacks: list[str],
         seed: int,
-        required: list[list[str]] | None = None,
+        required: list[list[list[str]]] | None = None,
     ) -> list[str]:
-        """One clean caption per prompt, retrying failures, duplicates and captions that name
-        none of the prompt's `required` head words (off-domain); after the retry budget a
-        prompt gets its fallback."""
+        """One clean caption per prompt, retrying failures, duplicates and captions that miss
+        one of the prompt's `required` word groups (each group: name at least one of its
+        words; e.g. the category's head words, then each attribute to keep); after the retry
+        budget a prompt gets its fallback."""
         out: list[str | None] = [None] * len(prompts)
         seen: set[str] = set()
         for attempt in range(self.retries + 1):
@@ -149,7 +153,9 @@ class LLMCaptionAPI:
             )
             for i, reply in zip(todo, replies, strict=True):
                 caption = clean_caption(reply, self.max_words)
-                if caption is not None and required and not mentions(caption, required[i]):
+                if caption is not None and required and not all(
+                    mentions(caption, group) for group in required[i]
+                ):
                     caption = None
                 if caption is not None and (caption.lower() not in seen or attempt == self.retries):
                     out[i] = caption
@@ -170,7 +176,7 @@ class LLMCaptionAPI:
             if subject[0] and self.steer:
                 prompt += " " + self.steer.format(subject=subject[0], domain=self.domain)
             prompts.append(prompt)
-        required = [[head_word(c)] for _, c in subjects] if self.categories else None
+        required = [[[head_word(c)]] for _, c in subjects] if self.categories else None
         fallbacks = [subject or self.domain for subject, _ in subjects]
         return self._complete(prompts, fallbacks, seed, required)
 
@@ -209,7 +215,14 @@ class LLMCaptionAPI:
         # A variation keeps its parent's category: the votes, not the LLM's drift, decide how
         # much of each category the population holds. One that fails to parse, or leaves the
         # category, keeps its parent caption.
-        required = None
-        if self.categories:
-            required = [[h for h in self.heads if mentions(p, [h])] or self.heads for p in payloads]
+        required: list[list[list[str]]] | None = None
+        if self.categories or self.keep_attributes:
+            required = []
+            for p in payloads:
+                groups = []
+                if self.categories:
+                    groups.append([h for h in self.heads if mentions(p, [h])] or self.heads)
+                if self.keep_attributes:
+                    groups += [[w] for w in self.attribute_words if mentions(p, [w])]
+                required.append(groups)
         return self._complete(prompts, list(payloads), seed, required)
