@@ -171,9 +171,7 @@ class Valid:
         return 1 + sum(g.ARITY + 1 for g in self.GADGETS)
 
 
-def _wire_rows(
-    seeds: Sequence[int], calls: list[list[int]] | goldilocks.U64, p: int
-) -> ObjArray:
+def _wire_rows(seeds: Sequence[int], calls: list[list[int]] | goldilocks.U64, p: int) -> ObjArray:
     """ARITY rows of length p: the wire seed, then the value of that wire in each call.
 
     Calls given as a uint64 array (the Field64 fast path) give uint64 rows."""

@@ -153,8 +153,10 @@ class LLMCaptionAPI:
             )
             for i, reply in zip(todo, replies, strict=True):
                 caption = clean_caption(reply, self.max_words)
-                if caption is not None and required and not all(
-                    mentions(caption, group) for group in required[i]
+                if (
+                    caption is not None
+                    and required
+                    and not all(mentions(caption, group) for group in required[i])
                 ):
                     caption = None
                 if caption is not None and (caption.lower() not in seen or attempt == self.retries):
