@@ -152,3 +152,11 @@ def test_multiproof_matches_the_draft_vector(monkeypatch: pytest.MonkeyPatch) ->
     assert message is not None and message.hex() == MP_MESSAGE
     out = [vdaf.verify_next(MP_CTX, s, message) for s in (leader_state, helper_state)]
     assert vdaf.unshard(None, [out[0], out[1]], 1) == list(range(10))
+
+
+def test_a_shard_leaves_no_measurement_rows_behind() -> None:
+    from penumbra.mpc import flp
+
+    vdaf = Prio3BoundedVoteVec(50, 8, None, 20, 20, field=Field64, proofs=3)
+    vdaf.shard(b"ctx", [1] * 20 + [0] * 30, bytes(16), secrets.token_bytes(vdaf.RAND_SIZE))
+    assert flp._LAST_SEEDLESS == []

@@ -33,7 +33,7 @@ from penumbra.mpc.encoding import (
     VerifyState,
 )
 from penumbra.mpc.field import Field, Field64, Field128
-from penumbra.mpc.flp import Flp, Valid, wire_poly_len
+from penumbra.mpc.flp import Flp, Valid, forget_reused_rows, wire_poly_len
 from penumbra.mpc.xof import Xof, XofTurboShake128, format_dst
 
 __all__ = [
@@ -212,6 +212,14 @@ class Prio3(Prio3Encoding):
     ) -> tuple[PublicShare, list[InputShare]]:
         """Shard an already encoded measurement without validating it (tests craft invalid
         encodings here to check that honest Aggregators reject them)."""
+        try:
+            return self._shard_unchecked(ctx, meas, nonce, rand)
+        finally:
+            forget_reused_rows()  # measurement-derived rows leave memory with the shard
+
+    def _shard_unchecked(
+        self, ctx: bytes, meas: Sequence[int], nonce: bytes, rand: bytes
+    ) -> tuple[PublicShare, list[InputShare]]:
         if len(nonce) != self.NONCE_SIZE:
             raise ValueError("incorrect nonce size")
         if len(rand) != self.RAND_SIZE:

@@ -37,6 +37,10 @@ DEMO_CONFIG = {
                        "pair of ankle boots"],
         "attributes": ["black", "dark grey", "grey", "white", "light grey", "beige", "brown",
                        "navy", "red", "patterned"],
+        # a variation keeps its parent's colour words: how dark the set is comes from the
+        # votes, not from the LLM forgetting "black" (the generator renders "black"/"dark"
+        # captions dark every time, plain ones almost never)
+        "keep_attributes": True,
     },
     "output": {"num_images": 1000, "image_size": 32, "selection": "proportional"},
 }  # fmt: skip
