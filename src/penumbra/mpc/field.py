@@ -121,6 +121,28 @@ class Field64(Field):
     GEN_ORDER = 2**32
     GENERATOR = pow(7, 4294967295, MODULUS)
 
+    @classmethod
+    def vec_add(cls, left: Sequence[int], right: Sequence[int]) -> list[int]:
+        from penumbra.mpc import goldilocks
+
+        if not goldilocks.handles(cls.MODULUS) or len(left) != len(right):
+            return super().vec_add(left, right)
+        out: list[int] = goldilocks.add(
+            goldilocks.asarray(left), goldilocks.asarray(right)
+        ).tolist()
+        return out
+
+    @classmethod
+    def vec_sub(cls, left: Sequence[int], right: Sequence[int]) -> list[int]:
+        from penumbra.mpc import goldilocks
+
+        if not goldilocks.handles(cls.MODULUS) or len(left) != len(right):
+            return super().vec_sub(left, right)
+        out: list[int] = goldilocks.sub(
+            goldilocks.asarray(left), goldilocks.asarray(right)
+        ).tolist()
+        return out
+
 
 class Field128(Field):
     """`2**66 * 4611686018427387897 + 1`, used by Prio3SumVec, Prio3Histogram and ours."""

@@ -242,12 +242,11 @@ class Prio3(Prio3Encoding):
             leader_blind = None
             prove_seed = seeds[helpers]
 
-        p = self.field.MODULUS
         leader_meas = list(meas)
         joint_rand_parts: list[bytes] = []
         for j in range(helpers):
             share = self.helper_meas_share(ctx, j + 1, helper_shares[j])
-            leader_meas = [(a - b) % p for a, b in zip(leader_meas, share, strict=True)]
+            leader_meas = self.field.vec_sub(leader_meas, share)
             if use_joint:
                 blind = helper_blinds[j]
                 assert blind is not None
@@ -271,7 +270,7 @@ class Prio3(Prio3Encoding):
             )
         for j in range(helpers):
             share = self.helper_proofs_share(ctx, j + 1, helper_shares[j])
-            leader_proofs = [(a - b) % p for a, b in zip(leader_proofs, share, strict=True)]
+            leader_proofs = self.field.vec_sub(leader_proofs, share)
 
         input_shares: list[InputShare] = [(leader_meas, leader_proofs, leader_blind)]
         for j in range(helpers):
@@ -334,14 +333,13 @@ class Prio3(Prio3Encoding):
         """Combine all Aggregators' verifier shares; ValueError if any proof is rejected."""
         if len(verifier_shares) != self.SHARES:
             raise ValueError(f"expected {self.SHARES} verifier shares")
-        p = self.field.MODULUS
         vlen = self.flp.VERIFIER_LEN
         verifiers = [0] * (vlen * self.PROOFS)
         parts: list[bytes] = []
         for share, part in verifier_shares:
             if len(share) != len(verifiers):
                 raise ValueError("verifier share has the wrong length")
-            verifiers = [(a + b) % p for a, b in zip(verifiers, share, strict=True)]
+            verifiers = self.field.vec_add(verifiers, share)
             if self.flp.JOINT_RAND_LEN > 0:
                 if part is None:
                     raise ValueError("joint randomness part missing")
