@@ -35,13 +35,8 @@ DEMO_CONFIG = {
         "categories": ["t-shirt", "pair of trousers", "pullover", "dress", "coat",
                        "pair of sandals", "shirt", "pair of sneakers", "bag",
                        "pair of ankle boots"],
-        # six tones the shipped generator follows (its model card's caption words): with six
-        # candidates per category, every category starts with each of them once
-        "attributes": ["black", "dark grey", "grey", "patterned", "light grey", "white"],
-        # a variation keeps its parent's tone words: how dark the set is comes from the votes,
-        # not from the LLM forgetting "black" (the generator renders "black"/"dark" captions
-        # dark every time, plain ones almost never)
-        "keep_attributes": True,
+        "attributes": ["black", "dark grey", "grey", "white", "light grey", "beige", "brown",
+                       "navy", "red", "patterned"],
     },
     "output": {"num_images": 1000, "image_size": 32, "selection": "proportional"},
 }  # fmt: skip
