@@ -160,3 +160,12 @@ def test_a_shard_leaves_no_measurement_rows_behind() -> None:
     vdaf = Prio3BoundedVoteVec(50, 8, None, 20, 20, field=Field64, proofs=3)
     vdaf.shard(b"ctx", [1] * 20 + [0] * 30, bytes(16), secrets.token_bytes(vdaf.RAND_SIZE))
     assert flp._LAST_SEEDLESS == []
+
+
+@pytest.mark.parametrize("n", [2, 64, 512])
+def test_lagrange_weights_match_the_reference(n: int) -> None:
+    rng = random.Random(n)
+    for x in [rng.randrange(P) for _ in range(3)] + [Field64.nth_root(n)]:  # a node: its index
+        fast = ntt.lagrange_weights(Field64, n, x)
+        with goldilocks.reference_arithmetic():
+            assert fast == ntt.lagrange_weights(Field64, n, x)

@@ -88,13 +88,27 @@ def _range_check_inputs(
     return [result]
 
 
+def _as_words(valid: Valid, meas: Sequence[int]) -> Any:
+    """The measurement (share) as uint64 words on the Field64 path, converted once per report:
+    each proof's gadget inputs read the same list. Kept on the circuit instance (one per
+    report), never in a module-level cache: on a holder it is the clear measurement."""
+    if not goldilocks.handles(valid.field.MODULUS):
+        return meas
+    last = getattr(valid, "_last_words", None)
+    if last is not None and last[0] is meas:
+        return last[1]
+    words = goldilocks.asarray(meas)
+    valid._last_words = (meas, words)  # type: ignore[attr-defined]
+    return words
+
+
 def _range_check_inputs_fast(
     meas: Sequence[int], joint_rand: Sequence[int], shares_inv: int, calls: int, chunk: int
 ) -> Any:
     """`_range_check_inputs` for Field64 on uint64 arrays (same values; a (calls, arity)
     uint64 array in place of the list of lists, which `flp._wire_rows` takes as it is)."""
     padded = np.zeros(calls * chunk, dtype=np.uint64)
-    padded[: len(meas)] = goldilocks.asarray(list(meas))
+    padded[: len(meas)] = goldilocks.asarray(meas)
     x = padded.reshape(calls, chunk)
     r = goldilocks.asarray([int(v) for v in joint_rand[:calls]])
     powers = np.empty((calls, chunk), dtype=np.uint64)
@@ -236,7 +250,9 @@ class SumVec(Valid):
     def gadget_inputs(
         self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
     ) -> list[list[list[int]]]:
-        return _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length)
+        return _range_check_inputs(
+            self.field, _as_words(self, meas), joint_rand, num_shares, self.chunk_length
+        )
 
     def combine(
         self,
@@ -281,7 +297,9 @@ class Histogram(Valid):
     def gadget_inputs(
         self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
     ) -> list[list[list[int]]]:
-        return _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length)
+        return _range_check_inputs(
+            self.field, _as_words(self, meas), joint_rand, num_shares, self.chunk_length
+        )
 
     def combine(
         self,
@@ -386,7 +404,9 @@ class L1BoundedSumVec(Valid):
     def gadget_inputs(
         self, meas: Sequence[int], joint_rand: Sequence[int], num_shares: int
     ) -> list[list[list[int]]]:
-        return _range_check_inputs(self.field, meas, joint_rand, num_shares, self.chunk_length)
+        return _range_check_inputs(
+            self.field, _as_words(self, meas), joint_rand, num_shares, self.chunk_length
+        )
 
     def combine(
         self,

@@ -51,7 +51,8 @@ class Field:
         if size == 8:
             if words.size and int(words.max()) >= cls.MODULUS:
                 raise ValueError(f"{cls.__name__}: modulus overflow")
-            return [int(x) for x in words.tolist()]
+            vec64: list[int] = words.tolist()  # Python ints already
+            return vec64
         lo = words[0::2].tolist()
         hi = words[1::2].tolist()
         vec = [a | (b << 64) for a, b in zip(lo, hi, strict=True)]

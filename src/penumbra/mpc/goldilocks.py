@@ -202,6 +202,47 @@ def dot(rows: U64, weights: U64) -> U64:
     return out
 
 
+@_jit
+def _batch_inverse(values: Any, out: Any) -> None:
+    """out[i] = 1 / values[i] with one exponentiation (Montgomery's trick); no zero allowed."""
+    n = values.size
+    prefix = np.empty(n + 1, dtype=np.uint64)
+    prefix[0] = np.uint64(1)
+    for i in range(n):
+        prefix[i + 1] = _mul(prefix[i], values[i])
+    inv = np.uint64(1)  # prefix[n] ** (p - 2) by square and multiply
+    base = prefix[n]
+    e = _P - np.uint64(2)
+    while e > 0:
+        if e & _ONE:
+            inv = _mul(inv, base)
+        base = _mul(base, base)
+        e >>= _ONE
+    for i in range(n - 1, -1, -1):
+        out[i] = _mul(inv, prefix[i])
+        inv = _mul(inv, values[i])
+
+
+@lru_cache(maxsize=64)
+def _nodes(root: int, n: int) -> U64:
+    return powers(root, n)
+
+
+def lagrange_weights(root: int, n: int, x: int) -> list[int] | int:
+    """`ntt.lagrange_weights` for Field64 (`root` the principal n-th root): the weights
+    `w_i (x**n - 1) / (n (x - w_i))`, or the node index if x is a node."""
+    nodes = _nodes(root, n)
+    diffs = sub(np.full(n, x, dtype=np.uint64), nodes)
+    zero = np.flatnonzero(diffs == 0)
+    if zero.size:
+        return int(zero[0])
+    inv = np.empty(n, dtype=np.uint64)
+    _batch_inverse(diffs, inv)
+    scale = (pow(x, n, P) - 1) * pow(n, P - 2, P) % P
+    weights: list[int] = mul(mul(nodes, np.uint64(scale)), inv).tolist()
+    return weights
+
+
 def powers(base: int, n: int) -> U64:
     out = np.empty(n, dtype=np.uint64)
     acc = 1

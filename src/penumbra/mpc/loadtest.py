@@ -42,7 +42,6 @@ class LoadResult:
     faulty: dict[str, str]  # holder → fault
     malformed_replies: list[str]  # what the aggregators answered the malformed uploads
     seconds: float  # round opened → both shares collected
-    holders_done_s: float  # round opened → last holder thread finished
 
 
 def _faults(holders: int, faults: dict[str, int]) -> list[str]:
@@ -133,18 +132,10 @@ def load_round(
             threads.append(threading.Thread(target=target, daemon=True))
         for thread in threads:
             thread.start()
-        done_at: list[float] = []
         opened = time.monotonic()
-
-        def watch() -> None:
-            for thread in threads:
-                thread.join()
-            done_at.append(time.monotonic())
 
         total = holders * declared
         delta = 1.0 / (total * math.log(total))  # the most the aggregators allow
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
         result = run_round(
             voting.aggs, voting.board, run="load", iteration=0, embeddings=embeddings,
             budget={"epsilon": 4.0, "delta": delta, "iterations": 1, "k": 1}, sigma=0.0,
@@ -162,7 +153,6 @@ def load_round(
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    watcher.join(timeout=40)
     honest = [n for n, k in zip(names, fault_of, strict=True) if k in ("", "replay", "malformed")]
     expected = np.zeros(candidates, dtype=np.int64)
     for i, name in enumerate(names):
@@ -175,7 +165,6 @@ def load_round(
         faulty={n: k for n, k in zip(names, fault_of, strict=True) if k},
         malformed_replies=malformed_replies,
         seconds=seconds,
-        holders_done_s=(done_at[0] - opened) if done_at else float("nan"),
     )
 
 

@@ -180,8 +180,10 @@ def lagrange_weights(field: type[Field], n: int, x: int) -> list[int] | int:
     `L_i(x) = w_i * (x**n - 1) / (n * (x - w_i))` for the nodes `w_i = Wn**i`.
     """
     p = field.MODULUS
-    nodes = field.nth_root_powers(n)
     x %= p
+    if goldilocks.handles(p):
+        return goldilocks.lagrange_weights(field.nth_root(n), n, x)
+    nodes = field.nth_root_powers(n)
     diffs = [(x - w) % p for w in nodes]
     if 0 in diffs:
         return diffs.index(0)
