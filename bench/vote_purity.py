@@ -1,0 +1,110 @@
+"""Where the demo's dark-share gap comes from: which render each private item votes for.
+
+For finished demo runs (`bench/demo_quality.py` folders), every render the run made is embedded
+with `builtin:effnet-lite0` (tone grid 8) and every private item votes, exactly (no noise), for
+its nearest render, with the grey-grid part of the features scaled to `tone_weight` w. Per w:
+- same class: the render is of the private item's class (the shipped classifier);
+- dark → dark: a dark private item's render is dark by that class's cut (the demo's ruler);
+- votes' class-mix TV and largest per-class dark-share gap: what a final set drawn exactly in
+  proportion to these votes would score, the best PE's selection could do with these renders.
+
+    .venv/bin/python bench/vote_purity.py runs/demo-prop/eps-1-seed-0 runs/demo-prop/eps-1-seed-1
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_md import splice_section
+
+from penumbra.data.demo import demo_private_set, tone_cuts
+from penumbra.data.fashion import measure
+from penumbra.evaluate.fashion_classifier import predict
+from penumbra.evaluate.fashion_tones import as_fashion_mnist, tone_levels
+from penumbra.models.effnet import EffNetImageEmbedder
+from penumbra.spti.demo import DEMO_PRIVATE
+
+WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+FEATURES = 1280
+
+
+def purity(run: Path, private: np.ndarray, labels: np.ndarray, levels: np.ndarray,
+           embedder: EffNetImageEmbedder) -> list[dict[str, float]]:  # fmt: skip
+    files = sorted(run.glob("renders/*.png"))
+    images = [Image.open(f).convert("RGB") for f in files]
+    renders = embedder.embed(images)
+    render_class = predict(images)
+    render_intensity = measure(np.stack([as_fashion_mnist(i) for i in images]))[0]
+    cuts = tone_cuts()
+    private_mix = np.bincount(labels, minlength=10) / len(labels)
+    rows = []
+    for w in WEIGHTS:
+        scale = w / embedder.tone_weight
+        p = np.hstack([private[:, :FEATURES], private[:, FEATURES:] * scale])
+        r = np.hstack([renders[:, :FEATURES], renders[:, FEATURES:] * scale])
+        nearest = ((p**2).sum(1)[:, None] - 2 * p @ r.T + (r**2).sum(1)[None, :]).argmin(1)
+        voted_dark = render_intensity[nearest] < cuts[labels, 0]
+        classes = render_class[nearest]
+        gaps = [
+            abs(float((render_intensity[nearest][classes == c] < cuts[c, 0]).mean())
+                - float((levels[labels == c] == 0).mean()))
+            for c in range(10) if (classes == c).any()
+        ]  # fmt: skip
+        rows.append({
+            "w": w, "renders": len(files),
+            "same_class": float((classes == labels).mean()),
+            "dark_to_dark": float(voted_dark[levels == 0].mean()),
+            "tv": 0.5 * float(np.abs(np.bincount(classes, minlength=10) / len(classes)
+                                     - private_mix).sum()),
+            "gap": max(gaps),
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args()
+    before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    demo = demo_private_set(DEMO_PRIVATE)
+    labels = np.asarray(demo.labels)
+    images = list(demo.images)
+    embedder = EffNetImageEmbedder(tone_grid=8, tone_weight=2.0)
+    private = embedder.embed(images)
+    levels = tone_levels(images, labels)
+    lines = [
+        "## Vote purity vs tone weight (`bench/vote_purity.py`)",
+        "",
+        "Exact nearest-render votes of the 4000 demo private items over every render a finished "
+        "demo run made (ε = 1 runs of `bench/demo_quality.py`), the grey-grid features scaled "
+        "to w. Largest dark gap: per class, the dark share of the voted renders vs the private "
+        "set's (held-out real images: 0.097). Command: `.venv/bin/python bench/vote_purity.py "
+        + " ".join(str(r) for r in args.runs)
+        + f"`. Load before: `{before}`.",
+        "",
+        "| run | renders | w | same class | dark → dark | votes' class-mix TV | largest dark gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in args.runs:
+        for row in purity(run, private, labels, levels, embedder):
+            lines.append(
+                f"| {run.name} | {row['renders']:.0f} | {row['w']:g} | {row['same_class']:.3f} | "
+                f"{row['dark_to_dark']:.3f} | {row['tv']:.3f} | {row['gap']:.3f} |"
+            )
+    after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines.append(f"\nLoad after: `{after}`.")
+    block = "\n".join(lines)
+    splice_section("vote-purity", block)
+    sys.stdout.write(block + "\n")
+
+
+if __name__ == "__main__":
+    main()
