@@ -154,12 +154,21 @@ def test_multiproof_matches_the_draft_vector(monkeypatch: pytest.MonkeyPatch) ->
     assert vdaf.unshard(None, [out[0], out[1]], 1) == list(range(10))
 
 
-def test_a_shard_leaves_no_measurement_rows_behind() -> None:
-    from penumbra.mpc import flp
+def test_a_shard_leaves_no_measurement_rows_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prover keeps measurement-derived rows between its proofs, and drops them on return."""
+    from penumbra.mpc import flp, prio3
 
+    kept: list[object] = []
+
+    def forget() -> None:
+        kept.append(flp.reused_rows())
+        flp.forget_reused_rows()
+
+    monkeypatch.setattr(prio3, "forget_reused_rows", forget)
     vdaf = Prio3BoundedVoteVec(50, 8, None, 20, 20, field=Field64, proofs=3)
     vdaf.shard(b"ctx", [1] * 20 + [0] * 30, bytes(16), secrets.token_bytes(vdaf.RAND_SIZE))
-    assert flp._LAST_SEEDLESS == []
+    assert len(kept) == 1 and kept[0] is not None  # they were kept during the shard…
+    assert flp.reused_rows() is None  # …and are gone after it
 
 
 @pytest.mark.parametrize("n", [2, 64, 512])

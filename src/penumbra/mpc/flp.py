@@ -11,6 +11,7 @@ circuit. The proof and verifier bytes are the draft's, as the test vectors check
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -124,11 +125,17 @@ class ParallelSum(Gadget):
 # doubled evaluations without their seeds are kept (the last ones seen) and each proof adds
 # `seed * double(e_0)`: two thirds of the prover's transforms with three proofs. Exact.
 # The rows derive from the measurement, so Prio3 forgets them when its shard returns.
-_LAST_SEEDLESS: list[tuple[bytes, goldilocks.U64]] = []
+# Per thread: holders may prove in several threads of one process (the load test does).
+_REUSED = threading.local()
+
+
+def reused_rows() -> tuple[bytes, goldilocks.U64] | None:
+    """This thread's kept rows, if any (tests check that a shard leaves none)."""
+    return getattr(_REUSED, "last", None)
 
 
 def forget_reused_rows() -> None:
-    _LAST_SEEDLESS.clear()
+    _REUSED.last = None
 
 
 def _double_evaluations_reusing(field: type[Field], rows: goldilocks.U64) -> goldilocks.U64:
@@ -136,12 +143,12 @@ def _double_evaluations_reusing(field: type[Field], rows: goldilocks.U64) -> gol
     seedless = rows.copy()
     seedless[:, 0] = 0
     key = hashlib.blake2b(seedless.tobytes(), digest_size=32).digest() + n.to_bytes(8, "little")
-    last = _LAST_SEEDLESS[0] if _LAST_SEEDLESS else None
+    last = reused_rows()
     if last is not None and last[0] == key:
         base = last[1]
     else:
         base = ntt.double_evaluations_fast(field, seedless)
-        _LAST_SEEDLESS[:] = [(key, base)]  # one assignment: safe to read from other threads
+        _REUSED.last = (key, base)
     unit = np.zeros((1, n), dtype=np.uint64)
     unit[0, 0] = 1
     e0 = ntt.double_evaluations_fast(field, unit)
