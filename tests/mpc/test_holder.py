@@ -131,3 +131,45 @@ def test_the_polling_loop_logs_a_refusal_and_goes_on(
     assert h.run(max_idle_s=5) == 0
     assert h.client.posts == [] and embedded == []  # type: ignore[attr-defined]
     assert "round t000-abc refused" in caplog.text and "k=8" in caplog.text
+
+
+class Busy(Recorder):
+    """An aggregator that answers 503 (busy, retry after 0.05 s) `busy` times, then accepts."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    def post(self, url: str, content: bytes, headers: dict[str, str]) -> Any:
+        self.posts.append((url, content))
+        accepted = len(self.posts) > self.busy
+
+        class Reply:
+            status_code = 200 if accepted else 503
+            headers = {} if accepted else {"retry-after": "0.05"}
+
+            @staticmethod
+            def json() -> dict[str, object]:
+                return {"accepted": True} if accepted else {"accepted": False, "reason": "busy"}
+
+        return Reply()
+
+
+def test_a_busy_aggregator_is_asked_again_until_it_accepts(
+    holder: tuple[Holder, list[int]],
+) -> None:
+    h, _ = holder
+    h.client = Busy(busy=3)  # type: ignore[assignment]
+    h.submit(_ann())
+    posts = h.client.posts  # type: ignore[attr-defined]
+    # three 503s on the leader, then one upload each: the same frame every time
+    assert len(posts) == 5 and len({body for _, body in posts[:4]}) == 1
+
+
+def test_a_busy_aggregator_is_given_up_at_the_deadline(holder: tuple[Holder, list[int]]) -> None:
+    h, _ = holder
+    h.client = Busy(busy=10**6)  # type: ignore[assignment]
+    start = time.monotonic()
+    h.submit(_ann(deadline_unix=time.time() + 1.0))
+    assert time.monotonic() - start < 3.0  # stopped asking at the round's deadline
+    assert len(h.client.posts) >= 4  # type: ignore[attr-defined]
