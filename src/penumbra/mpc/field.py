@@ -124,25 +124,24 @@ class Field64(Field):
 
     @classmethod
     def vec_add(cls, left: Sequence[int], right: Sequence[int]) -> list[int]:
-        from penumbra.mpc import goldilocks
-
-        if not goldilocks.handles(cls.MODULUS) or len(left) != len(right):
-            return super().vec_add(left, right)
-        out: list[int] = goldilocks.add(
-            goldilocks.asarray(left), goldilocks.asarray(right)
-        ).tolist()
-        return out
+        return _native(cls, "add", left, right) or super().vec_add(left, right)
 
     @classmethod
     def vec_sub(cls, left: Sequence[int], right: Sequence[int]) -> list[int]:
-        from penumbra.mpc import goldilocks
+        return _native(cls, "sub", left, right) or super().vec_sub(left, right)
 
-        if not goldilocks.handles(cls.MODULUS) or len(left) != len(right):
-            return super().vec_sub(left, right)
-        out: list[int] = goldilocks.sub(
-            goldilocks.asarray(left), goldilocks.asarray(right)
-        ).tolist()
-        return out
+
+def _native(
+    field: type[Field], op: str, left: Sequence[int], right: Sequence[int]
+) -> list[int] | None:
+    """`op` on the compiled Field64 path (`goldilocks`), or None where that path is off."""
+    from penumbra.mpc import goldilocks
+
+    if not goldilocks.handles(field.MODULUS) or len(left) != len(right) or not left:
+        return None
+    kernel = goldilocks.add if op == "add" else goldilocks.sub
+    out: list[int] = kernel(goldilocks.asarray(left), goldilocks.asarray(right)).tolist()
+    return out
 
 
 class Field128(Field):

@@ -14,8 +14,6 @@ config so the result can be compared with the clear sum; noise is measured separ
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from penumbra.mpc.coordinator import MPCVoting
-from penumbra.mpc.demo import free_ports
+from penumbra.mpc.demo import Parties, cli_command, free_ports
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.holder import Holder, integer_votes
 from penumbra.mpc.protocol import UPLOAD_MEDIA_TYPE, Announcement
@@ -94,15 +92,11 @@ def load_round(
     fault_of = _faults(holders, faults)
     names = [f"holder-{i + 1}" for i in range(holders)]
 
-    procs: list[subprocess.Popen[bytes]] = []
+    parties = Parties(root)
     voting: MPCVoting | None = None
     try:
         for name in ("leader", "helper"):
-            log = open(root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            command = [sys.executable, "-m", "penumbra", "mpc", "aggregator", "--config"]
-            procs.append(
-                subprocess.Popen([*command, configs[name]], stdout=log, stderr=subprocess.STDOUT)
-            )
+            parties.start(name, cli_command("aggregator", "--config", str(configs[name])))
         voting = MPCVoting(load_party_config(configs["coordinator"]), embedder="",
                            allow_noiseless=True)  # fmt: skip
         voting.start()
@@ -116,13 +110,11 @@ def load_round(
         threads: list[threading.Thread] = []
         malformed_replies: list[str] = []
         lock = threading.Lock()
-        parties: list[Holder] = []
         for i, name in enumerate(names):
             config = load_party_config(configs[name])
             kind = fault_of[i]
             holder = Holder(config, _fixed_embeddings(private[i]),
                             fault="" if kind == "malformed" else kind)  # fmt: skip
-            parties.append(holder)
             if kind == "malformed":  # garbage first (as if damaged in transit), then its report
                 target: Callable[[], object] = _garbage_then(
                     holder, voting, malformed_replies, lock
@@ -146,13 +138,7 @@ def load_round(
     finally:
         if voting is not None:
             voting.finish()
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        parties.stop_all()
     honest = [n for n, k in zip(names, fault_of, strict=True) if k in ("", "replay", "malformed")]
     expected = np.zeros(candidates, dtype=np.int64)
     for i, name in enumerate(names):
