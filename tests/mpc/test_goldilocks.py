@@ -178,3 +178,15 @@ def test_lagrange_weights_match_the_reference(n: int) -> None:
         fast = ntt.lagrange_weights(Field64, n, x)
         with goldilocks.reference_arithmetic():
             assert fast == ntt.lagrange_weights(Field64, n, x)
+
+
+@pytest.mark.parametrize("max_measurement", [1, 2, 7, 8, 255, 1000, 65535])
+def test_vector_encoding_matches_the_drafts_per_value_encoding(max_measurement: int) -> None:
+    from penumbra.mpc.circuits import encode_range_checked_int, encode_range_checked_ints
+
+    values = sorted({0, 1, max_measurement // 2, max_measurement - 1, max_measurement} - {-1})
+    values += random.Random(max_measurement).choices(range(max_measurement + 1), k=50)
+    expected = [b for v in values for b in encode_range_checked_int(Field64, v, max_measurement)]
+    assert encode_range_checked_ints(values, max_measurement) == expected
+    with pytest.raises(ValueError, match="outside"):
+        encode_range_checked_ints([0, max_measurement + 1], max_measurement)
