@@ -190,3 +190,15 @@ def test_vector_encoding_matches_the_drafts_per_value_encoding(max_measurement: 
     assert encode_range_checked_ints(values, max_measurement) == expected
     with pytest.raises(ValueError, match="outside"):
         encode_range_checked_ints([0, max_measurement + 1], max_measurement)
+
+
+def test_no_share_words_stay_on_the_circuit_after_a_call() -> None:
+    """The circuit keeps a share's words between proofs; shard and verify_init drop them."""
+    vdaf = Prio3BoundedVoteVec(50, 8, None, 20, 20, field=Field64, proofs=3)
+    nonce, key = bytes(16), bytes(32)
+    public, shares = vdaf.shard(
+        b"c", [1] * 20 + [0] * 30, nonce, secrets.token_bytes(vdaf.RAND_SIZE)
+    )
+    assert "_last_words" not in vars(vdaf.valid) and "_last_truncated" not in vars(vdaf.valid)
+    vdaf.verify_init(key, b"c", 0, None, nonce, public, shares[0])
+    assert "_last_words" not in vars(vdaf.valid) and "_last_truncated" not in vars(vdaf.valid)

@@ -200,3 +200,24 @@ def test_cosign_refuses_crafted_ledger_entries(
     body = {"origin": "crafted/log", "size": 1, "root": "", "start": 0, "entries": [entry]}
     response = coordinator.client.post(f"{coordinator.urls['leader']}/cosign", json=body)
     assert response.status_code == 400 and reason in response.text
+
+
+def test_a_helper_refuses_a_commit_that_counts_a_report_twice(tmp_path: Path) -> None:
+    """A malicious leader listing a verified report twice would have it summed twice (twice
+    that holder's influence, past the sensitivity the noise is calibrated to)."""
+    from fastapi import HTTPException
+
+    from penumbra.mpc.aggregator import Aggregator, Round
+    from penumbra.mpc.protocol import Accepted, CommitRequest, RoundParams
+
+    configs = init_deployment(tmp_path / "dep", holders=1, counts=[10])
+    helper = Aggregator(load_party_config(configs["helper"]))
+    params = RoundParams(round_id="t000-aa", iteration=0, length=3, k=1, sigma=0.0,
+                         deadline_unix=time.time() + 60)  # fmt: skip
+    rnd = Round(params=params, run="r", accounted_sigma=1.0, state="verified")
+    rnd.out_shares["ab" * 16] = [1, 0, 0]
+    helper.rounds["t000-aa"] = rnd
+    twice = [Accepted(report_id="ab" * 16, holder="holder-1")] * 2
+    with pytest.raises(HTTPException, match="more than once"):
+        helper.commit(CommitRequest(round_id="t000-aa", accepted=twice, rejected=[]))
+    assert rnd.state == "verified" and rnd.outcome is None

@@ -27,7 +27,7 @@ from penumbra.mpc.coordinator import MPCVoting, RoundAborted, run_round
 from penumbra.mpc.demo import free_ports
 from penumbra.mpc.deploy import PartyConfig, init_deployment, load_party_config
 from penumbra.mpc.holder import integer_votes, make_report
-from penumbra.mpc.protocol import MAX_UPLOAD_BYTES, VOTE_FIELD, vdaf_for
+from penumbra.mpc.protocol import MAX_UPLOAD_BYTES, VOTE_FIELD, max_upload_bytes, vdaf_for
 from penumbra.mpc.tls import client_context, http_client
 from penumbra.pe.evolve import EvolveSettings
 
@@ -208,7 +208,9 @@ def test_uploads_are_binary_bounded_and_checked(dep: tuple[Deployment, MPCVoting
     frame = leader_upload.encode()
     assert holder.post(url, json={"round_id": "r-binary"}).status_code == 415
     binary = {"content-type": "application/octet-stream"}
-    oversized = holder.post(url, content=bytes(MAX_UPLOAD_BYTES + 1), headers=binary)
+    limit = max_upload_bytes(load_party_config(d.config("leader")))
+    assert len(frame) < limit < MAX_UPLOAD_BYTES  # this deployment's largest honest report
+    oversized = holder.post(url, content=bytes(limit + 1), headers=binary)
     assert oversized.status_code == 413
     reply = holder.post(url, content=frame[:-1], headers=binary).json()
     assert reply == {"accepted": False, "reason": "malformed report: input share cut short"}

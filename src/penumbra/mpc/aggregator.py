@@ -20,6 +20,7 @@ holds shares — never a holder's vote vector — and logs ids, counts and reaso
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -49,7 +50,6 @@ from penumbra.mpc.policy import (
     own_sigma,
 )
 from penumbra.mpc.protocol import (
-    MAX_UPLOAD_BYTES,
     UPLOAD_MEDIA_TYPE,
     Accepted,
     AggregateShare,
@@ -67,6 +67,7 @@ from penumbra.mpc.protocol import (
     VerifyRequest,
     VerifyResult,
     b64,
+    max_upload_bytes,
     unb64,
     vdaf_ctx,
     vdaf_for,
@@ -81,7 +82,10 @@ _ROUND_ID = re.compile(r"^[A-Za-z0-9_-]{1,120}$")  # what `new_round_id` makes, 
 
 def parse_cosign_entry(text: str) -> dict[str, Any]:
     """A ledger line sent for co-signing: a JSON object in canonical form, else ValueError."""
-    entry = json.loads(text)
+    try:
+        entry = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(entry, dict):
         raise ValueError("not a JSON object")
     if canonical(entry).decode("utf-8") != text:
@@ -259,7 +263,7 @@ class Aggregator:
         try:
             prepared: tuple[Any, Any, Any] | ValueError = self._verify_init(rnd, report)
         except ValueError as e:
-            prepared = e
+            prepared = ValueError(str(e))  # not `e`: its traceback holds the shares
         with self.lock:
             report.prepared = prepared
             report.input_share = b""  # the verify state is all we need of it from here on
@@ -357,6 +361,7 @@ class Aggregator:
         with self.lock:
             rnd.outcome = RoundOutcome(round_id=round_id, accepted=accepted, rejected=rejected)
             rnd.state = "committed"
+            _drop_verify_work(rnd)
         log.info(
             "round %s: %d reports accepted, %d rejected", round_id, len(accepted), len(rejected)
         )
@@ -413,13 +418,17 @@ class Aggregator:
             rnd = self._round(request.round_id)
             if rnd.state != "verified":
                 raise HTTPException(409, "round not verified here")
-            missing = [a.report_id for a in request.accepted if a.report_id not in rnd.out_shares]
+            ids = [a.report_id for a in request.accepted]
+            if len(set(ids)) != len(ids):  # a report listed twice would be summed twice
+                raise HTTPException(409, "a report is accepted more than once")
+            missing = [rid for rid in ids if rid not in rnd.out_shares]
             if missing:
                 raise HTTPException(409, f"{len(missing)} accepted reports not verified here")
             rnd.outcome = RoundOutcome(
                 round_id=request.round_id, accepted=request.accepted, rejected=request.rejected
             )
             rnd.state = "committed"
+            _drop_verify_work(rnd)
 
     # -- release ----------------------------------------------------------------------------
 
@@ -500,7 +509,7 @@ class Aggregator:
         round_id = entry.get("round_id")
         accepted = entry.get("accepted_ids", [])
         # the round id names a file here: a coordinator must not steer it out of released/
-        if not isinstance(round_id, str) or not _ROUND_ID.match(round_id):
+        if not isinstance(round_id, str) or not _ROUND_ID.fullmatch(round_id):
             raise HTTPException(400, "ledger entry has no valid round_id")
         if not isinstance(accepted, list) or not all(isinstance(a, str) for a in accepted):
             raise HTTPException(400, "ledger entry's accepted_ids is not a list of ids")
@@ -510,6 +519,15 @@ class Aggregator:
         ours = AggregateShare.model_validate_json(stored.read_text(encoding="utf-8"))
         if sorted(ours.accepted) != sorted(accepted):
             raise HTTPException(409, f"round {ours.round_id}: accepted reports differ from ours")
+
+
+def _drop_verify_work(rnd: Round) -> None:
+    """Once a round is committed its reports' verify states are spent (the output shares that
+    count are in `out_shares`): free them, so a round holds kilobytes per report, not megabytes."""
+    for report in rnd.reports.values():
+        report.prepared = None
+        report.input_share = b""
+        report.public_share = b""
 
 
 def _exact(sigma: float) -> Any:
@@ -539,34 +557,48 @@ def make_app(agg: Aggregator) -> FastAPI:
         return {"name": agg.c.name}
 
     # Reports being read and verified at once: each holds a few times its size in memory, so
-    # this bounds the aggregator's memory; beyond it a holder is told to retry (503).
+    # this bounds the aggregator's memory; beyond it a holder is told to retry (503). One
+    # upload per holder at a time, so one holder cannot take every slot; a body must arrive
+    # within the read timeout and be no larger than this deployment's largest report.
     in_flight = threading.BoundedSemaphore(agg.c.max_reports_in_flight)
+    uploading: set[str] = set()
+    admission = threading.Lock()
+    size_limit = max_upload_bytes(agg.c)
+
+    def busy(reason: str) -> JSONResponse:
+        return JSONResponse({"accepted": False, "reason": reason}, status_code=503,
+                            headers={"Retry-After": "1"})  # fmt: skip
 
     @app.post("/upload", dependencies=[Depends(needs(("holder",), holders))])
     async def upload(request: Request) -> Any:
         peer = require_peer(request, ("holder",), holders)
-        if not in_flight.acquire(blocking=False):
-            log.info("busy: %s told to retry", peer.name)
-            return JSONResponse(
-                {"accepted": False, "reason": "busy: retry"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
+        with admission:
+            if peer.name in uploading:
+                return busy("busy: this holder's previous upload is still in work")
+            if not in_flight.acquire(blocking=False):
+                log.info("busy: %s told to retry", peer.name)
+                return busy("busy: retry")
+            uploading.add(peer.name)
         try:
             return await _upload(request, peer.name)
         finally:
-            in_flight.release()
+            with admission:
+                uploading.discard(peer.name)
+                in_flight.release()
 
     async def _upload(request: Request, holder: str) -> UploadReply:
         if request.headers.get("content-type") != UPLOAD_MEDIA_TYPE:
             raise HTTPException(415, f"a report is sent as {UPLOAD_MEDIA_TYPE}")
         declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES:
+        if not declared.isdigit() or int(declared) > size_limit:
             raise HTTPException(
-                413, f"a report needs a content-length of at most {MAX_UPLOAD_BYTES}"
+                413, f"a report of this deployment needs a content-length of at most {size_limit}"
             )
-        body = await request.body()
-        if len(body) > MAX_UPLOAD_BYTES:
+        try:
+            body = await asyncio.wait_for(request.body(), timeout=agg.c.timeouts.read_s)
+        except TimeoutError:
+            raise HTTPException(408, "report not received within the read timeout") from None
+        if len(body) > size_limit:
             raise HTTPException(413, "report larger than its content-length")
         try:
             msg = Upload.decode(body)

@@ -193,6 +193,12 @@ class Valid:
     def truncate(self, meas: Sequence[int]) -> list[int]:
         raise NotImplementedError
 
+    def forget_memos(self) -> None:
+        """Drop what circuits keep of the last measurement (share) between proofs: Prio3 calls
+        this when a shard or verify_init returns, so nothing of it outlives the call."""
+        for name in ("_last_words", "_last_truncated"):
+            self.__dict__.pop(name, None)
+
     def prove_rand_len(self) -> int:
         return sum(g.ARITY for g in self.GADGETS)
 

@@ -184,7 +184,7 @@ class Holder:
                 )
                 if response.status_code != 503 or deadline_unix is None:
                     break
-                wait = _retry_after(response.headers.get("retry-after"), delay)
+                wait = max(_retry_after(response.headers.get("retry-after"), delay), delay)
                 wait *= 0.5 + secrets.randbelow(1000) / 1000  # spread the holders out
                 if time.time() + wait >= deadline_unix:
                     break

@@ -184,6 +184,12 @@ class Prio3(Prio3Encoding):
         with at most `chunk / |F|`, and the query-randomness combination of the circuit
         outputs with at most `1 / |F|`. Each proof draws its own joint and query randomness,
         so an invalid measurement must pass every proof: the errors multiply.
+
+        Per attempt: the query randomness comes from the Aggregators' secret verify key, but the
+        joint randomness is derived (Fiat-Shamir) from blinds the Client picks, so a cheating
+        Client can re-draw it offline; after q tries the joint-randomness terms lose about
+        log2(q) bits. With three Field64 proofs at 10k candidates the estimate stays above one
+        Field128 proof's for any feasible q (each term is ~55 bits per proof).
         """
         field_size = self.field.MODULUS
         per_proof = 0.0
@@ -216,6 +222,7 @@ class Prio3(Prio3Encoding):
             return self._shard_unchecked(ctx, meas, nonce, rand)
         finally:
             forget_reused_rows()  # measurement-derived rows leave memory with the shard
+            self.valid.forget_memos()
 
     def _shard_unchecked(
         self, ctx: bytes, meas: Sequence[int], nonce: bytes, rand: bytes
@@ -285,6 +292,20 @@ class Prio3(Prio3Encoding):
         ctx: bytes,
         agg_id: int,
         agg_param: None,
+        nonce: bytes,
+        public_share: PublicShare,
+        input_share: InputShare,
+    ) -> tuple[VerifyState, VerifierShare]:
+        try:
+            return self._verify_init(verify_key, ctx, agg_id, nonce, public_share, input_share)
+        finally:
+            self.valid.forget_memos()  # the share's words and truncation stay with the call
+
+    def _verify_init(
+        self,
+        verify_key: bytes,
+        ctx: bytes,
+        agg_id: int,
         nonce: bytes,
         public_share: PublicShare,
         input_share: InputShare,

@@ -18,6 +18,7 @@ import secrets
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,6 +123,20 @@ class Announcement(_Msg):
 
 UPLOAD_MEDIA_TYPE = "application/octet-stream"
 MAX_UPLOAD_BYTES = 1 << 26  # 64 MiB: a report for ~400k candidates; more is refused unread
+
+
+def max_upload_bytes(config: Any) -> int:
+    """The largest report frame a holder of this deployment can honestly send: the leader's
+    share of `max_candidates` entries for the largest declared count (bits, k from the party
+    config), its proofs, the public share and the frame's own bytes; at most MAX_UPLOAD_BYTES.
+    An aggregator reads nothing larger."""
+    declared = max((h.declared_count for h in config.holders), default=1)
+    vdaf = vdaf_for(config.max_candidates, config.bits, declared, config.k)
+    elements = vdaf.flp.MEAS_LEN + vdaf.flp.PROOF_LEN * vdaf.PROOFS
+    share = elements * vdaf.field.ENCODED_SIZE + vdaf.xof.SEED_SIZE
+    public = vdaf.SHARES * vdaf.xof.SEED_SIZE
+    frame = 1 + 255 + REPORT_ID_BYTES + 1 + 255 + 4 + 4
+    return min(MAX_UPLOAD_BYTES, share + public + frame)
 
 
 @dataclass(frozen=True)
