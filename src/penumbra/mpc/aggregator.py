@@ -251,8 +251,10 @@ class Aggregator:
             try:
                 if len(msg.nonce) != vdaf.NONCE_SIZE:
                     raise ValueError("nonce size")
-                vdaf.decode_public_share(msg.public_share)
-                vdaf.decode_input_share(self.agg_id, msg.input_share)
+                decoded = (
+                    vdaf.decode_public_share(msg.public_share),
+                    vdaf.decode_input_share(self.agg_id, msg.input_share),
+                )
             except ValueError:
                 return refuse("malformed report")
             self.seen.add(msg.report_id, nonce_text)
@@ -261,7 +263,7 @@ class Aggregator:
         log.info("report %s from %s stored", msg.report_id, holder)
         # The expensive part, outside the lock: other uploads and rounds go on meanwhile.
         try:
-            prepared: tuple[Any, Any, Any] | ValueError = self._verify_init(rnd, report)
+            prepared: tuple[Any, Any, Any] | ValueError = self._verify_init(rnd, report, decoded)
         except ValueError as e:
             prepared = ValueError(str(e))  # not `e`: its traceback holds the shares
         with self.lock:
@@ -280,8 +282,17 @@ class Aggregator:
             return report.prepared
         return self._verify_init(rnd, report)
 
-    def _verify_init(self, rnd: Round, report: Report) -> tuple[Any, Any, Any]:
+    def _verify_init(
+        self, rnd: Round, report: Report, decoded: tuple[Any, Any] | None = None
+    ) -> tuple[Any, Any, Any]:
+        """verify_init on the report's shares (`decoded`: its public and input share, already
+        decoded at upload, so the megabyte share is not parsed twice)."""
         vdaf = self._vdaf(rnd.params.length, report.holder)
+        if decoded is None:
+            decoded = (
+                vdaf.decode_public_share(report.public_share),
+                vdaf.decode_input_share(self.agg_id, report.input_share),
+            )
         ctx = vdaf_ctx(self.c.deployment, rnd.params.round_id)
         state, share = vdaf.verify_init(
             self.verify_key,
@@ -289,8 +300,7 @@ class Aggregator:
             self.agg_id,
             None,
             report.nonce,
-            vdaf.decode_public_share(report.public_share),
-            vdaf.decode_input_share(self.agg_id, report.input_share),
+            *decoded,
         )
         return vdaf, state, share
 

@@ -36,7 +36,7 @@ def encode_range_checked_ints(values: Sequence[int], max_measurement: int) -> li
     """`encode_range_checked_int` of every value, concatenated, in one pass of array code (a
     holder encodes 10^4-10^5 entries per report); ValueError if any is out of range."""
     if max_measurement.bit_length() > 62:  # beyond int64: the per-value path
-        return [b for v in values for b in _encode_one(int(v), max_measurement)]
+        return [b for v in values for b in encode_range_checked_int(Field, int(v), max_measurement)]
     arr = np.asarray([int(v) for v in values], dtype=np.int64)
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > max_measurement):
         bad = next(int(v) for v in arr.tolist() if not 0 <= v <= max_measurement)
@@ -50,10 +50,6 @@ def encode_range_checked_ints(values: Sequence[int], max_measurement: int) -> li
     out[:, bits - 1] = last
     encoded: list[int] = out.reshape(-1).tolist()
     return encoded
-
-
-def _encode_one(value: int, max_measurement: int) -> list[int]:
-    return encode_range_checked_int(Field, value, max_measurement)  # the field is unused
 
 
 def range_checked_weights(field: type[Field], max_measurement: int) -> list[int]:
@@ -156,8 +152,9 @@ def _weighted_rows(
     decodes a vector of weighted-bit encodings (linear, so shares decode to shares)."""
     p = field.MODULUS
     if goldilocks.handles(p):
-        m64 = goldilocks.asarray(list(meas)).reshape(length, len(weights))
-        return [int(v) for v in goldilocks.dot(m64, goldilocks.asarray(list(weights))).tolist()]
+        m64 = goldilocks.asarray(meas).reshape(length, len(weights))
+        decoded: list[int] = goldilocks.dot(m64, goldilocks.asarray(list(weights))).tolist()
+        return decoded
     w = np.array(list(weights), dtype=object)
     m = np.array([int(x) for x in meas], dtype=object).reshape(length, len(w))
     return [int(v) % p for v in m.dot(w)]

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from penumbra.mpc import goldilocks, ntt
-from penumbra.mpc.field import Field
+from penumbra.mpc.field import Field, Field64
 from penumbra.mpc.ntt import ObjArray, next_power_of_2
 
 
@@ -149,10 +150,17 @@ def _double_evaluations_reusing(field: type[Field], rows: goldilocks.U64) -> gol
     else:
         base = ntt.double_evaluations_fast(field, seedless)
         _REUSED.last = (key, base)
+    return goldilocks.add(base, goldilocks.mul(rows[:, 0:1].copy(), _doubled_unit(n)))
+
+
+@lru_cache(maxsize=32)
+def _doubled_unit(n: int) -> goldilocks.U64:
+    """`double_evaluations` of e_0 (1 at the first node, 0 elsewhere): what a seed adds."""
     unit = np.zeros((1, n), dtype=np.uint64)
     unit[0, 0] = 1
-    e0 = ntt.double_evaluations_fast(field, unit)
-    return goldilocks.add(base, goldilocks.mul(rows[:, 0:1].copy(), e0))
+    doubled = ntt.double_evaluations_fast(Field64, unit)  # this path is Field64's only
+    doubled.flags.writeable = False
+    return doubled
 
 
 class Valid:

@@ -224,14 +224,18 @@ def _batch_inverse(values: Any, out: Any) -> None:
 
 
 @lru_cache(maxsize=64)
-def _nodes(root: int, n: int) -> U64:
-    return powers(root, n)
+def root_powers(root: int, n: int) -> U64:
+    """`root**0 .. root**(n-1)`, kept: NTT cosets and Lagrange nodes ask for the same ones
+    on every proof. Read-only (callers must not write into it)."""
+    out = powers(root, n)
+    out.flags.writeable = False
+    return out
 
 
 def lagrange_weights(root: int, n: int, x: int) -> list[int] | int:
     """`ntt.lagrange_weights` for Field64 (`root` the principal n-th root): the weights
     `w_i (x**n - 1) / (n (x - w_i))`, or the node index if x is a node."""
-    nodes = _nodes(root, n)
+    nodes = root_powers(root, n)
     diffs = sub(np.full(n, x, dtype=np.uint64), nodes)
     zero = np.flatnonzero(diffs == 0)
     if zero.size:

@@ -153,7 +153,7 @@ def double_evaluations_fast(field: type[Field], rows: goldilocks.U64) -> goldilo
     b, n = rows.shape
     g, order = field.GENERATOR, field.GEN_ORDER
     coeffs = goldilocks.ntt_rows(rows, g, order, inverse=True)
-    coset = goldilocks.powers(field.nth_root(2 * n), n)
+    coset = goldilocks.root_powers(field.nth_root(2 * n), n)
     odd = goldilocks.ntt_rows(goldilocks.mul(coeffs, coset[np.newaxis, :]), g, order)
     out = np.empty((b, 2 * n), dtype=np.uint64)
     out[:, 0::2] = rows
@@ -213,8 +213,10 @@ def poly_eval_batched(
         return [int(q[weights]) for q in polys]
     rows = polys if isinstance(polys, np.ndarray) else _as_rows(polys, n)
     if goldilocks.handles(field.MODULUS):
-        fast = goldilocks.dot(goldilocks.asarray(rows), goldilocks.asarray(weights))
-        return [int(v) for v in fast.tolist()]
+        values: list[int] = goldilocks.dot(
+            goldilocks.asarray(rows), goldilocks.asarray(weights)
+        ).tolist()
+        return values
     out = rows.dot(np.array(weights, dtype=object))
     return [int(v) % field.MODULUS for v in out]
 

@@ -274,16 +274,14 @@ def collect_shares(
             raise fail(f"{share.aggregator} added no noise (a test-only config)")
         if not share.noiseless and share.sigma < sigma:
             raise fail(f"{share.aggregator} used σ={share.sigma} < {sigma}")
-    field = VOTE_FIELD
-    p = field.MODULUS
     try:
-        vectors = [field.decode_vec(unb64(shares[n].agg_share)) for n in AGGREGATORS]
+        vectors = [VOTE_FIELD.decode_vec(unb64(shares[n].agg_share)) for n in AGGREGATORS]
     except ValueError as e:
         raise fail(f"malformed aggregate share: {e}") from None
     if any(len(v) != committed.length for v in vectors):
         raise fail("aggregate share of the wrong length")
-    total = [(a + b) % p for a, b in zip(vectors[0], vectors[1], strict=True)]
-    noisy = field.to_signed(total).astype(np.float64)
+    total = VOTE_FIELD.vec_add(vectors[0], vectors[1])
+    noisy = VOTE_FIELD.to_signed(total).astype(np.float64)
     return RoundResult(
         rid, noisy, committed.outcome, committed.present, committed.missing, committed.sigma
     )

@@ -60,10 +60,9 @@ class Xof:
                 masked = words & np.uint64(mask)
                 vec.extend(masked[masked < np.uint64(modulus)].tolist())
                 continue
-            else:
-                lo = words[0::2].tolist()
-                hi = words[1::2].tolist()
-                cand = [(a | (b << 64)) & mask for a, b in zip(lo, hi, strict=True)]
+            lo = words[0::2].tolist()
+            hi = words[1::2].tolist()
+            cand = [(a | (b << 64)) & mask for a, b in zip(lo, hi, strict=True)]
             vec.extend(x for x in cand if x < modulus)
         return vec
 
