@@ -173,3 +173,15 @@ def test_a_busy_aggregator_is_given_up_at_the_deadline(holder: tuple[Holder, lis
     h.submit(_ann(deadline_unix=time.time() + 1.0))
     assert time.monotonic() - start < 3.0  # stopped asking at the round's deadline
     assert len(h.client.posts) >= 4  # type: ignore[attr-defined]
+
+
+def test_candidates_of_another_embedding_size_are_refused_not_a_crash(
+    holder: tuple[Holder, list[int]],
+) -> None:
+    """An announced embedder (or its options) that differs from the holder's: the round is
+    refused with the reason, nothing is sent, and the holder keeps polling."""
+    h, _ = holder
+    data, shape = encode_embeddings(np.random.default_rng(2).normal(size=(5, DIM + 4)))
+    with pytest.raises(AnnouncementRefused, match=f"candidates have {DIM + 4} dimensions"):
+        h.submit(_ann(embeddings=data, shape=shape))
+    assert h.client.posts == []  # type: ignore[attr-defined]

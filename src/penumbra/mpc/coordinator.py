@@ -129,6 +129,7 @@ class MPCVoting:
         config: PartyConfig,
         *,
         embedder: str,
+        embedder_options: dict[str, Any] | None = None,
         k: int | None = None,
         metric: str | None = None,
         allow_noiseless: bool = False,
@@ -146,6 +147,7 @@ class MPCVoting:
         self.allow_noiseless = allow_noiseless
         self.n_private = sum(h.declared_count for h in config.holders)
         self.embedder = embedder
+        self.embedder_options = dict(embedder_options or {})
         self.k = config.k
         self.metric = config.metric
         self.aggs = Aggregators(config)
@@ -336,6 +338,7 @@ class MPCVoter:
                         budget=self.budget,
                         sigma=self.sigma_agg,
                         embedder=self.v.embedder,
+                        embedder_options=self.v.embedder_options,
                         metric=self.v.metric,
                         allow_noiseless=self.v.allow_noiseless,
                         on_committed=keep,
@@ -479,7 +482,13 @@ def coordinate(
     )
     if cfg.modality != "image" or cfg.voting != "image":
         raise PenumbraError("penumbra mpc supports modality=image with voting=image only")
-    voting = MPCVoting(config, embedder=cfg.models.image_embedder, k=cfg.pe.k, metric=cfg.pe.metric)
+    voting = MPCVoting(
+        config,
+        embedder=cfg.models.image_embedder,
+        embedder_options=cfg.models.options.get(cfg.models.image_embedder, {}),
+        k=cfg.pe.k,
+        metric=cfg.pe.metric,
+    )
     voting.start()
     try:
         return synthesize(

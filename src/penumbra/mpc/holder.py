@@ -16,6 +16,7 @@ sends a vector whose encoding is out of range, "replay" resends its reports.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import secrets
@@ -153,6 +154,13 @@ class Holder:
                 f"{self.declared}; re-run `penumbra mpc init` with the right --counts"
             )
         candidates = decode_embeddings(ann.embeddings, ann.shape)
+        if private.shape[1] != candidates.shape[1]:
+            raise AnnouncementRefused(
+                f"{self.c.name}: round {ann.round_id}: candidates have {candidates.shape[1]} "
+                f"dimensions but {ann.embedder or 'the private embeddings'} gives "
+                f"{private.shape[1]}; the coordinator's embedder or its options differ from "
+                "this holder's"
+            )
         votes = integer_votes(private, candidates, self.c.k, self.c.bits, self.c.metric)
         uploads = make_report(
             self.c, ann.round_id, votes, self.declared, invalid=self.fault == "invalid"
@@ -242,11 +250,12 @@ def private_embedder(private: Path, state: Path) -> Callable[[Announcement], np.
             if "npy" not in cache:
                 cache["npy"] = np.load(private).astype(np.float32)
             return cache["npy"]
-        if ann.embedder not in cache:
+        key = json.dumps([ann.embedder, ann.embedder_options], sort_keys=True)
+        if key not in cache:
             from penumbra.models import load
             from penumbra.spti.private_embeddings import embed_private_images
 
-            model = load(ann.embedder, role="image-embedder")  # type: ignore[arg-type]
+            model = load(ann.embedder, role="image-embedder", **ann.embedder_options)  # type: ignore[arg-type]
             if ann.embedder_fingerprint and model.fingerprint != ann.embedder_fingerprint:
                 raise DataError(
                     f"{ann.embedder}: this holder's copy differs from the "
@@ -261,8 +270,8 @@ def private_embedder(private: Path, state: Path) -> Callable[[Announcement], np.
                 text_embedder=None,  # type: ignore[arg-type]
                 max_pixels=64_000_000,
             )
-            cache[ann.embedder] = emb
-        return cache[ann.embedder]
+            cache[key] = emb
+        return cache[key]
 
     return embed
 

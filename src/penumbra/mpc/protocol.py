@@ -118,6 +118,9 @@ class Announcement(_Msg):
     embeddings: str = ""
     shape: list[int] = []
     embedder: str = ""  # model URI the holders embed their private data with
+    # its options from the run's config (models.options), e.g. a tone grid that changes the
+    # embedding itself: public settings, and holders must load the model the same way
+    embedder_options: dict[str, Any] = {}
     embedder_fingerprint: str = ""
 
 

@@ -160,6 +160,7 @@ def run_round(
     budget: dict[str, Any],
     sigma: float,
     embedder: str = "",
+    embedder_options: dict[str, Any] | None = None,
     metric: str = "l2",
     allow_noiseless: bool = False,
     on_committed: Callable[[CommittedRound], None] | None = None,
@@ -202,6 +203,7 @@ def run_round(
                 embeddings=data,
                 shape=shape,
                 embedder=embedder,
+                embedder_options=dict(embedder_options or {}),
             )
         )
         holders = [h.name for h in c.holders]
