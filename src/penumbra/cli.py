@@ -259,6 +259,19 @@ def ledger_show(
     console.print(table)
 
 
+RAY_OPTION = typer.Option(
+    "--ray",
+    metavar="ADDRESS",
+    help="Run the heavy stages on Ray: local (a private instance), auto, HOST:PORT or "
+    "ray://HOST:PORT. Shorthand for --set compute.engine=ray --set compute.address=ADDRESS.",
+)
+
+
+def ray_overrides(address: str | None) -> list[str]:
+    """`--ray ADDRESS` as config overrides (validated with the rest of the config)."""
+    return [] if address is None else ["compute.engine=ray", f"compute.address={address}"]
+
+
 @app.command()
 def synthesize(
     private: Annotated[
@@ -300,6 +313,7 @@ def synthesize(
         str | None,
         typer.Option("--classifier", help="With --evaluate: class mix by this classifier."),
     ] = None,
+    ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """Make a DP synthetic image dataset from a folder of private images (SPTI)."""
     from penumbra.pe.evolve import Plan
@@ -317,7 +331,10 @@ def synthesize(
         raise PenumbraError(f"--holdout {holdout}: folder does not exist")
     result = run_synthesize(
         private, epsilon, out=run_dir, config=config, delta=delta,
-        overrides=[*(overrides or []), *([f"modality={modality}"] if modality else [])],
+        overrides=[
+            *(overrides or []), *([f"modality={modality}"] if modality else []),
+            *ray_overrides(ray),
+        ],
         resume=resume is not None, dry_run=dry_run,
         signing_key=signing_key, console=console,
     )  # fmt: skip

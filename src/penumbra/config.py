@@ -213,6 +213,44 @@ class OutputConfig(Section):
     )
 
 
+class ComputeConfig(Section):
+    """Where the heavy stages run. Not part of what a run computes: the same run gives the same
+    candidates, renders, votes and outputs on either engine, so it is left out of the config
+    hash and a run started locally may be resumed on a cluster (or the other way)."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: this process; ray: a Ray cluster (pip install penumbra[ray])"
+    )
+    address: str = Field(
+        "auto",
+        description="auto (the running cluster Ray finds), local (a private one-machine "
+        "instance for this run), HOST:PORT or ray://HOST:PORT",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=100_000,
+        description="model actors per model and vote-count shards; default: the cluster's CPUs "
+        "(its GPUs / gpus_per_model when that is set)",
+    )  # fmt: skip
+    gpus_per_model: float = Field(
+        0.0, ge=0.0, le=8.0, description="GPUs each model actor reserves (fractions share one)"
+    )
+    cpus_per_worker: int = Field(1, ge=1, le=256, description="torch threads per model actor")
+    batch_size: int = Field(
+        64, ge=1, le=100_000, description="items per task (images to embed, captions to render)"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value in ("auto", "local"):
+            return value
+        host_port = value.removeprefix("ray://")
+        host, sep, port = host_port.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be auto, local, HOST:PORT or ray://HOST:PORT (got {value!r})")
+        return value
+
+
 class RunConfig(Section):
     schema_version: Literal[1] = SCHEMA_VERSION
     domain: str = Field(
@@ -231,6 +269,7 @@ class RunConfig(Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
 
 def _fields_at(loc: Sequence[Any]) -> list[str] | None:
@@ -350,9 +389,10 @@ def config_hash(config: RunConfig) -> str:
     """SHA-256 of the canonical JSON of a resolved config (what the ledger records).
 
     Unset (None) fields are left out, so a release that adds an optional field does not
-    change the hash of runs started before it (their --resume and verify keep working)."""
+    change the hash of runs started before it (their --resume and verify keep working).
+    `compute` is left out too: where a run computes does not change what it computes."""
     canonical = json.dumps(
-        config.model_dump(mode="json", exclude_none=True),
+        config.model_dump(mode="json", exclude_none=True, exclude={"compute"}),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

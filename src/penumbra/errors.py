@@ -27,3 +27,7 @@ class DataError(PenumbraError):
 
 class ModelError(PenumbraError):
     """A model URI that cannot be resolved, loaded or reached."""
+
+
+class ComputeError(PenumbraError):
+    """A compute engine that cannot be used: Ray missing, a cluster unreachable, a worker lost."""

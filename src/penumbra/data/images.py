@@ -7,6 +7,7 @@ caller asks for it, so a million-image folder never sits in memory.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -94,13 +95,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """One image, fully decoded, upright and RGB. Raises DataError naming the file."""
+def read_image(
+    path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, data: bytes | None = None
+) -> Image.Image:
+    """One image, fully decoded, upright and RGB. Raises DataError naming the file.
+    With `data`, decodes those bytes (the file as read elsewhere) and `path` only names it."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(io.BytesIO(data) if data is not None else path) as opened:
                 width, height = opened.size
                 if width * height > max_pixels:
                     raise DataError(

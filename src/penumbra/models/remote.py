@@ -124,12 +124,36 @@ def check_private_endpoints(config: RunConfig) -> list[str]:
     return remote_endpoints(_private_models(config))
 
 
+def remote_cluster(config: RunConfig) -> str | None:
+    """The Ray address a run would send private data to, unless it is provably this machine:
+    `local` (a private instance penumbra starts) or a loopback HOST:PORT. `auto` may find any
+    cluster, so it counts as remote."""
+    compute = config.compute
+    if compute.engine != "ray" or compute.address == "local":
+        return None
+    if compute.address != "auto":
+        host = compute.address.removeprefix("ray://").rpartition(":")[0]
+        if _loopback_host(host):
+            return None
+    return compute.address
+
+
 def require_local_private(config: RunConfig) -> list[str]:
-    """Raise ConfigError when a model receiving private data is remote and the config does not
-    opt in (`privacy.allow_remote_private: true`); otherwise return the remote endpoints
-    (empty when every such model is local) for the caller to record in the ledger."""
-    return require_local(
-        _private_models(config),
-        allow=config.privacy.allow_remote_private,
-        opt_in=f"{OPT_IN} (recorded in the ledger)",
-    )
+    """Raise ConfigError when a model receiving private data is remote, or the run would ship
+    private data to a Ray cluster off this machine, and the config does not opt in
+    (`privacy.allow_remote_private: true`); otherwise return those endpoints (empty when all
+    are local) for the caller to record in the ledger."""
+    opt_in = f"{OPT_IN} (recorded in the ledger)"
+    allow = config.privacy.allow_remote_private
+    remote = require_local(_private_models(config), allow=allow, opt_in=opt_in)
+    cluster = remote_cluster(config)
+    if cluster is None:
+        return remote
+    if not allow:
+        what = RECEIVES.get(private_roles(config)[0], "private data")
+        raise ConfigError(
+            f"compute.address: {cluster} would send {what} and their embeddings to a Ray "
+            "cluster that is not provably this machine (only local and loopback HOST:PORT "
+            f"are); use --ray local or --ray 127.0.0.1:PORT, or set {opt_in} to allow it"
+        )
+    return [*remote, f"compute.address: {cluster}"]

@@ -28,9 +28,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from penumbra.compute import Engine, open_engine
 from penumbra.config import (
     RunConfig,
     apply_overrides,
+    config_hash,
     load_config,
     problem_lines,
     write_config,
@@ -96,6 +98,20 @@ def resolve_run_config(
         if not run_yaml.is_file():
             raise DataError(f"{out}: not a run to resume (no run.yaml); start it without --resume")
         resolved = load_config(run_yaml)
+        if overrides:
+            # where to compute may change on resume (--ray after a local start, or back);
+            # what to compute may not: the config hash leaves out only `compute`
+            data = apply_overrides(resolved.model_dump(mode="json"), list(overrides))
+            try:
+                updated = RunConfig.model_validate(data)
+            except ValidationError as e:
+                raise ConfigError(*problem_lines(e, "--set")) from None
+            if config_hash(updated) != config_hash(resolved):
+                raise ConfigError(
+                    f"--resume: {' '.join(overrides)} would change the run's {run_yaml}; "
+                    "only compute.* (and --ray) may change on resume"
+                )
+            resolved = updated
         asked = {"privacy.epsilon": epsilon, "privacy.delta": delta}
         for key, value in asked.items():
             section, name = key.split(".")
@@ -245,7 +261,33 @@ def synthesize(
     made_out, made_private = not out.exists(), not (out / "private").exists()
     # Before any model is loaded: private data may not leave the machine without an opt-in.
     remote_private = require_local_private(cfg) if external is None else []
-    st = Stages(out, cfg, _progress(console))
+    engine = open_engine(cfg.compute, private_dir=out / "private")
+    try:
+        return _run_stages(
+            out, cfg, engine, source, console=console, external=external, resume=resume,
+            dry_run=dry_run, signing_key=signing_key, remote_private=remote_private,
+            made=(made_out, made_private),
+        )  # fmt: skip
+    finally:
+        engine.close()
+
+
+def _run_stages(
+    out: Path,
+    cfg: RunConfig,
+    engine: Engine,
+    source: Path,
+    *,
+    console: Console | None,
+    external: ExternalVoting | None,
+    resume: bool,
+    dry_run: bool,
+    signing_key: Path | None,
+    remote_private: list[str],
+    made: tuple[bool, bool],
+) -> Run | Plan:
+    made_out, made_private = made
+    st = Stages(out, cfg, _progress(console), engine=engine)
     models = stages.load_voting_models(st)
     out.mkdir(parents=True, exist_ok=True)
     with st.progress, ExitStack() as held:

@@ -11,12 +11,15 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from penumbra.data.images import OnError, ReadReport, iter_images, list_image_files
+from penumbra.compute.engine import Engine, LocalEngine
+from penumbra.data.images import OnError, ReadReport, list_image_files, read_image
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import DataError
 from penumbra.models.protocols import Captioner, ImageEmbedder, TextEmbedder
@@ -27,6 +30,66 @@ def private_folder(run_dir: Path) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     return folder
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """A batch of private files as read here: (path, relative path, bytes) each. Workers decode
+    the bytes, so a cluster needs no view of this machine's disk."""
+
+    items: list[tuple[str, str, bytes]]
+    on_error: OnError
+    max_pixels: int
+
+
+def decode_batch(batch: ImageBatch) -> tuple[list[Image.Image], ReadReport]:
+    report = ReadReport()
+    images = []
+    for path, relpath, data in batch.items:
+        try:
+            images.append(read_image(path, max_pixels=batch.max_pixels, data=data))
+        except DataError as e:
+            if batch.on_error == "fail":
+                raise
+            report.skipped.append((relpath, e.problems[0]))
+            continue
+        report.read += 1
+    return images, report
+
+
+def embed_image_batch(
+    embedder: ImageEmbedder, batch: ImageBatch
+) -> tuple[np.ndarray | None, ReadReport]:
+    """One task of the private embedding (image voting): decode, embed."""
+    images, report = decode_batch(batch)
+    return (embedder.embed(images) if images else None), report
+
+
+def caption_image_batch(captioner: Captioner, batch: ImageBatch) -> tuple[list[str], ReadReport]:
+    """One task of the private embedding (text voting): decode, caption locally."""
+    images, report = decode_batch(batch)
+    return (captioner.caption(images) if images else []), report
+
+
+def embed_text_batch(embedder: TextEmbedder, texts: list[str]) -> np.ndarray:
+    return embedder.embed(texts)
+
+
+def _image_batches(
+    files: list[Path], source: Path, size: int, on_error: OnError, max_pixels: int
+) -> Iterator[ImageBatch]:
+    for start in range(0, len(files), size):
+        items = []
+        for path in files[start : start + size]:
+            relpath = path.relative_to(source).as_posix()
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                if on_error == "fail":
+                    raise DataError(f"{path}: cannot read ({e.strerror})") from None
+                data = b""  # decoding fails and counts it as skipped, in order
+            items.append((str(path), relpath, data))
+        yield ImageBatch(items, on_error, max_pixels)
 
 
 def embed_private_images(
@@ -40,9 +103,14 @@ def embed_private_images(
     on_error: OnError = "skip",
     max_pixels: int,
     on_progress: Callable[[int, int], None] | None = None,
-    batch_size: int = 128,
+    batch_size: int = 64,
+    engine: Engine | None = None,
 ) -> tuple[np.ndarray, ReadReport]:
-    """Embeddings of the private images for `voting` ("image" or "text"), cached by content."""
+    """Embeddings of the private images for `voting` ("image" or "text"), cached by content.
+
+    Files are read here and embedded by `engine` in batches of `batch_size` files; the batches
+    are the same on every engine, so the embeddings are too."""
+    engine = engine if engine is not None else LocalEngine()
     files = list_image_files(source)
     listing = hashlib.sha256()
     for path in files:
@@ -65,22 +133,27 @@ def embed_private_images(
     report = ReadReport()
     parts: list[np.ndarray] = []
     captions: list[str] = []
-    batch = []
+    batches = _image_batches(files, source, batch_size, on_error, max_pixels)
     done = 0
-    for record in iter_images(source, on_error=on_error, max_pixels=max_pixels, report=report,
-                              files=files):  # fmt: skip
-        batch.append(record.image)
-        if len(batch) == batch_size:
-            parts.append(_embed(batch, voting, image_embedder, captioner, text_embedder, captions))
-            done += len(batch)
-            batch = []
+    if voting == "image":
+        for vectors, part in engine.map(embed_image_batch, batches, model=image_embedder):
+            report.read += part.read
+            report.skipped += part.skipped
+            if vectors is not None:
+                parts.append(vectors)
+            done = min(len(files), done + batch_size)
             if on_progress:
                 on_progress(done, len(files))
-    if batch:
-        parts.append(_embed(batch, voting, image_embedder, captioner, text_embedder, captions))
-        done += len(batch)
-        if on_progress:
-            on_progress(done, len(files))
+    else:
+        for texts, part in engine.map(caption_image_batch, batches, model=captioner):
+            report.read += part.read
+            report.skipped += part.skipped
+            captions += texts
+            done = min(len(files), done + batch_size)
+            if on_progress:
+                on_progress(done, len(files))
+        text_batches = [captions[i : i + batch_size] for i in range(0, len(captions), batch_size)]
+        parts = list(engine.map(embed_text_batch, text_batches, model=text_embedder))
     if not parts:
         raise DataError(f"{source}: none of the {len(files)} image files could be read")
     embeddings = np.concatenate(parts).astype(np.float32)
@@ -94,21 +167,6 @@ def embed_private_images(
         json.dumps({"read": report.read, "skipped": report.skipped}).encode("utf-8"),
     )
     return embeddings, report
-
-
-def _embed(
-    images: list,  # type: ignore[type-arg]
-    voting: str,
-    image_embedder: ImageEmbedder,
-    captioner: Captioner,
-    text_embedder: TextEmbedder,
-    captions: list[str],
-) -> np.ndarray:
-    if voting == "image":
-        return image_embedder.embed(images)
-    texts = captioner.caption(images)
-    captions.extend(texts)
-    return text_embedder.embed(texts)
 
 
 def embed_private_texts(

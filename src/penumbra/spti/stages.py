@@ -20,6 +20,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from penumbra import __version__
+from penumbra.compute.engine import Engine, LocalEngine, ModelSpec, batched
 from penumbra.config import ContentCredentialsConfig, RunConfig, config_hash
 from penumbra.data.imagefolder import write_imagefolder
 from penumbra.data.images import ReadReport
@@ -27,7 +28,6 @@ from penumbra.durable import atomic_write_bytes
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import LedgerJournal, record_outputs, record_run_end, record_run_start
-from penumbra.models import load
 from penumbra.models.protocols import (
     Captioner,
     ImageEmbedder,
@@ -36,10 +36,9 @@ from penumbra.models.protocols import (
     TextGenerator,
 )
 from penumbra.pe.evolve import EvolveResult, EvolveSettings, NoisyVoter, evolve
-from penumbra.pe.voting import local_voter
 from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
-from penumbra.spti.render import CaptionRenderer
+from penumbra.spti.render import CaptionRenderer, generate_images
 from penumbra.spti.text_api import LLMCaptionAPI
 
 
@@ -60,12 +59,14 @@ class ExternalVoting(Protocol):
 
 @dataclass
 class Stages:
-    """What every stage shares: the run folder, its config, progress bars and stage timings."""
+    """What every stage shares: the run folder, its config, progress bars, stage timings and
+    the compute engine the heavy work runs on (this process, or a Ray cluster)."""
 
     out: Path
     cfg: RunConfig
     progress: Progress
     times: dict[str, float] = field(default_factory=dict)
+    engine: Engine = field(default_factory=LocalEngine)
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -111,23 +112,24 @@ class Record:
     sigma: float
 
 
-def _load(uri: str, role: str, config: RunConfig, **extra: Any) -> Any:
-    options = {**config.models.options_for(uri), **extra}
-    return load(uri, role=role, **options)  # type: ignore[arg-type]
+def _load(st: Stages, uri: str, role: str, **extra: Any) -> Any:
+    """The model, where the engine keeps it: in this process, or in Ray actors."""
+    options = {**st.cfg.models.options_for(uri), **extra}
+    return st.engine.model(ModelSpec.of(uri, role, options))
 
 
 def load_voting_models(st: Stages) -> Models:
     """The embedders (and the captioner for text voting): what the private set needs."""
     cfg = st.cfg
     with st.timed("load models"):
-        text_embedder = cast(TextEmbedder, _load(cfg.models.text_embedder, "text-embedder", cfg))
+        text_embedder = cast(TextEmbedder, _load(st, cfg.models.text_embedder, "text-embedder"))
         models = Models(text_embedder)
         if st.images:
             models.image_embedder = cast(
-                ImageEmbedder, _load(cfg.models.image_embedder, "image-embedder", cfg)
+                ImageEmbedder, _load(st, cfg.models.image_embedder, "image-embedder")
             )
             if cfg.voting == "text":
-                models.captioner = cast(Captioner, _load(cfg.models.captioner, "captioner", cfg))
+                models.captioner = cast(Captioner, _load(st, cfg.models.captioner, "captioner"))
     return models
 
 
@@ -136,7 +138,7 @@ def load_generators(st: Stages, models: Models) -> None:
     cfg = st.cfg
     with st.timed("load models"):
         models.text_generator = cast(
-            TextGenerator, _load(cfg.models.text_generator, "text-generator", cfg)
+            TextGenerator, _load(st, cfg.models.text_generator, "text-generator")
         )
         named: list[tuple[str, str, Any]] = [
             ("text-generator", cfg.models.text_generator, models.text_generator),
@@ -144,14 +146,14 @@ def load_generators(st: Stages, models: Models) -> None:
         ]
         if st.images:
             models.voting_generator = cast(
-                ImageGenerator, _load(cfg.models.image_generator, "image-generator", cfg)
+                ImageGenerator, _load(st, cfg.models.image_generator, "image-generator")
             )
             final_uri = cfg.models.final_image_generator or cfg.models.image_generator
             extra = (
                 {"image_size": cfg.output.image_size} if final_uri == "builtin:fashion-t2i" else {}
             )
             models.final_generator = cast(
-                ImageGenerator, _load(final_uri, "image-generator", cfg, **extra)
+                ImageGenerator, _load(st, final_uri, "image-generator", **extra)
             )
             named += [
                 ("image-embedder", cfg.models.image_embedder, models.image_embedder),
@@ -188,6 +190,7 @@ def embed_private_set(
                 captioner=models.captioner,  # type: ignore[arg-type]
                 text_embedder=models.text_embedder, on_error=cfg.data.on_unreadable,
                 max_pixels=cfg.data.max_pixels, on_progress=on_progress,
+                batch_size=cfg.compute.batch_size, engine=st.engine,
             )  # fmt: skip
     return PrivateSet(emb, len(emb), report)
 
@@ -205,7 +208,7 @@ def open_record(
     cfg, out = st.cfg, st.out
     if external is None:
         ledger = Ledger.open(out, signing_key=signing_key)
-        voter: Any = local_voter(private.embeddings, k=cfg.pe.k, metric=cfg.pe.metric)
+        voter: Any = st.engine.voter(private.embeddings, k=cfg.pe.k, metric=cfg.pe.metric)
     else:
         ledger = external.open_ledger(out, signing_key)
         voter = external.noisy_voter(settings, ledger, out)
@@ -262,7 +265,7 @@ def caption_renderer(st: Stages, models: Models, seed: int) -> CaptionRenderer |
     )  # steps, guidance, size...: part of every render's cache key
     return CaptionRenderer(
         models.voting_generator, models.image_embedder, st.out, seed=seed,  # type: ignore[arg-type]
-        settings=render_settings,
+        settings=render_settings, engine=st.engine, batch_size=st.cfg.compute.batch_size,
     )  # fmt: skip
 
 
@@ -310,7 +313,7 @@ def render_outputs(
     with st.timed("final render"):
         final_render(
             out, models.final_generator, result.outputs, seed, cfg.output.image_format,
-            st.progress, task,
+            st.progress, task, engine=st.engine, batch_size=cfg.compute.batch_size,
         )  # fmt: skip
     if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
         with st.timed("content credentials"):
@@ -363,22 +366,23 @@ def final_render(
     image_format: str,
     progress: Progress,
     task: Any,
+    *,
+    engine: Engine | None = None,
+    batch_size: int = 32,
 ) -> None:
     """Render the DP captions (one seed per output) into synthetic/, atomically."""
     target = out / "synthetic"
     if target.exists() and (target / "metadata.jsonl").exists():
         return  # rendered before a crash: the folder only appears once complete
+    engine = engine if engine is not None else LocalEngine()
+    captions = outputs["payload"]
+    jobs = [(c, seed * 1_000_003 + j) for j, c in enumerate(captions)]  # output j's own seed
+    batches = batched(jobs, batch_size)
 
     def items() -> Iterator[tuple[Image.Image, dict[str, Any]]]:
-        captions = outputs["payload"]
-        for start in range(0, len(captions), 32):
-            batch = captions[start : start + 32]
-            images = [
-                generator.generate([c], seed=seed * 1_000_003 + start + i)[0]
-                for i, c in enumerate(batch)
-            ]
-            for i, image in enumerate(images):
-                j = start + i
+        j = 0
+        for images in engine.map(generate_images, batches, model=generator):
+            for image in images:
                 chain = outputs["lineage"][j]
                 yield (
                     image,
@@ -389,7 +393,8 @@ def final_render(
                         "parent_chain": chain,
                     },
                 )
-            progress.update(task, advance=len(batch))
+                j += 1
+            progress.update(task, advance=len(images))
 
     write_imagefolder(target, items(), image_format=image_format, overwrite=True)
 

@@ -1,0 +1,103 @@
+"""Where work runs: in this process, or on a Ray cluster, with the same results either way.
+
+A stage gives the engine a plain module-level function, the model it needs and a list of
+batches; the engine applies the function to each batch next to that model and hands the
+results back in order. Batch boundaries are the caller's, never the engine's, so a batch is
+computed the same way whatever the number of workers: that is what makes a run on a cluster
+reproduce a local run exactly (DESIGN.md: "same results either way").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from penumbra.config import ComputeConfig
+from penumbra.models import load
+from penumbra.pe.voting import Voter, local_voter
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker loads a model on its own: the URI, the role and the backend options."""
+
+    uri: str
+    role: str
+    options: str = "{}"  # JSON, sorted: the spec is hashable and names one pool of actors
+
+    @classmethod
+    def of(cls, uri: str, role: str, options: dict[str, Any] | None = None) -> ModelSpec:
+        return cls(uri, role, json.dumps(options or {}, sort_keys=True, default=str))
+
+    def load(self) -> Any:
+        return load(self.uri, role=self.role, **json.loads(self.options))  # type: ignore[arg-type]
+
+
+class Engine(Protocol):
+    """What a stage needs from where it runs."""
+
+    name: str
+    workers: int
+
+    def model(self, spec: ModelSpec) -> Any:
+        """A handle with the model's protocol (`generate`, `embed`...) and `fingerprint`."""
+        ...
+
+    def map(
+        self, fn: Callable[[Any, T], R], batches: Iterable[T], *, model: Any = None
+    ) -> Iterator[R]:
+        """`fn(model, batch)` for every batch, results in the batches' order."""
+        ...
+
+    def voter(self, private: np.ndarray, *, k: int, metric: str) -> Voter:
+        """`votes = voter(candidate_embeddings)`: exact clean votes, the same on any engine."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """Everything in this process: models are the real objects, batches run one by one."""
+
+    name = "local"
+    workers = 1
+
+    def model(self, spec: ModelSpec) -> Any:
+        return spec.load()
+
+    def map(
+        self, fn: Callable[[Any, T], R], batches: Iterable[T], *, model: Any = None
+    ) -> Iterator[R]:
+        for batch in batches:
+            yield fn(model, batch)
+
+    def voter(self, private: np.ndarray, *, k: int, metric: str) -> Voter:
+        return local_voter(private, k=k, metric=metric)
+
+    def close(self) -> None:
+        return None
+
+
+def open_engine(config: ComputeConfig, *, private_dir: Path | None = None) -> Engine:
+    """The engine `config` asks for; `private_dir` takes what a private Ray instance spills.
+
+    A cluster that cannot be reached, or Ray not installed, is a `ComputeError` (one line,
+    exit 2) raised here, before any model is loaded or any private file is read."""
+    if config.engine == "local":
+        return LocalEngine()
+    from penumbra.compute.ray_engine import RayEngine
+
+    return RayEngine(config, private_dir=private_dir)
+
+
+def batched(items: Sequence[T], size: int) -> list[list[T]]:
+    """Fixed-size batches in order: the unit of work on every engine."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
