@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -471,10 +471,11 @@ def evaluate_command(
         bool,
         typer.Option(
             "--allow-remote-private",
-            help="Let an openai: --embedder at a non-loopback URL receive the reference, "
-            "private and held-out images.",
+            help="Let an openai: --embedder at a non-loopback URL, or a --ray cluster not on "
+            "this machine, receive the reference, private and held-out images.",
         ),
     ] = False,
+    ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """Fidelity metrics (Fréchet distance/FID, KID, precision/recall, density/coverage, class
     mix) and, with --holdout, an empirical privacy audit.
@@ -486,10 +487,11 @@ def evaluate_command(
     mix, the input folders — goes to results/eval.private/ (created mode 0700):
     evaluation.json (the full result) and closest_pairs.png; the ROC curve (rates only) is
     results/eval_roc.png. Without --out no per-image result is written anywhere."""
+    from penumbra.compute.engine import engine_for_cli
     from penumbra.evaluate import evaluate
     from penumbra.evaluate.outputs import private_dir, public_view, write_json
     from penumbra.evaluate.run_eval import write_audit_pictures
-    from penumbra.models.remote import require_local
+    from penumbra.models.remote import cluster_is_local, require_local
 
     if private is not None and holdout is None:
         raise PenumbraError("--private is used by the privacy audit; give --holdout too")
@@ -501,11 +503,18 @@ def evaluate_command(
     receives = "the reference, private and held-out images"
     require_local({"--embedder": embedder}, allow=allow_remote_private, receives=receives,
                   opt_in="--allow-remote-private")  # fmt: skip
-    with _evaluation_progress() as on_progress:
+    if ray is not None and not cluster_is_local(ray) and not allow_remote_private:
+        raise PenumbraError(
+            f"--ray {ray} would send {receives} to a Ray cluster that is not provably this "
+            "machine (only local and loopback HOST:PORT are); use --ray local, or "
+            "--allow-remote-private to allow it"
+        )
+    with _evaluation_progress() as on_progress, closing(engine_for_cli(ray)) as engine:
         result = evaluate(
             synthetic, reference, embedder=embedder, inception_weights=inception_weights,
             classifier=classifier, private=private, holdout=holdout, k=k,
             reference_is_private=True, on_progress=on_progress,
+            engine=None if ray is None else engine,
         )  # fmt: skip
     if out is None or details is None:
         public = public_view(result, details=None)

@@ -234,7 +234,13 @@ class ComputeConfig(Section):
     gpus_per_model: float = Field(
         0.0, ge=0.0, le=8.0, description="GPUs each model actor reserves (fractions share one)"
     )
-    cpus_per_worker: int = Field(1, ge=1, le=256, description="torch threads per model actor")
+    cpus_per_worker: int | None = Field(
+        None, ge=1, le=256,
+        description="torch threads per model actor (default 1); set, it also fixes this "
+        "process's threads on engine: local. Float results depend on the thread count (about "
+        "1e-5 on EfficientNet between 1 and 2), so runs with the same value are bit-identical "
+        "on any engine and any number of workers",
+    )  # fmt: skip
     batch_size: int = Field(
         64, ge=1, le=100_000, description="items per task (images to embed, captions to render)"
     )

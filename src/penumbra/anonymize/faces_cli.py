@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +16,7 @@ from penumbra.errors import ConfigError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from penumbra.anonymize.faces import FaceReport
+    from penumbra.anonymize.faces import FaceReport, FaceSettings, Job
     from penumbra.anonymize.video import VideoReport
 
 
@@ -63,6 +65,16 @@ def _frame_counter(progress: Progress, task: TaskID) -> Callable[[int, int | Non
     return update
 
 
+def anonymize_job(settings: FaceSettings, job: Job) -> FaceReport | VideoReport:
+    """One file: an image, or a whole video (a task on a cluster worker)."""
+    from penumbra.anonymize.faces import anonymize_image
+    from penumbra.anonymize.video import anonymize_video
+
+    if job.kind == "image":
+        return anonymize_image(job.src, job.dst, settings)
+    return anonymize_video(job.src, job.dst, settings)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `anonymize` sub-app."""
 
@@ -94,6 +106,15 @@ def register(app: typer.Typer) -> None:
         check_every: Annotated[
             int, typer.Option(help="Video: count residual faces on every Nth frame (0: off).")
         ] = 10,
+        ray: Annotated[
+            str | None,
+            typer.Option(
+                "--ray",
+                metavar="ADDRESS",
+                help="One file per task on Ray: local, auto, HOST:PORT or ray://HOST:PORT "
+                "(folders on storage every node mounts).",
+            ),
+        ] = None,
     ) -> None:
         """Mask faces (CenterFace) in images and videos; report residual faces a second
         detector (MTCNN) still finds in the output. Metadata is not copied; audio only with
@@ -109,6 +130,8 @@ def register(app: typer.Typer) -> None:
 
         from penumbra.anonymize.faces import FaceSettings, anonymize_image, plan
         from penumbra.anonymize.video import anonymize_video
+        from penumbra.compute.engine import LocalEngine, engine_for_cli
+        from penumbra.compute.files import per_file
         from penumbra.errors import PenumbraError
 
         settings = FaceSettings(
@@ -124,8 +147,23 @@ def register(app: typer.Typer) -> None:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
         )  # fmt: skip
-        with Progress(*columns, console=console, transient=True) as progress:
+        engine = engine_for_cli(ray)
+        with Progress(*columns, console=console, transient=True) as progress, closing(engine):
             files = progress.add_task("files", total=len(jobs), rate="")
+            if not isinstance(engine, LocalEngine):  # one file per task on the cluster
+                work = partial(anonymize_job, settings)
+                for _job, done, problems in per_file(engine, work, jobs):
+                    if problems and len(jobs) == 1:
+                        raise PenumbraError(*problems)
+                    if problems:
+                        failures.extend(problems)
+                        console.print(
+                            f"[red]failed[/red]: {problems[0]}", highlight=False, soft_wrap=True
+                        )
+                    else:
+                        console.print(describe(done), highlight=False, markup=False, soft_wrap=True)
+                    progress.advance(files)
+                jobs = []
             for job in jobs:
                 try:
                     if job.kind == "image":

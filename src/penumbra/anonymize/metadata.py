@@ -26,10 +26,14 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from penumbra.anonymize.metadata_mp4 import strip_video
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from penumbra.compute.engine import Engine
 
 SUFFIXES = {
     ".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".webp": "webp",
@@ -401,26 +405,38 @@ def strip_metadata(src: Path, dst: Path) -> MetadataReport:
     return MetadataReport(files=[FileReport(src, dst, kind, dict(removed))])
 
 
-def strip_folder(src: Path, dst: Path) -> MetadataReport:
-    """Strip every supported file under `src` into the same layout under `dst`.
+def strip_job(job: tuple[Path, Path]) -> MetadataReport:
+    """One file (a task on a cluster worker)."""
+    return strip_metadata(*job)
+
+
+def strip_folder(src: Path, dst: Path, *, engine: Engine | None = None) -> MetadataReport:
+    """Strip every supported file under `src` into the same layout under `dst`, one file per
+    task on `engine` (this process by default).
 
     Files of other types are listed in `skipped` and not copied. Every supported file is
     tried; if some fail, DataError lists one line per failed file after the others are done.
     """
+    from penumbra.compute.engine import LocalEngine
+    from penumbra.compute.files import per_file
+
     if not src.is_dir():
         raise DataError(f"{src}: folder not found")
     src_real, dst_real = src.resolve(), dst.resolve()
     if dst_real == src_real or src_real in dst_real.parents:
         raise ConfigError(f"{dst}: output folder must not be inside the input folder")
     report, problems = MetadataReport(), list[str]()
+    jobs = []
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         if path.suffix.lower() not in SUFFIXES:
             report.skipped.append(path)
             continue
-        try:
-            report.files += strip_metadata(path, dst / path.relative_to(src)).files
-        except DataError as e:
-            problems += e.problems
+        jobs.append((path, dst / path.relative_to(src)))
+    for _, done, failed in per_file(engine or LocalEngine(), strip_job, jobs):
+        if failed:
+            problems += failed
+        else:
+            report.files += done.files
     if problems:
         raise DataError(*problems)
     return report

@@ -11,14 +11,27 @@ import typer
 def metadata(
     src: Annotated[Path, typer.Argument(help="An image/video file, or a folder (recursive).")],
     dst: Annotated[Path, typer.Argument(help="Output file, or folder (same layout).")],
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="One file per task on Ray: local, auto, HOST:PORT or ray://HOST:PORT "
+            "(folders on storage every node mounts).",
+        ),
+    ] = None,
 ) -> None:
     """Remove EXIF/GPS, IPTC, XMP, ICC, comments and container metadata; pixels untouched."""
+    from contextlib import closing
+
     from rich.console import Console
     from rich.table import Table
 
     from penumbra.anonymize.metadata import strip_folder, strip_metadata
+    from penumbra.compute.engine import engine_for_cli
 
-    report = strip_folder(src, dst) if src.is_dir() else strip_metadata(src, dst)
+    with closing(engine_for_cli(ray)) as engine:
+        report = strip_folder(src, dst, engine=engine) if src.is_dir() else strip_metadata(src, dst)
     table = Table(title=f"metadata removed ({len(report.files)} file(s) written to {dst})")
     table.add_column("file")
     table.add_column("removed")

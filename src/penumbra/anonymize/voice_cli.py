@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,8 @@ from penumbra.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
+
+    from .voice import VoiceReport
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +50,15 @@ def voice(
             "can partly undo the change: omit it for real releases).",
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="One file per task on Ray: local, auto, HOST:PORT or ray://HOST:PORT "
+            "(folders on storage every node mounts).",
+        ),
+    ] = None,
 ) -> None:
     """Change speakers' voices (formant warping, McAdams coefficient) keeping words and timing.
 
@@ -54,28 +66,32 @@ def voice(
     files are replaced atomically."""
     from rich.console import Console
 
-    from .voice import DEFAULT_ALPHA_RANGE, anonymize_file, check_alpha, make_rng
+    from penumbra.compute.engine import engine_for_cli
+    from penumbra.compute.files import per_file
+
+    from .voice import DEFAULT_ALPHA_RANGE, check_alpha, draw_alpha, make_rng
 
     if alpha is not None and alpha_range is not None:
         raise ConfigError("give --alpha or --alpha-range, not both")
     if alpha is not None:
         check_alpha(alpha)
     bounds = _parse_range(alpha_range) if alpha_range is not None else DEFAULT_ALPHA_RANGE
-    jobs = _plan(src, dst)
     rng = make_rng(seed)
+    # α per file drawn here, in file order: the same α for a file on any engine
+    jobs = [
+        (a, b, alpha if alpha is not None else draw_alpha(bounds, rng)) for a, b in _plan(src, dst)
+    ]
     console = Console()
     failures: list[str] = []
     total_audio = total_seconds = 0.0
     progress = _progress(console, len(jobs))
-    with progress:
+    with progress, closing(engine_for_cli(ray)) as engine:
         task = progress.add_task("anonymizing voices", total=len(jobs))
-        for file_src, file_dst in jobs:
-            try:
-                rep = anonymize_file(file_src, file_dst, alpha, bounds, rng)
-            except DataError as e:
+        for (_, file_dst, _), rep, problems in per_file(engine, voice_job, jobs):
+            if problems:
                 if len(jobs) == 1:
-                    raise
-                failures.extend(e.problems)
+                    raise DataError(*problems)
+                failures.extend(problems)
             else:
                 total_audio += rep.duration_s
                 total_seconds += rep.seconds
@@ -97,6 +113,14 @@ def voice(
         )
     if failures:
         raise DataError(*failures)
+
+
+def voice_job(job: tuple[Path, Path, float]) -> VoiceReport:
+    """One file with its own α (a task on a cluster worker)."""
+    from .voice import anonymize_file
+
+    src, dst, alpha = job
+    return anonymize_file(src, dst, alpha)
 
 
 def _parse_range(text: str) -> tuple[float, float]:

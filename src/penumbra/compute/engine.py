@@ -65,10 +65,19 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """Everything in this process: models are the real objects, batches run one by one."""
+    """Everything in this process: models are the real objects, batches run one by one.
+    With `threads`, torch uses that many threads until `close()` (as a Ray actor does)."""
 
     name = "local"
     workers = 1
+
+    def __init__(self, threads: int | None = None) -> None:
+        self._restore: int | None = None
+        if threads is not None:
+            import torch
+
+            self._restore = torch.get_num_threads()
+            torch.set_num_threads(threads)
 
     def model(self, spec: ModelSpec) -> Any:
         return spec.load()
@@ -83,7 +92,11 @@ class LocalEngine:
         return local_voter(private, k=k, metric=metric)
 
     def close(self) -> None:
-        return None
+        if self._restore is not None:
+            import torch
+
+            torch.set_num_threads(self._restore)
+            self._restore = None
 
 
 def open_engine(config: ComputeConfig, *, private_dir: Path | None = None) -> Engine:
@@ -92,7 +105,7 @@ def open_engine(config: ComputeConfig, *, private_dir: Path | None = None) -> En
     A cluster that cannot be reached, or Ray not installed, is a `ComputeError` (one line,
     exit 2) raised here, before any model is loaded or any private file is read."""
     if config.engine == "local":
-        return LocalEngine()
+        return LocalEngine(threads=config.cpus_per_worker)
     from penumbra.compute.ray_engine import RayEngine
 
     return RayEngine(config, private_dir=private_dir)
@@ -101,3 +114,20 @@ def open_engine(config: ComputeConfig, *, private_dir: Path | None = None) -> En
 def batched(items: Sequence[T], size: int) -> list[list[T]]:
     """Fixed-size batches in order: the unit of work on every engine."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def engine_for_cli(address: str | None, *, option: str = "--ray") -> Engine:
+    """The engine of a command without a run config: `--ray ADDRESS`, or this process."""
+    if address is None:
+        return LocalEngine()
+    from pydantic import ValidationError
+
+    from penumbra.errors import ConfigError
+
+    try:
+        config = ComputeConfig(engine="ray", address=address)
+    except ValidationError as e:
+        raise ConfigError(
+            f"{option}: {e.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from None
+    return open_engine(config)

@@ -137,6 +137,7 @@ class RayEngine:
         self._pools: dict[ModelSpec | None, list[Any]] = {}
         self._temp: str | None = None
         self._owns = not ray.is_initialized()
+        self.threads = config.cpus_per_worker or 1
         if self._owns:
             self._connect(private_dir)
         resources = ray.cluster_resources()
@@ -145,7 +146,7 @@ class RayEngine:
         elif config.gpus_per_model > 0:
             self.workers = max(1, int(resources.get("GPU", 0) / config.gpus_per_model))
         else:
-            self.workers = max(1, int(resources.get("CPU", 1) / config.cpus_per_worker))
+            self.workers = max(1, int(resources.get("CPU", 1) / self.threads))
         self._worker_cls = ray.remote(ModelWorker)
         self._count = ray.remote(count_shard)
 
@@ -199,9 +200,7 @@ class RayEngine:
         if spec is not None and self.config.gpus_per_model > 0:
             options["num_gpus"] = self.config.gpus_per_model
         while len(actors) < want:
-            actors.append(
-                self._worker_cls.options(**options).remote(spec, self.config.cpus_per_worker)
-            )
+            actors.append(self._worker_cls.options(**options).remote(spec, self.threads))
         return actors
 
     def get(self, ref: Any, *, what: str) -> Any:
@@ -252,7 +251,7 @@ class RayEngine:
         parts = max(1, min(self.workers, len(private)))
         shards = [ray.put(np.ascontiguousarray(s)) for s in np.array_split(private, parts)]
         count = self._count.options(
-            max_retries=RETRIES, num_cpus=self.config.cpus_per_worker, scheduling_strategy="SPREAD"
+            max_retries=RETRIES, num_cpus=self.threads, scheduling_strategy="SPREAD"
         )
 
         def voter(candidates: np.ndarray) -> np.ndarray:

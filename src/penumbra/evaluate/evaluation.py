@@ -10,25 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from penumbra.errors import ConfigError, DataError
 from penumbra.evaluate.audit import AUDIT_LABEL, membership_inference, memorisation
-from penumbra.evaluate.features import Embed, FeatureSet, Progress, embed_folder
+from penumbra.evaluate.features import FeatureSet, Progress, embed_folder
 from penumbra.evaluate.frechet import frechet_between
 from penumbra.evaluate.kid import kernel_distance
 from penumbra.evaluate.manifold import manifold_metrics
+
+if TYPE_CHECKING:
+    from penumbra.compute.engine import Engine
 
 SCHEMA = "penumbra.evaluation/1"
 CLASSIFIERS = ("builtin:fashion-classifier",)
 
 
-def _embedder(uri: str) -> tuple[Embed, dict[str, str]]:
+def _embedder(uri: str, engine: Engine | None) -> tuple[Any, dict[str, str]]:
+    """The embed function (in this process), or the model itself for `engine` to place."""
     from penumbra.models import load
     from penumbra.models.protocols import ImageEmbedder
 
+    if engine is not None:
+        from penumbra.compute.engine import ModelSpec
+
+        handle = engine.model(ModelSpec.of(uri, "image-embedder"))
+        return handle, {"uri": uri, "fingerprint": handle.fingerprint}
     model = cast(ImageEmbedder, load(uri, role="image-embedder"))
     return model.embed, {"uri": uri, "fingerprint": model.fingerprint}
 
@@ -111,17 +120,19 @@ def evaluate(
     kid_subset_size: int = 1000,
     seed: int = 0,
     on_progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """Measure `synthetic` against `reference` (folders of images).
 
     With `holdout` (images from the private distribution that the run never saw) it also
     audits memorisation and membership inference against the members: `private` if given,
-    else the reference set. `inception_weights` adds standard FID with pytorch-fid's file."""
+    else the reference set. `inception_weights` adds standard FID with pytorch-fid's file.
+    With `engine` (e.g. Ray) the embedder's features are computed where the engine runs."""
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
-    embed, embed_info = _embedder(embedder)
-    syn = embed_folder(synthetic, embed, name="--synthetic", on_progress=on_progress)
-    ref = embed_folder(reference, embed, name="--reference", on_progress=on_progress)
+    embed, embed_info = _embedder(embedder, engine)
+    syn = embed_folder(synthetic, embed, name="--synthetic", on_progress=on_progress, engine=engine)
+    ref = embed_folder(reference, embed, name="--reference", on_progress=on_progress, engine=engine)
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "synthetic": {"folder": str(synthetic), "images": len(syn), "skipped": len(syn.skipped)},
@@ -155,9 +166,9 @@ def evaluate(
         result["classes"] = class_distribution(syn, ref, classifier)
     if holdout is not None:
         members = ref if private is None else embed_folder(
-            private, embed, name="--private", on_progress=on_progress
+            private, embed, name="--private", on_progress=on_progress, engine=engine
         )  # fmt: skip
-        non = embed_folder(holdout, embed, name="--holdout", on_progress=on_progress)
+        non = embed_folder(holdout, embed, name="--holdout", on_progress=on_progress, engine=engine)
         mem = memorisation(syn.features, members.features, non.features, seed=seed)
         for pair in mem["pairs"]:  # type: ignore[attr-defined]
             pair["synthetic_file"] = syn.relpaths[pair["synthetic"]]

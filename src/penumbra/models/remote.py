@@ -129,13 +129,18 @@ def remote_cluster(config: RunConfig) -> str | None:
     `local` (a private instance penumbra starts) or a loopback HOST:PORT. `auto` may find any
     cluster, so it counts as remote."""
     compute = config.compute
-    if compute.engine != "ray" or compute.address == "local":
+    if compute.engine != "ray" or cluster_is_local(compute.address):
         return None
-    if compute.address != "auto":
-        host = compute.address.removeprefix("ray://").rpartition(":")[0]
-        if _loopback_host(host):
-            return None
     return compute.address
+
+
+def cluster_is_local(address: str) -> bool:
+    """A Ray address provably on this machine: `local`, or a loopback HOST:PORT."""
+    if address == "local":
+        return True
+    if address == "auto":
+        return False
+    return _loopback_host(address.removeprefix("ray://").rpartition(":")[0])
 
 
 def require_local_private(config: RunConfig) -> list[str]:

@@ -75,7 +75,7 @@ def embed_text_batch(embedder: TextEmbedder, texts: list[str]) -> np.ndarray:
     return embedder.embed(texts)
 
 
-def _image_batches(
+def image_batches(
     files: list[Path], source: Path, size: int, on_error: OnError, max_pixels: int
 ) -> Iterator[ImageBatch]:
     for start in range(0, len(files), size):
@@ -133,7 +133,7 @@ def embed_private_images(
     report = ReadReport()
     parts: list[np.ndarray] = []
     captions: list[str] = []
-    batches = _image_batches(files, source, batch_size, on_error, max_pixels)
+    batches = image_batches(files, source, batch_size, on_error, max_pixels)
     done = 0
     if voting == "image":
         for vectors, part in engine.map(embed_image_batch, batches, model=image_embedder):
