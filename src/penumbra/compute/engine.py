@@ -104,6 +104,8 @@ def open_engine(config: ComputeConfig, *, private_dir: Path | None = None) -> En
 
     A cluster that cannot be reached, or Ray not installed, is a `ComputeError` (one line,
     exit 2) raised here, before any model is loaded or any private file is read."""
+    if private_dir is not None:
+        remove_stale_ray_folder(private_dir)
     if config.engine == "local":
         return LocalEngine(threads=config.cpus_per_worker)
     from penumbra.compute.ray_engine import RayEngine
@@ -131,3 +133,21 @@ def engine_for_cli(address: str | None, *, option: str = "--ray") -> Engine:
             f"{option}: {e.errors()[0]['msg'].removeprefix('Value error, ')}"
         ) from None
     return open_engine(config)
+
+
+RAY_FOLDER_NOTE = "ray-temp"  # under the run's private/: the private instance's temp folder
+
+
+def remove_stale_ray_folder(private_dir: Path) -> None:
+    """A driver killed while its private Ray instance ran leaves that instance's folder (logs,
+    sockets) behind; the next start or resume of the run removes it."""
+    import shutil
+    import tempfile
+
+    note = private_dir / RAY_FOLDER_NOTE
+    if not note.is_file():
+        return
+    folder = Path(note.read_text(encoding="utf-8").strip())
+    if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("penumbra-ray-"):
+        shutil.rmtree(folder, ignore_errors=True)
+    note.unlink(missing_ok=True)

@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from penumbra.compute.engine import ModelSpec
+from penumbra.compute.engine import RAY_FOLDER_NOTE, ModelSpec
 from penumbra.config import ComputeConfig
+from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ComputeError
 from penumbra.pe.voting import Voter
 
@@ -136,6 +137,7 @@ class RayEngine:
         self.config = config
         self._pools: dict[ModelSpec | None, list[Any]] = {}
         self._temp: str | None = None
+        self._note: Path | None = None
         self._owns = not ray.is_initialized()
         self.threads = config.cpus_per_worker or 1
         if self._owns:
@@ -152,19 +154,28 @@ class RayEngine:
 
     def _connect(self, private_dir: Path | None) -> None:
         ray, address = self._ray, self.config.address
+        # Ray's C++ core logs retries to stderr as warnings; errors reach the user as one line
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         quiet: dict[str, Any] = {
             "log_to_driver": False,  # worker output stays in the session's (0700) logs
             "logging_level": logging.ERROR,
             "namespace": "penumbra",
         }
         if address == "local":
-            self._temp = tempfile.mkdtemp(prefix="penumbra-ray-")  # 0700, short socket paths
+            # Ray makes its own folder world-writable (0777): it goes inside one of ours that
+            # is 0700, so other users reach neither its logs nor its sockets; short, because
+            # socket paths inside it are limited to ~107 characters
+            self._temp = tempfile.mkdtemp(prefix="penumbra-ray-")
             spill = (private_dir if private_dir is not None else Path(self._temp)) / "ray-spill"
             spill.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if private_dir is not None:  # so a resume after a killed driver removes it
+                self._note = private_dir / RAY_FOLDER_NOTE
+                atomic_write_bytes(self._note, self._temp.encode("utf-8"))
             try:
                 ray.init(
                     num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                    _temp_dir=self._temp, object_spilling_directory=str(spill), **quiet,
+                    _temp_dir=str(Path(self._temp) / "r"), object_spilling_directory=str(spill),
+                    **quiet,
                 )  # fmt: skip
             except Exception as e:
                 self._remove_temp()
@@ -177,6 +188,12 @@ class RayEngine:
         try:
             ray.init(address=address, **quiet)
         except ConnectionError as e:
+            if _caused_by(e, "AuthenticationError"):
+                raise ComputeError(
+                    f"compute.address={address}: the cluster wants Ray's token authentication; "
+                    "run with RAY_AUTH_MODE=token and its token in ~/.ray/auth_token (or "
+                    "RAY_AUTH_TOKEN)"
+                ) from None
             raise ComputeError(
                 f"compute.address={address}: {_first(e)}; start a cluster (ray start --head) "
                 "or use --ray local"
@@ -278,8 +295,21 @@ class RayEngine:
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)
             self._temp = None
+        if self._note is not None:
+            self._note.unlink(missing_ok=True)
+            self._note = None
 
 
 def _first(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def _caused_by(error: BaseException, name: str) -> bool:
+    """Ray reports a refused token inside the text of the errors it chains."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__name__ == name or name in str(seen) or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
