@@ -63,7 +63,8 @@ class ModelWorker:
     def run(self, fn: Callable[[Any, Any], Any], batch: Any) -> Any:
         return fn(self.model, batch)
 
-    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+        args, kwargs = payload
         return getattr(self.model, method)(*args, **kwargs)
 
 
@@ -91,7 +92,9 @@ class RayModel:
         actors = self._engine.pool(self.spec, size=1)
         actor = actors[self._next % len(actors)]
         self._next += 1
-        return self._engine.get(actor.call.remote(method, args, kwargs), what=self.spec.uri)
+        # by reference, like every batch: the arguments may be private (texts to embed)
+        payload = self._engine.put((args, kwargs))
+        return self._engine.get(actor.call.remote(method, payload), what=self.spec.uri)
 
     # the five protocols' methods (models/protocols.py): each call runs whole on one actor,
     # so a batch is computed exactly as it would be in this process
@@ -219,6 +222,9 @@ class RayEngine:
         while len(actors) < want:
             actors.append(self._worker_cls.options(**options).remote(spec, self.threads))
         return actors
+
+    def put(self, value: Any) -> Any:
+        return self._ray.put(value)
 
     def get(self, ref: Any, *, what: str) -> Any:
         """`ray.get` with the worker's own error: a PenumbraError raised in a worker (a bad
