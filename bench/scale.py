@@ -56,16 +56,17 @@ def run_one(out: Path, private: int, images: int, population: int, sets: list[st
     config = demo_config(1.0)
     config.output.num_images = images
     config.pe.max_population = population
-    from penumbra.config import RunConfig, apply_overrides
+    from penumbra.config import RunConfig, apply_overrides, load_config
 
     config = RunConfig.model_validate(apply_overrides(config.model_dump(mode="json"), sets))
     start = time.monotonic()
     run = synthesize(folder, None, out=out, config=config)
     wall = time.monotonic() - start
+    resolved = load_config(out / "run.yaml")
     return {
         "wall_s": wall,
         "stages": run.stage_seconds,  # type: ignore[union-attr]
-        "population": config.pe.population,
+        "population": resolved.pe.population,  # `auto` as the pre-flight resolved it
         "iterations": config.pe.iterations,
         "images": images,
         "private": private,

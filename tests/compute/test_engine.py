@@ -159,12 +159,12 @@ def test_a_killed_worker_is_retried_without_changing_the_result(ray_engine: obje
     handle = ray_engine.model(spec)
     expected = list(ray_engine.map(embed_text_batch, batches, model=handle))  # no fault
     actors = ray_engine.pool(spec)
-    pids = [int(ray.get(a.info.remote())["pid"]) for a in actors]
+    pids = [int(ray.get(a.info.remote(spec))["pid"]) for a in actors]
     results = ray_engine.map(embed_text_batch, batches, model=handle)
     got = [next(results)]
     os.kill(pids[1], signal.SIGKILL)  # mid-stage: batches queued on it must be re-run
     got += list(results)
     for a, b in zip(got, expected, strict=True):
         assert np.array_equal(a, b)
-    new_pid = int(ray.get(actors[1].info.remote())["pid"])
+    new_pid = int(ray.get(actors[1].info.remote(spec))["pid"])
     assert new_pid != pids[1]  # restarted, not skipped

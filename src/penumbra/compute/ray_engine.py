@@ -40,19 +40,28 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 RETRIES = 3  # a killed worker is restarted and its task re-run this many times
+_COUNTER = ModelSpec("penumbra:vote-counter", "none")  # the GPU layout's vote-counting pool
 
 
 class ModelWorker:
-    """One actor: loads its model once, then runs stage functions on batches next to it."""
+    """One actor: loads each model it is asked for once, then runs stage functions on
+    batches next to it, and counts votes on shards of the private set."""
 
-    def __init__(self, spec: ModelSpec | None, threads: int) -> None:
+    def __init__(self, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.model = spec.load() if spec is not None else None
+        self.models: dict[ModelSpec, Any] = {}
 
-    def info(self) -> dict[str, str]:
-        model = self.model
+    def _model(self, spec: ModelSpec | None) -> Any:
+        if spec is None:
+            return None
+        if spec not in self.models:
+            self.models[spec] = spec.load()
+        return self.models[spec]
+
+    def info(self, spec: ModelSpec | None) -> dict[str, str]:
+        model = self._model(spec)
         return {
             "fingerprint": str(getattr(model, "fingerprint", "")),
             "name": str(getattr(model, "name", "")),
@@ -60,12 +69,17 @@ class ModelWorker:
             "pid": str(os.getpid()),
         }
 
-    def run(self, fn: Callable[[Any, Any], Any], batch: Any) -> Any:
-        return fn(self.model, batch)
+    def run(self, spec: ModelSpec | None, fn: Callable[[Any, Any], Any], batch: Any) -> Any:
+        return fn(self._model(spec), batch)
 
-    def call(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+    def call(
+        self, spec: ModelSpec, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]
+    ) -> Any:
         args, kwargs = payload
-        return getattr(self.model, method)(*args, **kwargs)
+        return getattr(self._model(spec), method)(*args, **kwargs)
+
+    def count(self, shard: np.ndarray, candidates: np.ndarray, k: int, metric: str) -> np.ndarray:
+        return count_shard(shard, candidates, k, metric)
 
 
 def count_shard(shard: np.ndarray, candidates: np.ndarray, k: int, metric: str) -> np.ndarray:
@@ -94,7 +108,7 @@ class RayModel:
         self._next += 1
         # by reference, like every batch: the arguments may be private (texts to embed)
         payload = self._engine.put((args, kwargs))
-        return self._engine.get(actor.call.remote(method, payload), what=self.spec.uri)
+        return self._engine.get(actor.call.remote(self.spec, method, payload), what=self.spec.uri)
 
     # the five protocols' methods (models/protocols.py): each call runs whole on one actor,
     # so a batch is computed exactly as it would be in this process
@@ -153,7 +167,6 @@ class RayEngine:
         else:
             self.workers = max(1, int(resources.get("CPU", 1) / self.threads))
         self._worker_cls = ray.remote(ModelWorker)
-        self._count = ray.remote(count_shard)
 
     def _connect(self, private_dir: Path | None) -> None:
         ray, address = self._ray, self.config.address
@@ -205,22 +218,27 @@ class RayEngine:
             raise ComputeError(f"compute.address={address}: cannot join: {_first(e)}") from None
 
     def pool(self, spec: ModelSpec | None, size: int | None = None) -> list[Any]:
-        """The actors for `spec`: one to start with (a model only called directly, like the
-        LLM, needs no more), grown to `workers` when a stage maps batches over it."""
-        actors = self._pools.setdefault(spec, [])
+        """The actors that serve `spec`: one to start with (a model only called directly, like
+        the LLM, needs no more), grown to `workers` when a stage maps batches over it.
+
+        On CPUs every model shares one pool (each actor loads the models it is asked for: one
+        process per worker, as in this process); with `gpus_per_model` each model gets its own
+        actors, each holding that share of a GPU."""
+        key = spec if self.config.gpus_per_model > 0 else None
+        actors = self._pools.setdefault(key, [])
         want = max(1, self.workers if size is None else size)
         options: dict[str, Any] = {
-            # actors reserve no CPU: stages run one after another, so `workers` actors per
-            # pool never compete, and several pools can live on a small machine
+            # actors reserve no CPU: stages run one after another, so `workers` actors never
+            # compete, and a GPU pool per model can live beside them
             "num_cpus": 0,
             "max_restarts": RETRIES,
             "max_task_retries": RETRIES,
             "scheduling_strategy": "SPREAD",
         }
-        if spec is not None and self.config.gpus_per_model > 0:
+        if key is not None:
             options["num_gpus"] = self.config.gpus_per_model
         while len(actors) < want:
-            actors.append(self._worker_cls.options(**options).remote(spec, self.threads))
+            actors.append(self._worker_cls.options(**options).remote(self.threads))
         return actors
 
     def put(self, value: Any) -> Any:
@@ -247,7 +265,7 @@ class RayEngine:
         if spec.uri.startswith("openai:"):  # an HTTP client: the model already runs elsewhere
             return spec.load()
         actors = self.pool(spec, size=1)
-        return RayModel(self, spec, self.get(actors[0].info.remote(), what=spec.uri))
+        return RayModel(self, spec, self.get(actors[0].info.remote(spec), what=spec.uri))
 
     def map(
         self, fn: Callable[[Any, T], R], batches: Iterable[T], *, model: Any = None
@@ -263,7 +281,8 @@ class RayEngine:
         for i, batch in enumerate(batches):
             # by reference: the task arguments Ray records hold no private values; batch i
             # goes to actor i mod W, at most two batches per actor in flight (bounded memory)
-            window.append(actors[i % len(actors)].run.remote(fn, self._ray.put(batch)))
+            ref = self._ray.put(batch)
+            window.append(actors[i % len(actors)].run.remote(spec, fn, ref))
             if len(window) >= 2 * len(actors):
                 yield self.get(window.popleft(), what=what)
         while window:
@@ -273,13 +292,14 @@ class RayEngine:
         ray = self._ray
         parts = max(1, min(self.workers, len(private)))
         shards = [ray.put(np.ascontiguousarray(s)) for s in np.array_split(private, parts)]
-        count = self._count.options(
-            max_retries=RETRIES, num_cpus=self.threads, scheduling_strategy="SPREAD"
-        )
+        actors = self.pool(None if self.config.gpus_per_model == 0 else _COUNTER, size=parts)
 
         def voter(candidates: np.ndarray) -> np.ndarray:
             ref = ray.put(np.asarray(candidates))
-            pending = [count.remote(shard, ref, k, metric) for shard in shards]
+            pending = [
+                actors[i % len(actors)].count.remote(shard, ref, k, metric)
+                for i, shard in enumerate(shards)
+            ]
             totals = [self.get(p, what="vote counting") for p in pending]
             votes: np.ndarray = np.sum(totals, axis=0).astype(np.float64) / math.sqrt(k)
             return votes
