@@ -573,12 +573,15 @@ def demo(
         "penumbra-demo"
     ),
     epsilon: Annotated[float, typer.Option("--epsilon", help="Target ε.")] = 1.0,
+    ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """The whole method offline on a laptop CPU: skewed Fashion-MNIST "private" set, builtin
     models, penumbra's own text-to-image model; a verifiable run with a report."""
     from penumbra.spti.demo import run_demo
 
-    run, mix, evaluation = run_demo(out, epsilon=epsilon, console=console)
+    run, mix, evaluation = run_demo(
+        out, epsilon=epsilon, console=console, overrides=ray_overrides(ray)
+    )
     _print_run(run)
     _print_evaluation(evaluation)
     table = Table(title="class mix (evaluation only: uses the demo set's labels)")

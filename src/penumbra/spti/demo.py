@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +154,9 @@ def dark_share_report(out: Path) -> dict[str, Any]:
 
 
 def run_demo(
-    out: Path, *, epsilon: float, console: Console | None
+    out: Path, *, epsilon: float, console: Console | None, overrides: Sequence[str] = ()
 ) -> tuple[Run, dict[str, float], dict[str, Any]]:
+    """The demo run; `overrides` may say where to compute (`compute.*`, e.g. from --ray)."""
     out = Path(out)
     resume = (out / "run.yaml").exists()
     materialise_private(out / "demo_private")
@@ -162,6 +164,7 @@ def run_demo(
     run = synthesize(
         out / "demo_private", None if resume else epsilon, out=out,
         config=None if resume else demo_config(epsilon), resume=resume, console=console,
+        overrides=overrides,
     )  # fmt: skip
     assert isinstance(run, Run)
     from penumbra.evaluate.run_eval import evaluate_run
