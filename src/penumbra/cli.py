@@ -22,6 +22,7 @@ from rich.table import Table
 
 from penumbra import __version__
 from penumbra.anonymize.cli import app as anonymize_app
+from penumbra.compute.options import RAY_OPTION, ray_overrides
 from penumbra.errors import PenumbraError
 from penumbra.mpc.cli import app as mpc_app
 
@@ -257,19 +258,6 @@ def ledger_show(
     for index, kind, text in summary_rows(run_dir):
         table.add_row(str(index), kind, text)
     console.print(table)
-
-
-RAY_OPTION = typer.Option(
-    "--ray",
-    metavar="ADDRESS",
-    help="Run the heavy stages on Ray: local (a private instance), auto, HOST:PORT or "
-    "ray://HOST:PORT. Shorthand for --set compute.engine=ray --set compute.address=ADDRESS.",
-)
-
-
-def ray_overrides(address: str | None) -> list[str]:
-    """`--ray ADDRESS` as config overrides (validated with the rest of the config)."""
-    return [] if address is None else ["compute.engine=ray", f"compute.address={address}"]
 
 
 @app.command()

@@ -21,18 +21,12 @@ import pytest
 
 from penumbra.data import demo_private_set
 from penumbra.ledger.verify import verify_run
+from tests.spti.test_pipeline import TINY as PIPELINE_TINY
 
 pytest.importorskip("ray")
 
-TINY = [
-    "pe.iterations=2",
-    "pe.population=6",
-    "output.num_images=4",
-    "domain=a photo of a clothing item",
-    "prompts.max_new_tokens=20",
-    "seed=3",
-    "compute.cpus_per_worker=1",  # the same torch threads on both engines: bit-identical
-]
+# the pipeline tests' tiny run, with the same torch threads on both engines: bit-identical
+TINY = [*PIPELINE_TINY, "compute.cpus_per_worker=1"]
 ON_RAY = ["compute.engine=ray", "compute.address=local", "compute.workers=2"]
 
 

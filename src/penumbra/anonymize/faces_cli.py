@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from penumbra.compute.options import RAY_FILES_OPTION
 from penumbra.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -106,15 +107,7 @@ def register(app: typer.Typer) -> None:
         check_every: Annotated[
             int, typer.Option(help="Video: count residual faces on every Nth frame (0: off).")
         ] = 10,
-        ray: Annotated[
-            str | None,
-            typer.Option(
-                "--ray",
-                metavar="ADDRESS",
-                help="One file per task on Ray: local, auto, HOST:PORT or ray://HOST:PORT "
-                "(folders on storage every node mounts).",
-            ),
-        ] = None,
+        ray: Annotated[str | None, RAY_FILES_OPTION] = None,
     ) -> None:
         """Mask faces (CenterFace) in images and videos; report residual faces a second
         detector (MTCNN) still finds in the output. Metadata is not copied; audio only with

@@ -7,19 +7,13 @@ from typing import Annotated
 
 import typer
 
+from penumbra.compute.options import RAY_FILES_OPTION
+
 
 def metadata(
     src: Annotated[Path, typer.Argument(help="An image/video file, or a folder (recursive).")],
     dst: Annotated[Path, typer.Argument(help="Output file, or folder (same layout).")],
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="ADDRESS",
-            help="One file per task on Ray: local, auto, HOST:PORT or ray://HOST:PORT "
-            "(folders on storage every node mounts).",
-        ),
-    ] = None,
+    ray: Annotated[str | None, RAY_FILES_OPTION] = None,
 ) -> None:
     """Remove EXIF/GPS, IPTC, XMP, ICC, comments and container metadata; pixels untouched."""
     from contextlib import closing

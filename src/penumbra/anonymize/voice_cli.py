@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from penumbra.compute.options import RAY_FILES_OPTION
 from penumbra.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -50,15 +51,7 @@ def voice(
             "can partly undo the change: omit it for real releases).",
         ),
     ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="ADDRESS",
-            help="One file per task on Ray: local, auto, HOST:PORT or ray://HOST:PORT "
-            "(folders on storage every node mounts).",
-        ),
-    ] = None,
+    ray: Annotated[str | None, RAY_FILES_OPTION] = None,
 ) -> None:
     """Change speakers' voices (formant warping, McAdams coefficient) keeping words and timing.
 

@@ -178,9 +178,9 @@ class RayEngine:
             "namespace": "penumbra",
         }
         if address == "local":
-            # Ray binds its servers to every interface: they must ask for its token (Ray's
-            # default for a private instance since 2.59; said here so an older one does too)
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+            # Ray binds its servers to every interface; they ask for its token (Ray's default
+            # for a private instance since 2.59; setting RAY_AUTH_MODE=token here instead
+            # makes Ray 2.60 fail to start its GCS with a custom temp folder)
             # Ray makes its own folder world-writable (0777): it goes inside one of ours that
             # is 0700, so other users reach neither its logs nor its sockets; short, because
             # socket paths inside it are limited to ~107 characters
