@@ -3,9 +3,12 @@
 Each (method, n, m, d) runs in its own subprocess so its peak resident memory is its own.
 Throughput is n·m·d per second (and the equivalent GFLOP/s, 2·n·m·d per second); ratios are
 against faiss-cpu IndexFlatL2 (exact, k=1) and against a naive torch.cdist + topk that builds
-the full n×m matrix, measured in the same run.
+the full n×m matrix, measured in the same run. With --repeats N the methods of a size run
+interleaved (penumbra, faiss, naive, penumbra, faiss, ...), N processes each, and the table
+shows each method's median; a last line per size gives penumbra's speed relative to faiss.
 
     .venv/bin/python bench/voting.py                 # CPU sizes (a few minutes on 2 cores)
+    .venv/bin/python bench/voting.py --repeats 3     # medians of 3 interleaved runs
     .venv/bin/python bench/voting.py --sizes 1000000x100000x512 --methods penumbra triton  # GPU
 """
 
@@ -75,10 +78,19 @@ def run_one(method: str, n: int, m: int, d: int) -> dict[str, float | str]:
     }
 
 
+def _median_run(runs: list[dict[str, float | str]]) -> dict[str, float | str]:
+    """The run with the median time (the upper one of an even count), kept whole so that its
+    memory and checksum stay with its time."""
+    return sorted(runs, key=lambda r: float(r["seconds"]))[len(runs) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="NxMxD")
     parser.add_argument("--methods", nargs="*", default=["penumbra", "faiss", "naive"])
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="interleaved runs per method and size (median)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -96,19 +108,32 @@ def main() -> None:
     for col in ("n×m×d", "method", "seconds", "GFLOP/s", "vs faiss", "vs naive", "extra peak MiB"):
         table.add_column(col)
     results = []
+    summary = []
     for size in args.sizes:
         n, m, d = (int(v) for v in size.split("x"))
-        rows = {}
-        for method in args.methods:
-            if method == "naive" and n * m * 4 > NAIVE_LIMIT_BYTES:
-                continue  # the full matrix would not fit: that is the point of blocking
-            proc = subprocess.run(
-                [sys.executable, __file__, "--one", f"{method}:{size}"],
-                capture_output=True,
-                text=True,
-                check=True,
+        methods = [
+            method
+            for method in args.methods
+            # the full matrix would not fit: that is the point of blocking
+            if not (method == "naive" and n * m * 4 > NAIVE_LIMIT_BYTES)
+        ]
+        runs: dict[str, list[dict[str, float | str]]] = {method: [] for method in methods}
+        for _ in range(max(1, args.repeats)):
+            for method in methods:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", f"{method}:{size}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                runs[method].append(json.loads(proc.stdout))
+        rows = {method: _median_run(r) for method, r in runs.items()}
+        if "penumbra" in rows and "faiss" in rows:
+            ratio = float(rows["faiss"]["seconds"]) / float(rows["penumbra"]["seconds"])
+            summary.append(
+                f"{size}: penumbra {ratio:.2f}x the speed of faiss IndexFlatL2 "
+                f"(median of {len(runs['penumbra'])} interleaved run(s) each)"
             )
-            rows[method] = json.loads(proc.stdout)
         checks = {name: r["checksum"] for name, r in rows.items()}
         if len(set(checks.values())) != 1:
             # faiss and the naive baseline rank in fp32 and may break near-ties differently;
@@ -128,6 +153,8 @@ def main() -> None:
             )
             results.append({"size": size, **r})
     console.print(table)
+    for line in summary:
+        console.print(line)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -4,16 +4,25 @@ Each private sample adds 1/√k to each of its k nearest candidates, so its cont
 histogram has L2 norm exactly 1 (DESIGN.md invariant 5). Candidates are ranked with a fast
 fp32 (or bf16) GEMM; a row's fast top-k is kept only when the gap to its (k+1)-th candidate is
 larger than the rounding-error bound of the scores, and every other row (near-ties, exact
-ties) is recomputed in float64 against all candidates. So the votes equal a brute-force float64
-reference exactly, ties going to the lowest candidate index, and memory stays bounded: blocks
-of private rows against all candidates, never the full n×m matrix.
+ties) is re-ranked in float64. So the votes equal a brute-force float64 reference exactly,
+ties going to the lowest candidate index, and memory stays bounded: blocks of private rows
+against all candidates, never the full n×m matrix.
+
+The default CPU path (`_CpuRanker`, fp32) is built for caches and cores: blocks of ~1024 rows
+whose scores are still in cache when they are reduced, one block per worker thread (each
+running torch single-threaded, so the small reductions never wait on an OpenMP barrier), a
+two-level top-k (chunk minima, then only the best chunks), a per-row error bound, and one
+float64 re-rank at the end for the few near-tie rows, from shortlists the blocks kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -25,6 +34,18 @@ Voter = Callable[[np.ndarray], np.ndarray]
 
 _DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
 _SHORTLIST = 32  # fast-path candidates kept per row for the exact re-rank of near-ties
+# CPU blocks: 1024 rows × ~1000 candidates of fp32 scores (4 MiB) are still in cache when
+# reduced; blocks of up to 65536 rows (still the GPU's cap) were not: 0.6x faiss on 2 cores.
+_CPU_BLOCK_ROWS = 1024
+_CHUNK = 32  # candidates per chunk of the two-level top-k (chunk minima, then the best chunks)
+# near-tie rows wait for one batched re-rank, up to this many float64 values of them; a batch is
+# re-ranked this many values at a time, so its temporaries stay small (fresh pages are slow)
+_PENDING_VALUES = 1 << 20
+_RERANK_VALUES = 1 << 15
+_U32 = 2.0**-24  # unit roundoffs
+_U64 = 2.0**-53
+_PAD_SCORE = 3.0e38  # fp32 score of the padding candidates, above every score that is trusted
+_MAX_NORM = 2.0**50  # larger norms could overflow fp32 scores: such rows are ranked in float64
 
 
 def _check_inputs(private: np.ndarray, candidates: np.ndarray, k: int, metric: str) -> None:
@@ -66,26 +87,54 @@ def _available_memory() -> int:
 
 
 def default_block_size(m: int, d: int, device: torch.device) -> int:
-    """Private rows per block so the block's score matrix and inputs fit a bounded budget."""
+    """Private rows per block so the blocks' score matrices and inputs fit a bounded budget
+    (on a CPU shared by the worker threads, each with its own block, and at most
+    `_CPU_BLOCK_ROWS` rows so a block's scores are still in cache when they are reduced)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = free // 4
+        cap = 65536
     else:
-        budget = min(_DEFAULT_BUDGET_BYTES, _available_memory() // 8)
+        budget = min(_DEFAULT_BUDGET_BYTES, _available_memory() // 8) // _cpu_workers()
+        cap = _CPU_BLOCK_ROWS
     per_row = 4 * m + 16 * d + 64  # fp32 scores + the row in fp32/float64
-    return int(max(1, min(65536, budget // max(per_row, 1))))
+    return int(max(1, min(cap, budget // max(per_row, 1))))
+
+
+def _cpu_workers() -> int:
+    """Worker threads for the CPU path: as many as torch would use for one op."""
+    return max(1, torch.get_num_threads())
+
+
+def _gemm_input_roundoff(device: torch.device) -> float:
+    """Relative error with which torch's fp32 matmul may round its inputs on `device`: none in
+    true fp32, but torch.set_float32_matmul_precision or a backend's fp32_precision let it
+    multiply in TF32 or bf16 (on CPUs too, through oneDNN), and the bound must cover that."""
+    if device.type == "cuda":
+        matmul: object = torch.backends.cuda.matmul
+    else:  # torch >= 2.9; older versions only have the legacy setting
+        matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    settings = {str(getattr(matmul, "fp32_precision", "none"))}
+    with contextlib.suppress(RuntimeError):  # raised when legacy and new APIs were mixed
+        settings.add(torch.get_float32_matmul_precision())
+    if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        settings.add("tf32")
+    if settings & {"bf16", "medium"}:
+        return 2.0**-8
+    if settings & {"tf32", "high"}:
+        return 2.0**-11
+    return 0.0
 
 
 def _unit_roundoff(device: torch.device, low_precision: bool) -> float:
     if low_precision:
         return 2.0**-8  # bf16
-    if device.type == "cuda" and torch.get_float32_matmul_precision() != "highest":
-        return 2.0**-11  # TF32 tensor cores
-    return 2.0**-24
+    return max(_U32, _gemm_input_roundoff(device))
 
 
 class _Shortlister:
-    """Approximate scores ||x − c||² for the `width` best candidates of each private row."""
+    """Approximate scores ||x − c||² for the `width` best candidates of each private row: the
+    faiss, triton, bf16 and GPU paths (the default CPU path is `_CpuRanker`)."""
 
     def __init__(
         self, candidates: np.ndarray, backend: str, device: torch.device, low_precision: bool
@@ -129,6 +178,200 @@ class _Shortlister:
         return top.indices.cpu().numpy(), values.double().cpu().numpy()
 
 
+def score_error_bound(
+    x_norm: np.ndarray, c_norm: float, d: int, input_roundoff: float = 0.0
+) -> np.ndarray:
+    """Per row, E with |s̃_j − s_j| + (error of the float64 reference) ≤ E for every candidate
+    j, where s_j = ||c_j||² − 2x·c_j from the float64 inputs and s̃_j is `_CpuRanker`'s fp32
+    score; so a fast gap between the k-th and (k+1)-th score above 2E decides the top-k set
+    exactly as the float64 reference does, ties included.
+
+    x_norm ≥ ||x|| per row and c_norm ≥ every ||c_j||. Each GEMM input (x, c and the bias
+    fl(||c||²)) is rounded to fp32 and maybe to TF32/bf16 by torch: relative error δ. The
+    score is a sum of d+1 terms (the products x_i·c_ji times −2, an exact scaling, and the
+    bias) in fp32, in whatever order and blocking, so its error is at most γ·Σ|terms| with
+    γ = γ_{d+1} (Higham, Accuracy and Stability, §3.1); Cauchy–Schwarz bounds Σ|x_i·c_ji| by
+    ||x||·||c_j||:
+        E_fast = (δ + γ(1+δ))·C² + 2(2δ + δ² + γ(1+δ)²)·X·C.
+    The reference's float64 distances are within (d+4)·u64·(X+C)² of exact; that is counted
+    twice (both compared distances), and an absolute term covers fp32 underflow (flushed
+    denormals, at most 2^-126 per operation).
+    """
+    x = np.asarray(x_norm, dtype=np.float64)
+    delta = (1.0 + _U32) * (1.0 + input_roundoff) * (1.0 + (d + 4) * _U64) - 1.0
+    gamma = (d + 1) * _U32 / (1.0 - (d + 1) * _U32)
+    fast = (delta + gamma * (1.0 + delta)) * c_norm**2 + 2.0 * (
+        2.0 * delta + delta**2 + gamma * (1.0 + delta) ** 2
+    ) * x * c_norm
+    reference = 2.0 * (d + 4) * _U64 * (x + c_norm) ** 2
+    underflow = (d + 2) * 2.0**-118 * (1.0 + x) * (1.0 + c_norm)
+    bound: np.ndarray = (fast + reference + underflow) * (1.0 + 2.0**-30)
+    return bound
+
+
+class _NearTies:
+    """Rows whose fast gap was within the bound, with the shortlists their exact re-rank
+    needs; re-ranked together (per-block re-ranks cost more in Python than in arithmetic),
+    early once `_PENDING_VALUES` have piled up, so memory stays bounded. The re-ranked rows
+    are written by `finish`, after every block has written its fast choices."""
+
+    def __init__(self, c: np.ndarray, k: int) -> None:
+        self.c, self.k = c, k
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.values = 0
+        self.done: list[tuple[np.ndarray, np.ndarray]] = []
+        self.lock = threading.Lock()
+
+    def add(self, *part: np.ndarray) -> None:
+        """part: global row numbers, float64 rows, shortlist columns, fp32 scores, bounds."""
+        with self.lock:
+            self.parts.append(part)
+            self.values += part[1].size
+            if self.values < _PENDING_VALUES:
+                return
+            parts, self.parts, self.values = self.parts, [], 0
+        resolved = self._resolve(parts)
+        with self.lock:
+            self.done.append(resolved)
+
+    def finish(self, out: np.ndarray) -> None:
+        if self.parts:
+            self.done.append(self._resolve(self.parts))
+        for rows, chosen in self.done:
+            out[rows] = chosen
+
+    def _resolve(self, parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        rows, x, cols, values, bound = (np.concatenate(p) for p in zip(*parts, strict=True))
+        chosen = np.empty((len(rows), self.k), dtype=np.int64)
+        step = max(1, _RERANK_VALUES // x.shape[1])
+        for lo in range(0, len(rows), step):
+            part = slice(lo, lo + step)
+            x_sq = np.einsum("ij,ij->i", x[part], x[part])
+            approx = values[part].astype(np.float64) + x_sq[:, None]  # ||x||² + s̃: distances
+            chosen[part] = _rerank_shortlist(
+                x[part], self.c, cols[part], approx, bound[part], self.k
+            )
+        return rows, chosen
+
+
+class _CpuRanker:
+    """fp32 scores s_j = ||c_j||² − 2x·c_j of a block of private rows against every candidate,
+    by one GEMM into a reused per-thread buffer, reduced to each row's k+1 smallest.
+
+    The bias fl(||c||²) is added by the GEMM itself (addmm, alpha = −2: an exact scaling), and
+    candidates are padded to whole chunks with zero vectors of bias `_PAD_SCORE`:
+    the reduction takes every chunk's minimum in one vectorised pass and a full top-k only
+    inside the k+1 chunks with the smallest minima, which must hold the k+1 smallest scores.
+    """
+
+    def __init__(self, candidates: np.ndarray, rows: int) -> None:
+        m, d = candidates.shape
+        self.m, self.d, self.rows = m, d, rows
+        self.groups = -(-m // _CHUNK)
+        self.chunk = -(-m // self.groups)
+        self.padded = self.groups * self.chunk
+        c64 = np.asarray(candidates, dtype=np.float64)
+        c_sq = np.einsum("ij,ij->i", c64, c64)
+        # above every ||c_j||: float64 rounding of the sum and the root is far below 2^-30
+        self.c_norm = float(np.sqrt(c_sq.max())) * (1.0 + 2.0**-30)
+        self.weights = torch.zeros((self.padded, d), dtype=torch.float32)
+        self.weights[:m] = torch.from_numpy(np.asarray(candidates, dtype=np.float32))
+        self.bias = torch.full((self.padded,), _PAD_SCORE, dtype=torch.float32)
+        self.bias[:m] = torch.from_numpy(c_sq.astype(np.float32))
+        self.offsets = torch.arange(self.chunk)
+        self.input_roundoff = _gemm_input_roundoff(torch.device("cpu"))
+        self.local = threading.local()
+
+    def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This thread's reused score buffer (a fresh multi-MiB tensor per block would be
+        page-faulted in again each time) and row numbers."""
+        buffers: tuple[torch.Tensor, torch.Tensor] | None = getattr(self.local, "buffers", None)
+        if buffers is None:
+            buffers = torch.empty((self.rows, self.padded)), torch.arange(self.rows)
+            self.local.buffers = buffers
+        return buffers
+
+    def scores(self, x32: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """fl(||c_j||²) − 2x·c_j for every (padded) candidate, written into `out`."""
+        return torch.addmm(self.bias, x32, self.weights.T, alpha=-2.0, out=out)
+
+    def block(self, x: np.ndarray, k: int, start: int, near_ties: _NearTies) -> np.ndarray:
+        """The exact top-k of a block of rows (starting at row `start`) wherever the fast gap
+        exceeds the bound; the other rows are handed to `near_ties` and left to it."""
+        b, d = len(x), self.d
+        scores, row_numbers = self._buffers()
+        x32 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        s = self.scores(x32, scores[:b])
+        norm = torch.linalg.vector_norm(x32, dim=1)  # after the GEMM: x is in cache
+        cols, pair = self._top_k_and_next(s, k, row_numbers[:b])
+        # torch's fp32 norm: relative error ≤ (d/2 + 2)·u32, and squares below 2^-126 may be
+        # flushed (≤ √d·2^-63 in all)
+        x_norm = norm.numpy().astype(np.float64) * (1.0 + (d + 4) * _U32)
+        x_norm += math.sqrt(d) * 2.0**-62
+        bound = score_error_bound(x_norm, self.c_norm, d, self.input_roundoff)
+        pair64 = pair.numpy().astype(np.float64)
+        # `not >`: NaN is unsafe too, and so are norms whose scores could overflow fp32
+        with np.errstate(invalid="ignore"):  # inf − inf from a non-finite row
+            safe = (pair64[:, 1] - pair64[:, 0] > 2.0 * bound) & (x_norm < _MAX_NORM)
+        chosen: np.ndarray = cols.numpy()
+        unsafe = np.flatnonzero(~safe)
+        if len(unsafe):
+            self._near_ties(x, s, unsafe, x_norm, bound, k, start, near_ties, chosen)
+        return chosen
+
+    def _near_ties(
+        self,
+        x: np.ndarray,
+        s: torch.Tensor,
+        unsafe: np.ndarray,
+        x_norm: np.ndarray,
+        bound: np.ndarray,
+        k: int,
+        start: int,
+        near_ties: _NearTies,
+        chosen: np.ndarray,
+    ) -> None:
+        """Rows the fast pass cannot decide: NaN is an error, norms that could overflow fp32
+        are ranked in float64 now, the rest go to `near_ties` with a shortlist of the block."""
+        x64 = np.asarray(x[unsafe], dtype=np.float64)
+        if not np.isfinite(x64).all():
+            raise ValueError("private embeddings contain NaN or infinity")
+        huge = ~(x_norm[unsafe] < _MAX_NORM)
+        if huge.any():
+            chosen[unsafe[huge]] = _exact_topk_rows(x64[huge], near_ties.c, k)
+            unsafe, x64 = unsafe[~huge], x64[~huge]
+        if len(unsafe):
+            width = min(self.m, k + _SHORTLIST)
+            values, wide = torch.topk(s[unsafe], width, dim=1, largest=False, sorted=True)
+            near_ties.add(start + unsafe, x64, wide.numpy(), values.numpy(), bound[unsafe])
+
+    def _top_k_and_next(
+        self, s: torch.Tensor, k: int, row_numbers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Columns of each row's k smallest scores, and the k-th and (k+1)-th smallest [b, 2]:
+        exact order statistics of the fp32 scores (columns of tied scores arbitrary)."""
+        b = s.shape[0]
+        if self.groups <= k + 1:
+            values, cols = torch.topk(s, k + 1, dim=1, largest=False, sorted=True)
+            return cols[:, :k], values[:, k - 1 :]
+        chunks = s.view(b, self.groups, self.chunk)
+        minima = chunks.amin(dim=2)
+        if k == 1:
+            # the best chunk holds the best score; the runner-up is the better of that
+            # chunk's second and the other chunks' minima
+            best, group = minima.min(dim=1)
+            inside = chunks[row_numbers, group]
+            j = inside.min(dim=1, keepdim=True).indices
+            inside.scatter_(1, j, math.inf)
+            minima.scatter_(1, group[:, None], math.inf)
+            runner_up = torch.minimum(inside.amin(dim=1), minima.amin(dim=1))
+            return group[:, None] * self.chunk + j, torch.stack([best, runner_up], dim=1)
+        groups = torch.topk(minima, k + 1, dim=1, largest=False, sorted=False).indices
+        cols = (groups[:, :, None] * self.chunk + self.offsets).reshape(b, -1)
+        values, j = torch.topk(s.gather(1, cols), k + 1, dim=1, largest=False, sorted=True)
+        return cols.gather(1, j[:, :k]), values[:, k - 1 :]
+
+
 def _exact_topk_rows(
     x: np.ndarray, c: np.ndarray, k: int, max_elements: int = 1 << 22
 ) -> np.ndarray:
@@ -167,7 +410,7 @@ def _rerank_shortlist(
         rows = np.flatnonzero(contender[:, j])
         if len(rows) == 0:
             continue
-        diff = x64[rows] - np.asarray(c[idx[rows, j]], dtype=np.float64)
+        diff = x64[rows] - c[idx[rows, j]]  # float64, without a float64 copy of c's rows
         exact[rows, j] = np.einsum("ij,ij->i", diff, diff)
     order = np.lexsort((idx, exact), axis=1)[:, :k]
     chosen = np.take_along_axis(idx, order, axis=1)
@@ -194,8 +437,9 @@ def nearest_candidates(
 
     A row's fast (fp32 or bf16) top-k is accepted only when the gap between its k-th and
     (k+1)-th score exceeds twice the rounding-error bound of the scores; otherwise (near-ties,
-    exact ties) the row is recomputed in float64 against all candidates, ties to the lowest
-    index. The result is the brute-force float64 answer, whatever the fast path's precision.
+    exact ties) the row is re-ranked in float64, ties to the lowest index. The result is the
+    brute-force float64 answer, whatever the fast path's precision. `backend="auto"` is the
+    torch fp32 path, on the GPU when there is one (on a CPU, `_CpuRanker`).
     """
     _check_inputs(private, candidates, k, metric)
     if backend == "auto":
@@ -222,13 +466,90 @@ def nearest_candidates(
         if device is not None
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
+    rows = block_size or default_block_size(m, c.shape[1], dev)
+    if backend == "torch" and not low_precision and dev.type == "cpu":
+        return _nearest_cpu(private, c, k, metric, rows, block_size is None)
+    return _nearest_shortlisted(private, c, k, metric, backend, dev, rows, low_precision)
+
+
+def _nearest_cpu(
+    private: np.ndarray, c: np.ndarray, k: int, metric: str, rows: int, split_for_workers: bool
+) -> np.ndarray:
+    """The default CPU path: `_CpuRanker` blocks spread over worker threads, then the exact
+    re-rank of the near-tie rows."""
+    n = private.shape[0]
+    out = np.empty((n, k), dtype=np.int64)
+    c_sq_max = float(np.max(np.einsum("ij,ij->i", c, c, dtype=np.float64)))
+    if not c_sq_max < _MAX_NORM**2:  # fp32 scores could overflow: rank in float64
+        return _nearest_float64(private, c, k, metric, rows, out)
+    workers = _cpu_workers()
+    if split_for_workers:
+        rows = min(rows, -(-n // workers))  # every worker gets a block
+    ranker = _CpuRanker(c, min(rows, n))
+    near_ties = _NearTies(c, k)
+
+    def run(start: int) -> None:
+        xb = private[start : start + rows]
+        if metric == "cosine":
+            xb = _normalise(xb)
+        out[start : start + len(xb)] = ranker.block(xb, k, start, near_ties)
+
+    starts = range(0, n, rows)
+    if workers > 1 and len(starts) > 1:
+        _run_single_threaded_workers(run, starts, workers)
+    else:
+        for start in starts:
+            run(start)
+    near_ties.finish(out)
+    return out
+
+
+def _run_single_threaded_workers(run: Callable[[int], None], starts: range, workers: int) -> None:
+    """Blocks on `workers` threads, each running torch single-threaded: one block per core
+    beats every op split over all cores, whose barriers cost more than the small reductions
+    themselves (and collapse when another process takes a core). torch's thread count is per
+    thread; the process default that new threads start from is put back afterwards."""
+    try:
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for _ in pool.map(run, starts):
+                pass
+    finally:
+        torch.set_num_threads(workers)
+
+
+def _nearest_float64(
+    private: np.ndarray, c: np.ndarray, k: int, metric: str, rows: int, out: np.ndarray
+) -> np.ndarray:
+    """Every row ranked in float64 (candidates too large for fp32 scores)."""
+    for start in range(0, private.shape[0], rows):
+        xb = np.asarray(private[start : start + rows], dtype=np.float64)
+        if metric == "cosine":
+            xb = _normalise(xb)
+        if not np.isfinite(xb).all():
+            raise ValueError("private embeddings contain NaN or infinity")
+        out[start : start + len(xb)] = _exact_topk_rows(xb, c, k)
+    return out
+
+
+def _nearest_shortlisted(
+    private: np.ndarray,
+    c: np.ndarray,
+    k: int,
+    metric: str,
+    backend: str,
+    dev: torch.device,
+    rows: int,
+    low_precision: bool,
+) -> np.ndarray:
+    """The faiss, triton and bf16 paths: a top-(k+1) shortlist per row from `_Shortlister`,
+    checked against a uniform bound on the distance error."""
+    n, m = private.shape[0], c.shape[0]
     if backend == "faiss":
         low_precision = False
     unit = _unit_roundoff(dev, low_precision)
     shortlister = _Shortlister(c, backend, dev, low_precision)
     c_sq_max = float(np.max(np.einsum("ij,ij->i", c, c, dtype=np.float64)))
     d = c.shape[1]
-    rows = block_size or default_block_size(m, d, dev)
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, rows):
         xb = private[start : start + rows]
@@ -242,7 +563,7 @@ def nearest_candidates(
             raise ValueError("private embeddings contain NaN or infinity")
         scale = x_sq + c_sq_max
         bound = 4.0 * (d + 2) * unit * scale
-        unsafe = approx[:, k] - approx[:, k - 1] <= 2.0 * bound
+        unsafe = ~(approx[:, k] - approx[:, k - 1] > 2.0 * bound)  # NaN (overflow) is unsafe
         chosen = idx[:, :k]
         if unsafe.any():
             # Near-ties are rare: only their rows get a wider shortlist and an exact re-rank.
