@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ pytest.importorskip("ray")
 
 # the pipeline tests' tiny run, with the same torch threads on both engines: bit-identical
 TINY = [*PIPELINE_TINY, "compute.cpus_per_worker=1"]
+TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 ON_RAY = ["compute.engine=ray", "compute.address=local", "compute.workers=2"]
 
 
@@ -121,8 +123,9 @@ def head_node() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     temp = Path(tempfile.mkdtemp(prefix="pr-"))  # short: Ray's socket paths live in it
-    # token authentication, as a cluster holding private data should run (README)
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
+    # token authentication, as a cluster holding private data should run (README); a token
+    # of its own, so the test needs no ~/.ray/auth_token (nor writes one)
+    env = {**os.environ, "RAY_ADDRESS": "", **TOKEN}
     head = subprocess.Popen(
         [str(ray_cli), "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
@@ -163,7 +166,7 @@ def test_metadata_on_a_separately_started_cluster_equals_local(
         exif = Image.Exif()
         exif[0x010F] = f"camera maker {i}"  # Make
         image.save(src / ("sub" if i else ".") / f"{i}.jpg", exif=exif)
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, "RAY_ADDRESS": "", **TOKEN}
     for dst, extra in (("local", []), ("ray", ["--ray", head_node])):
         done = subprocess.run(
             [sys.executable, "-m", "penumbra", "anonymize", "metadata", str(src),
@@ -177,6 +180,7 @@ def test_metadata_on_a_separately_started_cluster_equals_local(
     assert len(_digests(tmp_path, "ray")) == 3
     # without the token mode the cluster refuses the driver: one line, exit 2
     env.pop("RAY_AUTH_MODE")
+    env.pop("RAY_AUTH_TOKEN")
     done = subprocess.run(
         [sys.executable, "-m", "penumbra", "anonymize", "metadata", str(src),
          str(tmp_path / "no-token"), "--ray", head_node],
