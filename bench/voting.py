@@ -139,6 +139,7 @@ def main() -> None:
             # faiss and the naive baseline rank in fp32 and may break near-ties differently;
             # penumbra re-ranks near-ties exactly (see tests/pe/test_voting.py).
             console.print(f"note {size}: vote checksums differ (near-ties): {checks}")
+        naive_missing = "n/a (OOM)" if "naive" in args.methods else "not run"
         for method, r in rows.items():
             vs_faiss = rows["faiss"]["seconds"] / r["seconds"] if "faiss" in rows else float("nan")
             vs_naive = rows["naive"]["seconds"] / r["seconds"] if "naive" in rows else float("nan")
@@ -148,7 +149,7 @@ def main() -> None:
                 f"{r['seconds']:.2f}",
                 f"{r['gflops']:.0f}",
                 f"{vs_faiss:.2f}x",
-                f"{vs_naive:.2f}x" if "naive" in rows else "n/a (OOM)",
+                f"{vs_naive:.2f}x" if "naive" in rows else naive_missing,
                 f"{r['extra_peak_mib']:.0f}",
             )
             results.append({"size": size, **r})
