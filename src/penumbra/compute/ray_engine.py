@@ -295,7 +295,7 @@ class RayEngine:
         ray = self._ray
         parts = max(1, min(self.workers, len(private)))
         shards = [ray.put(np.ascontiguousarray(s)) for s in np.array_split(private, parts)]
-        actors = self.pool(None if self.config.gpus_per_model == 0 else _COUNTER, size=parts)
+        actors = self.pool(_COUNTER, size=parts)  # on CPUs: the shared pool, as every spec
 
         def voter(candidates: np.ndarray) -> np.ndarray:
             ref = ray.put(np.asarray(candidates))
