@@ -125,6 +125,11 @@ class PromptsConfig(Section):
         description="a variation keeps the attribute words its parent names (e.g. a tone), so "
         "the votes, not the LLM's drift, decide how much of each attribute the population holds",
     )
+    class_words: dict[str, str] | None = Field(
+        None,
+        description="labelled runs: the public words a class's candidates are written about "
+        "(e.g. {mel: a melanoma}); default: the class name",
+    )
     steer: str = Field(
         "It must describe {subject}.",
         description="added to the random prompt when categories/attributes are given",
@@ -189,6 +194,26 @@ class ModelsConfig(Section):
 class DataConfig(Section):
     on_unreadable: Literal["skip", "fail"] = "skip"
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=10**10)
+    labels: Literal["folders", "metadata"] | None = Field(
+        None,
+        description="labelled private set: class subfolders, or the label column of the "
+        "folder's imagefolder metadata.jsonl; PE then runs per class (parallel composition)",
+    )
+    classes: list[str] | None = Field(
+        None,
+        description="the public class names (an integer label indexes this list); default: "
+        "the folder names or label values, which are then published in the run",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if len(value) < 1 or any(not name.strip() for name in value):
+                raise ValueError("must be a non-empty list of non-empty class names")
+            if len(set(value)) != len(value):
+                raise ValueError("class names must be distinct")
+        return value
 
 
 class ContentCredentialsConfig(Section):
@@ -211,6 +236,21 @@ class OutputConfig(Section):
     content_credentials: ContentCredentialsConfig | None = Field(
         None, description="sign every synthetic image with C2PA (needs penumbra[c2pa])"
     )
+    class_fractions: dict[str, float] | None = Field(
+        None,
+        description="labelled runs: each class's public share of the outputs (summing to 1); "
+        "default: a DP release of the class counts, accounted in ε",
+    )
+
+    @field_validator("class_fractions")
+    @classmethod
+    def _fractions(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None:
+            if not value or any(not 0 <= f <= 1 for f in value.values()):
+                raise ValueError("must map class names to fractions in [0, 1]")
+            if abs(sum(value.values()) - 1.0) > 1e-6:
+                raise ValueError(f"fractions must sum to 1 (they sum to {sum(value.values()):g})")
+        return value
 
 
 class ComputeConfig(Section):

@@ -56,6 +56,26 @@ def test_k_votes_are_k_compositions_at_sigma_root_k() -> None:
         )
 
 
+def test_a_class_count_release_is_one_more_composition_at_the_vote_noise() -> None:
+    # one image adds 1 to one class count, noised at the votes' integer scale σ√k: with k=1
+    # T releases plus the counts are T+1 releases; with k votes the counts add one coordinate
+    assert discrete_gaussian_epsilon(7.9, 5, 1e-5, extra=1) == pytest.approx(
+        discrete_gaussian_epsilon(7.9, 6, 1e-5), rel=1e-12
+    )
+    assert discrete_gaussian_epsilon(3.0, 4, 1e-6, 3, extra=1) == pytest.approx(
+        discrete_gaussian_epsilon(3.0 * math.sqrt(3), 13, 1e-6), rel=1e-12
+    )
+    # the counts alone (before any PE release) are one release
+    assert discrete_gaussian_epsilon(2.0, 0, 1e-6, extra=1) == pytest.approx(
+        discrete_gaussian_epsilon(2.0, 1, 1e-6), rel=1e-12
+    )
+    sigma = discrete_gaussian_sigma(1.0, 1e-5, 5, extra=1)
+    assert discrete_gaussian_epsilon(sigma, 5, 1e-5, extra=1) <= 1.0
+    assert sigma > discrete_gaussian_sigma(1.0, 1e-5, 5)
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        discrete_gaussian_epsilon(2.0, 0, 1e-6)
+
+
 def test_sigma_is_the_smallest_within_budget() -> None:
     for epsilon, delta, steps, k in [(1.0, 1e-5, 5, 1), (0.5, 1e-6, 10, 1), (4.0, 1e-4, 3, 3)]:
         sigma = discrete_gaussian_sigma(epsilon, delta, steps, k)

@@ -73,25 +73,40 @@ def _delta_at(epsilon: float, loss: np.ndarray, pmf: np.ndarray, missed: float) 
     return float(np.dot(pmf[above], gain)) + missed
 
 
-def discrete_gaussian_delta(epsilon: float, sigma: float, steps: int, k: int = 1) -> float:
+def _compositions(steps: int, k: int, extra: int) -> int:
+    """m: one-dimensional sensitivity-1 compositions of the integer noise σ·√k. `steps`
+    releases of k votes each, plus `extra` single counts at the same noise (a DP class-count
+    release: one image adds 1 to one count, exactly one more composition)."""
+    _check_int("k", k)
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise ValueError(f"extra must be an integer >= 0, got {extra!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < (0 if extra else 1):
+        raise ValueError(f"steps must be an integer >= {0 if extra else 1}, got {steps!r}")
+    return steps * k + extra
+
+
+def discrete_gaussian_delta(
+    epsilon: float, sigma: float, steps: int, k: int = 1, *, extra: int = 0
+) -> float:
     """Smallest δ for which `steps` releases with noise σ (histogram units) are (ε, δ)-DP."""
     if not math.isfinite(epsilon) or epsilon < 0:
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
     _check("sigma", sigma)
-    _check_int("steps", steps)
-    _check_int("k", k)
-    loss, pmf, missed = _delta_curve(sigma * math.sqrt(k), steps * k)
+    m = _compositions(steps, k, extra)
+    loss, pmf, missed = _delta_curve(sigma * math.sqrt(k), m)
     return min(1.0, _delta_at(epsilon, loss, pmf, missed))
 
 
-def discrete_gaussian_epsilon(sigma: float, steps: int, delta: float, k: int = 1) -> float:
-    """Smallest ε such that `steps` discrete Gaussian releases with noise σ are (ε, δ)-DP."""
+def discrete_gaussian_epsilon(
+    sigma: float, steps: int, delta: float, k: int = 1, *, extra: int = 0
+) -> float:
+    """Smallest ε such that `steps` discrete Gaussian releases with noise σ are (ε, δ)-DP;
+    `extra` single counts at the same integer noise (see `_compositions`) compose with them."""
     _check("sigma", sigma)
-    _check_int("steps", steps)
-    _check_int("k", k)
+    m = _compositions(steps, k, extra)
     if not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
-    loss, pmf, missed = _delta_curve(sigma * math.sqrt(k), steps * k)
+    loss, pmf, missed = _delta_curve(sigma * math.sqrt(k), m)
     if missed >= delta:
         raise ValueError(
             f"delta={delta:g} is below the accountant's resolution ({missed:.1e}) for "
@@ -107,16 +122,18 @@ def discrete_gaussian_epsilon(sigma: float, steps: int, delta: float, k: int = 1
     )
 
 
-def discrete_gaussian_sigma(epsilon: float, delta: float, steps: int, k: int = 1) -> float:
-    """Smallest σ (histogram units) whose `steps` releases stay within (ε, δ); rounded up."""
+def discrete_gaussian_sigma(
+    epsilon: float, delta: float, steps: int, k: int = 1, *, extra: int = 0
+) -> float:
+    """Smallest σ (histogram units) whose `steps` releases (and `extra` counts) stay within
+    (ε, δ); rounded up."""
     _check("epsilon", epsilon)
     if not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
-    _check_int("steps", steps)
-    _check_int("k", k)
+    _compositions(steps, k, extra)
 
     def excess(sigma: float) -> float:
-        return discrete_gaussian_epsilon(sigma, steps, delta, k) - epsilon
+        return discrete_gaussian_epsilon(sigma, steps, delta, k, extra=extra) - epsilon
 
     lo, hi = 0.05, 1.0
     while excess(hi) > 0:

@@ -1,0 +1,167 @@
+"""Class labels of an image folder: class subfolders, or the `label` column of an imagefolder
+`metadata.jsonl` (the two layouts Hugging Face `imagefolder` reads).
+
+Class *names* are public in penumbra (DESIGN.md: with labels, PE runs per class): they come from
+the config (`data.classes`) or from the folder names / label values, which the user publishes
+by naming them. Which image carries which label is private, like the image itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from penumbra.errors import DataError
+
+LabelSource = Literal["folders", "metadata"]
+METADATA = "metadata.jsonl"
+
+
+@dataclass(frozen=True)
+class Labels:
+    """`classes[i]` is the name of class i; `labels[j]` the class index of file j."""
+
+    classes: list[str]
+    labels: list[int]
+
+    def counts(self) -> list[int]:
+        out = [0] * len(self.classes)
+        for label in self.labels:
+            out[label] += 1
+        return out
+
+
+def read_labels(
+    root: Path,
+    files: Sequence[Path],
+    source: LabelSource,
+    classes: Sequence[str] | None = None,
+) -> Labels:
+    """The class of every file in `files` (all under `root`), in their order.
+
+    With `classes` (the public list from the config) every label must be one of them (an
+    integer label is an index into it); without, the classes are the sorted folder names, the
+    sorted label strings, or 0..max of integer labels named by a `class_name` column when there
+    is one. Anything missing or ambiguous is a DataError naming the file (and line)."""
+    root = Path(root)
+    if source == "folders":
+        raw: list[str | int] = [_folder_label(root, path) for path in files]
+        names: dict[int, str] = {}
+    elif source == "metadata":
+        raw, names = _metadata_labels(root, files)
+    else:
+        raise DataError(f"labels: {source!r} is not a label source; use folders or metadata")
+    return _index(raw, names, classes, root, source)
+
+
+def detect_label_source(root: Path) -> LabelSource:
+    """metadata when `root/metadata.jsonl` has a label column, else class subfolders."""
+    path = Path(root) / METADATA
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        break
+                    if isinstance(row, dict) and "label" in row:
+                        return "metadata"
+                    break
+    return "folders"
+
+
+def _folder_label(root: Path, path: Path) -> str:
+    parts = path.relative_to(root).parts
+    if len(parts) < 2:
+        raise DataError(
+            f"{path}: not in a class subfolder; with --labels folders every image sits in "
+            f"{root}/CLASS_NAME/ (or use --labels metadata)"
+        )
+    return parts[0]
+
+
+def _metadata_labels(root: Path, files: Sequence[Path]) -> tuple[list[str | int], dict[int, str]]:
+    path = root / METADATA
+    if not path.is_file():
+        raise DataError(
+            f"{path}: missing; --labels metadata needs an imagefolder metadata.jsonl with "
+            "file_name and label on every row (or use --labels folders)"
+        )
+    by_file: dict[str, str | int] = {}
+    names: dict[int, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row: Any = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: invalid JSON ({e.msg}); fix the line") from None
+            if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
+                raise DataError(f"{where}: a row needs a file_name (the image's path under {root})")
+            label = row.get("label")
+            if isinstance(label, bool) or not isinstance(label, (int, str)) or label == "":
+                raise DataError(
+                    f"{where}: label must be a class name or a class number, got {label!r}"
+                )
+            if isinstance(label, int) and label < 0:
+                raise DataError(f"{where}: label {label} is negative; class numbers start at 0")
+            name = row.get("class_name")
+            if isinstance(label, int) and isinstance(name, str):
+                if names.setdefault(label, name) != name:
+                    raise DataError(
+                        f"{where}: class_name {name!r} differs from {names[label]!r} given "
+                        f"earlier for label {label}; one name per class"
+                    )
+            by_file[Path(row["file_name"]).as_posix()] = label
+    raw: list[str | int] = []
+    for file in files:
+        rel = file.relative_to(root).as_posix()
+        if rel not in by_file:
+            raise DataError(
+                f"{path}: no row for {rel}; add one with its label, or move the file out"
+            )
+        raw.append(by_file[rel])
+    kinds = {type(v) for v in raw}
+    if len(kinds) > 1:
+        raise DataError(f"{path}: labels mix numbers and names; use one kind for every row")
+    return raw, names
+
+
+def _index(
+    raw: list[str | int],
+    names: dict[int, str],
+    classes: Sequence[str] | None,
+    root: Path,
+    source: str,
+) -> Labels:
+    numbers = bool(raw) and isinstance(raw[0], int)
+    if classes is not None:
+        public = list(classes)
+        if numbers:
+            bad = sorted({v for v in raw if not 0 <= int(v) < len(public)})
+            if bad:
+                raise DataError(
+                    f"{root}: label {bad[0]} is not a class number of data.classes "
+                    f"(0..{len(public) - 1}); fix the label or the class list"
+                )
+            return Labels(public, [int(v) for v in raw])
+        position = {name: i for i, name in enumerate(public)}
+        bad_names = sorted({str(v) for v in raw if v not in position})
+        if bad_names:
+            raise DataError(
+                f"{root}: class {bad_names[0]!r} ({source}) is not in data.classes; add it "
+                "there or fix the label"
+            )
+        return Labels(public, [position[str(v)] for v in raw])
+    if numbers:
+        top = max(int(v) for v in raw)
+        return Labels([names.get(i, str(i)) for i in range(top + 1)], [int(v) for v in raw])
+    found = sorted({str(v) for v in raw})
+    position = {name: i for i, name in enumerate(found)}
+    return Labels(found, [position[str(v)] for v in raw])
