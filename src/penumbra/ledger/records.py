@@ -49,9 +49,15 @@ def record_run_start(
     accountant: str = ACCOUNTANT,
     public_n: int | None = None,
     remote_private: Sequence[str] = (),
+    classes: Sequence[str] | None = None,
+    class_fractions: dict[str, float] | None = None,
 ) -> int:
     """The run's public parameters. With `public_n` the exact N is left out (only the bound is
-    public); `remote_private` names the opted-in endpoints that receive private data."""
+    public); `remote_private` names the opted-in endpoints that receive private data.
+
+    A labelled run (`classes`) runs PE once per class, `iterations` releases each, on disjoint
+    private subsets (parallel composition); its outputs per class come from the public
+    `class_fractions` or, without them, from a DP `class_counts` entry that follows."""
     existing = list(ledger.find("run_start"))
     fields: dict[str, Any] = {
         "penumbra_version": penumbra_version,
@@ -70,6 +76,15 @@ def record_run_start(
         "seed_commitment": seed_commitment(seed),
         "fixed_noise_seed": fixed_noise_seed,
     }
+    if classes is not None:
+        fields.update(
+            {
+                "classes": list(classes),
+                "class_counts": "public" if class_fractions is not None else "dp",
+                "class_fractions": dict(class_fractions) if class_fractions is not None else None,
+                "composition": "parallel over classes",
+            }
+        )
     if existing:  # a resumed run: the parameters must be the ones already logged
         index, entry = existing[0]
         if {k: entry.get(k) for k in fields if k != "penumbra_version"} != {
@@ -80,8 +95,37 @@ def record_run_start(
     return ledger.append("run_start", fields)
 
 
-def release_fields(release: Release, k: int) -> dict[str, Any]:
+def record_class_counts(
+    ledger: Ledger,
+    *,
+    noisy_counts: Sequence[int],
+    sigma: float,
+    k: int,
+    delta: float,
+    cumulative_epsilon: float,
+    fixed_noise_seed: bool,
+    accountant: str = ACCOUNTANT,
+) -> int:
+    """The DP release of the class counts: integer counts plus discrete Gaussian noise at the
+    votes' integer scale σ·√k (one more composition for every image). Logged before use."""
+    return ledger.append(
+        "class_counts",
+        {
+            "noisy_counts": [int(c) for c in noisy_counts],
+            "sigma": sigma,
+            "k": k,
+            "delta": delta,
+            "cumulative_epsilon": cumulative_epsilon,
+            "fixed_noise_seed": fixed_noise_seed,
+            "accountant": accountant,
+        },
+    )
+
+
+def release_fields(release: Release, k: int, label: int | None = None) -> dict[str, Any]:
+    labelled = {} if label is None else {"label": label}
     return {
+        **labelled,
         "iteration": release.iteration,
         "candidate_hash": release.candidate_hash,
         "k": k,
@@ -99,20 +143,25 @@ def release_fields(release: Release, k: int) -> dict[str, Any]:
 
 class LedgerJournal:
     """The PE engine's `ReleaseJournal`: releases live in the signed ledger, written there
-    before the release file, and are rebuilt from it when the file is gone."""
+    before the release file, and are rebuilt from it when the file is gone. In a labelled run
+    each class has its own journal (`label`): its releases carry the class's label."""
 
-    def __init__(self, ledger: Ledger, *, k: int) -> None:
+    def __init__(self, ledger: Ledger, *, k: int, label: int | None = None) -> None:
         self.ledger = ledger
         self.k = k
+        self.label = label
+
+    def _releases(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(i, e) for i, e in self.ledger.find("release") if e.get("label") == self.label]
 
     def _entry(self, iteration: int) -> tuple[int, dict[str, Any]] | None:
-        found = [(i, e) for i, e in self.ledger.find("release") if e["iteration"] == iteration]
+        found = [(i, e) for i, e in self._releases() if e["iteration"] == iteration]
         if len(found) > 1:
             raise LedgerError(f"the ledger holds {len(found)} releases for iteration {iteration}")
         return found[0] if found else None
 
     def latest(self) -> int:
-        return max((e["iteration"] for _, e in self.ledger.find("release")), default=-1)
+        return max((e["iteration"] for _, e in self._releases()), default=-1)
 
     def recorded(self, iteration: int, candidate_ids: Sequence[str]) -> Release | None:
         found = self._entry(iteration)
@@ -143,7 +192,7 @@ class LedgerJournal:
         )
 
     def record(self, release: Release) -> None:
-        fields = release_fields(release, self.k)
+        fields = release_fields(release, self.k, self.label)
         found = self._entry(release.iteration)
         if found is not None:
             index, entry = found

@@ -113,6 +113,10 @@ class EvolveSettings:
     seed: int = 0  # public randomness (generation, selection), safe to record
     k: int = 1  # votes per private sample; each adds 1/√k to a bin (L2 sensitivity 1)
     noise_seed: int | None = None  # tests only: fixed DP noise; recorded when used
+    # A labelled run: candidate ids carry the class ("c3/"), and the DP class-count release
+    # made before the loop is one more composition at the same noise (`extra` = 1).
+    id_prefix: str = ""
+    extra: int = 0
 
     def sizes(self) -> list[int]:
         if len(self.population) == 1:
@@ -231,7 +235,7 @@ def plan_run(
     settings.validate()
     costs = costs or CallCosts()
     sigma = discrete_gaussian_sigma(
-        settings.epsilon, settings.delta, settings.iterations, settings.k
+        settings.epsilon, settings.delta, settings.iterations, settings.k, extra=settings.extra
     )
     sizes = settings.sizes()
     variation_calls = sum(sizes[1:]) + settings.lookahead * sum(sizes)
@@ -279,20 +283,26 @@ class _Loop:
             self.sigma = float(self.noisy_voter.sigma)
         else:
             self.sigma = discrete_gaussian_sigma(
-                settings.epsilon, settings.delta, settings.iterations, settings.k
-            )
+                settings.epsilon, settings.delta, settings.iterations, settings.k,
+                extra=settings.extra,
+            )  # fmt: skip
         self.accountant = str(getattr(self.noisy_voter, "accountant", ACCOUNTANT))
 
     def spent(self, steps: int) -> float:
         if self.noisy_voter is not None:
             return float(self.noisy_voter.epsilon(steps, self.s.delta))
-        return discrete_gaussian_epsilon(self.sigma, steps, self.s.delta, self.s.k)
+        return discrete_gaussian_epsilon(
+            self.sigma, steps, self.s.delta, self.s.k, extra=self.s.extra
+        )
 
     def check_state(self) -> None:
         """Record the run's privacy parameters; refuse to resume with different ones."""
         path = self.folder / "state.json"
         settings = {k: v for k, v in asdict(self.s).items() if k != "noise_seed"}
         settings["population"] = list(self.s.population)
+        for name, unset in (("id_prefix", ""), ("extra", 0)):  # as runs before labels wrote it
+            if settings[name] == unset:
+                del settings[name]
         state: dict[str, Any] = {
             "version": STATE_VERSION,
             "settings": settings,
@@ -343,7 +353,7 @@ class _Loop:
         if len(payloads) != size:
             raise RuntimeError(f"iteration {t}: expected {size} candidates, got {len(payloads)}")
         rows: dict[str, list[Any]] = {
-            "id": [f"{t}-{i}" for i in range(size)],
+            "id": [f"{self.s.id_prefix}{t}-{i}" for i in range(size)],
             "parent_id": parents,
             "iteration": [t] * size,
             "fold": folds,
