@@ -301,6 +301,14 @@ def synthesize(
         str | None,
         typer.Option("--classifier", help="With --evaluate: class mix by this classifier."),
     ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            help="Labelled private set: folders (class subfolders) or metadata (the label "
+            "column of metadata.jsonl); one PE per class, labelled outputs.",
+        ),
+    ] = None,
     ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """Make a DP synthetic image dataset from a folder of private images (SPTI)."""
@@ -320,6 +328,7 @@ def synthesize(
     result = run_synthesize(
         private, epsilon, out=run_dir, config=config, delta=delta,
         overrides=[
+            *([f"data.labels={labels}"] if labels else []),
             *(overrides or []), *([f"modality={modality}"] if modality else []),
             *ray_overrides(ray),
         ],
@@ -411,6 +420,35 @@ def _print_evaluation(result: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _print_tstr(section: dict[str, Any], picture: str | None) -> None:
+    """The TSTR aggregates (outputs.public_view's "tstr"): accuracy, recall, chance level."""
+    parts = (section["synthetic"], section["real_same_number"])
+    table = Table(title="TSTR: train on synthetic, test on the reference (uses the reference "
+                        "images and labels; not DP)")  # fmt: skip
+    table.add_column("", style="bold")
+    for label, part in zip(("trained on synthetic", "trained on real"), parts, strict=True):
+        n = part.get("train_images")
+        table.add_column(label if n is None else f"{label} ({n} images)")
+    accuracy = [f"{p['accuracy']:.3f} ({p['accuracy_ci95'][0]:.3f}-{p['accuracy_ci95'][1]:.3f})"
+                for p in parts]  # fmt: skip
+    table.add_row("accuracy (95% CI)", *accuracy)
+    for name in parts[0]["per_class_recall"]:
+        table.add_row(f"recall: {name}", *(f"{p['per_class_recall'][name]:.3f}" for p in parts))
+    table.add_row("chance (most common class)", *[f"{section['chance']:.3f}"] * 2)
+    console.print(table)
+    notes = [f"protocol: {section['protocol_text']}"]
+    if section.get("synthetic_only_classes"):
+        extra = ", ".join(section["synthetic_only_classes"])
+        notes.append(f"classes only in the synthetic set (not tested): {extra}")
+    if section.get("reference_only_classes"):
+        missing = ", ".join(section["reference_only_classes"])
+        notes.append(f"classes the synthetic set lacks (recall 0): {missing}")
+    if picture is not None:
+        notes.append(f"picture: {picture}")
+    for note in notes:
+        console.print(note, highlight=False)
+
+
 @app.command("evaluate")
 def evaluate_command(
     synthetic: Annotated[Path, typer.Option("--synthetic", help="Folder of synthetic images.")],
@@ -463,10 +501,27 @@ def evaluate_command(
             "this machine, receive the reference, private and held-out images.",
         ),
     ] = False,
+    tstr: Annotated[
+        bool,
+        typer.Option(
+            "--tstr",
+            help="Also train a classifier on the (labelled) synthetic set and test it on the "
+            "labelled reference, beside one trained on as many real images.",
+        ),
+    ] = False,
+    real_train: Annotated[
+        Path | None,
+        typer.Option(
+            "--real-train",
+            help="With --tstr: labelled real images for the real classifier; the whole "
+            "reference is then the test set (default: half of the reference each).",
+        ),
+    ] = None,
     ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """Fidelity metrics (Fréchet distance/FID, KID, precision/recall, density/coverage, class
-    mix) and, with --holdout, an empirical privacy audit.
+    mix) and, with --holdout, an empirical privacy audit; with --tstr, train-on-synthetic /
+    test-on-real accuracy (uses the reference images and labels).
 
     --reference, --private and --holdout are treated as private data: every number is
     computed against them and is not DP. Printed output and the --out file hold aggregates
@@ -474,7 +529,8 @@ def evaluate_command(
     closest synthetic/private pairs with their distances and file names, the reference's class
     mix, the input folders — goes to results/eval.private/ (created mode 0700):
     evaluation.json (the full result) and closest_pairs.png; the ROC curve (rates only) is
-    results/eval_roc.png. Without --out no per-image result is written anywhere."""
+    results/eval_roc.png and the TSTR confusion matrices (shares only)
+    results/eval_tstr_confusion.png. Without --out no per-image result is written anywhere."""
     from penumbra.compute.engine import engine_for_cli
     from penumbra.evaluate import evaluate
     from penumbra.evaluate.outputs import private_dir, public_view, write_json
@@ -483,6 +539,8 @@ def evaluate_command(
 
     if private is not None and holdout is None:
         raise PenumbraError("--private is used by the privacy audit; give --holdout too")
+    if real_train is not None and not tstr:
+        raise PenumbraError("--real-train needs --tstr (it trains the real TSTR classifier)")
     details = None
     if out is not None:
         details = out.with_name(f"{out.with_suffix('').name}.private")
@@ -497,6 +555,13 @@ def evaluate_command(
             "machine (only local and loopback HOST:PORT are); use --ray local, or "
             "--allow-remote-private to allow it"
         )
+    if tstr:  # labels first: a missing one fails before any image is embedded
+        from penumbra.evaluate.tstr import folder_labels
+
+        for name, folder in (("--synthetic", synthetic), ("--reference", reference),
+                             ("--real-train", real_train)):  # fmt: skip
+            if folder is not None:
+                folder_labels(folder, name)
     with _evaluation_progress() as on_progress, closing(engine_for_cli(ray)) as engine:
         result = evaluate(
             synthetic, reference, embedder=embedder, inception_weights=inception_weights,
@@ -504,6 +569,16 @@ def evaluate_command(
             reference_is_private=True, on_progress=on_progress,
             engine=None if ray is None else engine,
         )  # fmt: skip
+        if tstr:
+            from penumbra.evaluate.tstr import tstr as run_tstr
+
+            def tstr_progress(name: str, done: int, total: int) -> None:
+                on_progress(f"{name} (TSTR)", done, total)
+
+            result["tstr"] = run_tstr(
+                synthetic, reference, embedder=embedder, real_train=real_train,
+                engine=None if ray is None else engine, on_progress=tstr_progress,
+            )  # fmt: skip
     if out is None or details is None:
         public = public_view(result, details=None)
     else:
@@ -512,16 +587,25 @@ def evaluate_command(
             result, synthetic, details / "closest_pairs.png",
             out.with_name(f"{out.with_suffix('').name}_roc.png"),
         )  # fmt: skip
+        artifacts = {"roc": pictures["roc"]} if "roc" in pictures else {}
+        if "tstr" in result:
+            from penumbra.evaluate.tstr import confusion_picture
+
+            png = out.with_name(f"{out.with_suffix('').name}_tstr_confusion.png")
+            pictures["tstr_confusion"] = artifacts["tstr_confusion"] = str(
+                confusion_picture(result["tstr"], png)
+            )
         if pictures:
             result["artifacts"] = pictures
         write_json(details / "evaluation.json", result)
-        artifacts = {"roc": pictures["roc"]} if "roc" in pictures else None
         public = public_view(result, details=f"{details.name}/evaluation.json", artifacts=artifacts)
         write_json(out, public)
     if as_json:
         sys.stdout.write(json.dumps(public, indent=2) + "\n")
     else:
         _print_evaluation(public)
+        if "tstr" in public:
+            _print_tstr(public["tstr"], public.get("artifacts", {}).get("tstr_confusion"))
 
 
 def _print_run(run: object) -> None:

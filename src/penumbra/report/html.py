@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.data.imagefolder import read_imagefolder_metadata
+from penumbra.errors import PenumbraError
 from penumbra.pe.store import read_json, read_population
 from penumbra.spti.render import CaptionRenderer
 
@@ -65,6 +66,28 @@ def votes_svg(noisy: list[float], threshold: float, width: int = 360, height: in
     )
 
 
+def _by_class(meta: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+    """Up to `most` outputs; in a labelled run taken in turn from each class, so every class
+    shows."""
+    if not meta or "label" not in meta[0]:
+        return meta[:most]
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for m in meta:
+        groups.setdefault(m.get("label"), []).append(m)
+    out: list[dict[str, Any]] = []
+    while len(out) < min(most, len(meta)):
+        for group in groups.values():
+            if group and len(out) < most:
+                out.append(group.pop(0))
+    return out
+
+
+def _class_note(row: dict[str, Any]) -> str:
+    if "class_name" not in row:
+        return ""
+    return f"<br><b>{html.escape(str(row['class_name']))}</b>"
+
+
 def _run_start(run_dir: Path) -> dict[str, Any] | None:
     """The ledger's run_start entry (public parameters), if the run has a ledger."""
     path = run_dir / "ledger" / "entries.jsonl"
@@ -79,27 +102,122 @@ def _run_start(run_dir: Path) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) and entry.get("type") == "run_start" else None
 
 
+def _pe_folders(run_dir: Path, start: dict[str, Any] | None) -> list[tuple[str, Path]]:
+    """(title, folder) of each PE the run made: one, or one per class in a labelled run."""
+    folder = run_dir / "candidates"
+    if (folder / "state.json").exists():
+        return [("", folder)]
+    names = list((start or {}).get("classes") or [])
+    found = sorted(p for p in folder.glob("class-*") if (p / "state.json").exists())
+    out = []
+    for path in found:
+        label = int(path.name.split("-")[1])
+        name = names[label] if label < len(names) else str(label)
+        out.append((f"class {label} ({name})", path))
+    return out
+
+
+def _class_section(run_dir: Path, start: dict[str, Any]) -> list[str]:
+    """The classes of a labelled run: what decided each one's share of the outputs."""
+    classes = list(start.get("classes") or [])
+    counts: list[int] | None = None
+    path = run_dir / "ledger" / "entries.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if entry.get("type") == "class_counts":
+            counts = entry["noisy_counts"]
+            break
+    fractions = start.get("class_fractions") or {}
+    outputs = [0] * len(classes)
+    synthetic = run_dir / "synthetic"
+    if (synthetic / "metadata.jsonl").exists():
+        for m in read_imagefolder_metadata(synthetic):
+            if isinstance(m.get("label"), int) and 0 <= m["label"] < len(classes):
+                outputs[m["label"]] += 1
+    source = "noisy class count (DP release)" if counts is not None else "public fraction"
+    parts = [
+        f"<h2>Classes ({len(classes)}): one PE per class, parallel composition</h2>"
+        f"<p>Each class's private images voted only on that class's candidates; the run spends "
+        f"one class's ε. Outputs per class: one each, the rest in proportion to the {source}."
+        f"</p><table><tr><th>label</th><th>class</th><th>{source}</th><th>outputs</th></tr>"
+    ]
+    for c, name in enumerate(classes):
+        share = counts[c] if counts is not None else f"{fractions.get(name, 0):.3g}"
+        parts.append(
+            f"<tr><td>{c}</td><td>{html.escape(name)}</td><td>{share}</td>"
+            f"<td>{outputs[c]}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _pe_section(
+    title: str, folder: Path, renderer: CaptionRenderer | None,
+    payloads: dict[str, str],
+) -> list[str]:  # fmt: skip
+    """Accounting, noisy votes and top candidates of one PE (of the run, or of one class)."""
+    releases = [read_json(p) for p in sorted(folder.glob("release-*.json"))]
+    head = f" — {html.escape(title)}" if title else ""
+    parts = [f"<h2>Privacy accounting{head}</h2><table><tr><th>iteration</th><th>σ</th>"
+             "<th>cumulative ε</th><th>δ</th></tr>"]  # fmt: skip
+    for r in releases:
+        parts.append(
+            f"<tr><td>{r['iteration']}</td><td>{r['sigma']:.4g}</td>"
+            f"<td>{r['cumulative_epsilon']:.4g}</td><td>{r['delta']:.3g}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(f"<h2>Noisy votes per iteration (DP releases){head}</h2><div class='grid'>")
+    for r in releases:
+        parts.append(
+            f"<div><div class='note'>iteration {r['iteration']}, threshold "
+            f"{r['threshold']:g}</div>{votes_svg(r['noisy'], r['threshold'])}</div>"
+        )
+    parts.append("</div>")
+    for t, r in enumerate(releases):
+        rows = read_population(folder / f"population-{t:03d}.parquet")
+        payloads.update(zip(rows["id"], rows["payload"], strict=True))
+        if renderer is None:
+            continue
+        order = sorted(range(len(r["noisy"])), key=lambda i: -r["noisy"][i])[:16]
+        captions = [rows["payload"][i] for i in order]
+        paths = renderer.render(captions)
+        parts.append(
+            f"<h2>Iteration {t}{head}: top candidates by noisy votes</h2><div class='grid'>"
+        )
+        parts.extend(
+            _cell(p, c, f"<br><b>{r['noisy'][i]:.1f}</b>")
+            for p, c, i in zip(paths, captions, order, strict=True)
+        )
+        parts.append("</div>")
+    return parts
+
+
 def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> Path:
     """Write run_dir/report.html from what the run left on disk; returns its path."""
-    folder = run_dir / "candidates"
-    state = read_json(folder / "state.json")
-    releases = [read_json(p) for p in sorted(folder.glob("release-*.json"))]
+    start = _run_start(run_dir)
+    folders = _pe_folders(run_dir, start)
+    if not folders:
+        raise PenumbraError(f"{run_dir / 'candidates'}: no PE state; is this a penumbra run?")
+    states = [read_json(f / "state.json") for _, f in folders]
+    releases = [read_json(p) for _, f in folders for p in sorted(f.glob("release-*.json"))]
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>penumbra run</title><style>{CSS}</style>"
     ]
-    settings = state["settings"]
-    spent = releases[-1]["cumulative_epsilon"] if releases else 0.0
+    settings, state = states[0]["settings"], states[0]
+    spent = max((r["cumulative_epsilon"] for r in releases), default=0.0)
+    labelled = len(folders) > 1 or bool(folders[0][0])
+    per = " per class (parallel composition)" if labelled else ""
     parts.append(f"<h1>penumbra run: {html.escape(run_dir.name)}</h1>")
     parts.append(
         f"<p>(ε, δ) = ({spent:.4g}, {settings['delta']:.3g}) spent of target ε = "
-        f"{settings['epsilon']:g}; σ = {state['sigma']:.4g}; {len(releases)} DP releases.</p>"
+        f"{settings['epsilon']:g}; σ = {state['sigma']:.4g}; "
+        f"{len(releases) // max(1, len(folders))} DP releases{per}.</p>"
         f"<p>Verify it: <code>penumbra verify {html.escape(str(run_dir))} --pubkey "
         "&lt;the published key&gt;</code> with the key the data holder published, never the "
         "run's own <code>ledger/pubkey</code> (a forger replaces that too); multi-holder runs "
         "add <code>--cosigner &lt;key&gt;</code> for each aggregator's published key. Without "
         "them verify checks integrity only and says who is not authenticated (exit 3).</p>"
     )
-    start = _run_start(run_dir)
     if start is not None:
         size = (
             f"N = {start['n_private']} private samples"
@@ -111,43 +229,17 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
             f"{html.escape(size)}; noise: exact discrete Gaussian on integer votes, "
             f"accountant {html.escape(str(start.get('accountant', '')))}.</p>"
         )
-    parts.append("<h2>Privacy accounting</h2><table><tr><th>iteration</th><th>σ</th>"
-                 "<th>cumulative ε</th><th>δ</th></tr>")  # fmt: skip
-    for r in releases:
-        parts.append(
-            f"<tr><td>{r['iteration']}</td><td>{r['sigma']:.4g}</td>"
-            f"<td>{r['cumulative_epsilon']:.4g}</td><td>{r['delta']:.3g}</td></tr>"
-        )
-    parts.append("</table>")
-    parts.append("<h2>Noisy votes per iteration (DP releases)</h2><div class='grid'>")
-    for r in releases:
-        parts.append(
-            f"<div><div class='note'>iteration {r['iteration']}, threshold "
-            f"{r['threshold']:g}</div>{votes_svg(r['noisy'], r['threshold'])}</div>"
-        )
-    parts.append("</div>")
+        if start.get("classes"):
+            parts += _class_section(run_dir, start)
     payloads: dict[str, str] = {}
-    parents: dict[str, str] = {}
-    for t, r in enumerate(releases):
-        rows = read_population(folder / f"population-{t:03d}.parquet")
-        payloads.update(zip(rows["id"], rows["payload"], strict=True))
-        parents.update(zip(rows["id"], rows["parent_id"], strict=True))
-        if renderer is None:
-            continue
-        order = sorted(range(len(r["noisy"])), key=lambda i: -r["noisy"][i])[:16]
-        captions = [rows["payload"][i] for i in order]
-        paths = renderer.render(captions)
-        parts.append(f"<h2>Iteration {t}: top candidates by noisy votes</h2><div class='grid'>")
-        parts.extend(
-            _cell(p, c, f"<br><b>{r['noisy'][i]:.1f}</b>")
-            for p, c, i in zip(paths, captions, order, strict=True)
-        )
-        parts.append("</div>")
+    for title, folder in folders:
+        parts += _pe_section(title, folder, renderer, payloads)
     synthetic = run_dir / "synthetic"
     if (synthetic / "metadata.jsonl").exists():
         meta = read_imagefolder_metadata(synthetic)
         parts.append(f"<h2>Synthetic images ({len(meta)})</h2><div class='grid'>")
-        parts.extend(_cell(synthetic / m["file_name"], m["caption"]) for m in meta[:96])
+        shown = _by_class(meta, 96)
+        parts.extend(_cell(synthetic / m["file_name"], m["caption"], _class_note(m)) for m in shown)
         parts.append("</div><h2>Lineage of a few outputs</h2><ul>")
         for m in meta[:3]:
             chain = [f"{html.escape(cid)}: “{html.escape(payloads.get(cid, '?'))}”"

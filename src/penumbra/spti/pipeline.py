@@ -37,6 +37,7 @@ from penumbra.config import (
     problem_lines,
     write_config,
 )
+from penumbra.data.labels import Labels
 from penumbra.durable import run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.models.remote import require_local_private
@@ -48,6 +49,12 @@ from penumbra.privacy import (
     discrete_gaussian_sigma,
 )
 from penumbra.spti import stages
+from penumbra.spti.labelled import (
+    check_labelled_config,
+    count_extra,
+    embedded_labels,
+    read_private_labels,
+)
 from penumbra.spti.stages import ExternalVoting, Stages
 
 __all__ = ["ExternalVoting", "Run", "preflight", "resolve_run_config", "synthesize"]
@@ -163,24 +170,38 @@ def recommended_population(
     return int(max(2, min(most, math.floor(n_accounted / (votes_over_sigma * sigma)))))
 
 
-def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSettings, Plan]:
+def preflight(
+    config: RunConfig, n_private: int, delta: float, *, classes: int | None = None
+) -> tuple[EvolveSettings, Plan]:
     """σ, model calls and the signal-to-noise check; refuses runs the noise would drown.
-    Resolves `pe.population: auto` in `config` (the run folder records the number chosen)."""
+    Resolves `pe.population: auto` in `config` (the run folder records the number chosen).
+
+    A labelled run (`classes`) is planned for its average class (N / classes private images):
+    each class's own population and outputs come later from public numbers (`spti.labelled`),
+    and `pe.population: auto` stays auto in the config."""
     note = None
+    extra = count_extra(config)
+    if classes is not None:
+        n_private = max(1, n_private // classes)
     if config.pe.population == "auto":
         try:
             sigma = discrete_gaussian_sigma(
-                config.privacy.epsilon, delta, config.pe.iterations, config.pe.k
+                config.privacy.epsilon, delta, config.pe.iterations, config.pe.k, extra=extra
             )
         except ValueError as e:
             raise ConfigError(f"privacy: {e}") from None
         ideal = recommended_population(n_private, sigma, most=1_000_000)
-        config.pe.population = min(ideal, config.pe.max_population)
-        note = f"population: auto → {config.pe.population} (N/2σ = {ideal}" + (
+        chosen = max(2, min(ideal, config.pe.max_population))
+        per = "" if classes is None else " for the average class"
+        note = f"population: auto → {chosen}{per} (N/2σ = {ideal}" + (
             f", capped at pe.max_population = {config.pe.max_population})"
             if ideal > config.pe.max_population else ")"
         )  # fmt: skip
-    population = int(config.pe.population)
+        if classes is None:
+            config.pe.population = chosen
+        population = chosen
+    else:
+        population = int(config.pe.population)
     settings = EvolveSettings(
         epsilon=config.privacy.epsilon,
         delta=delta,
@@ -194,6 +215,7 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
         output_selection=config.output.selection,
         seed=config.seed if config.seed is not None else 0,
         k=config.pe.k,
+        extra=extra,
     )
     try:
         plan = plan_run(settings, n_private)
@@ -201,10 +223,20 @@ def preflight(config: RunConfig, n_private: int, delta: float) -> tuple[EvolveSe
         raise ConfigError(f"privacy: {e}") from None
     if note is not None:
         plan.notes.append(note)
+    if classes is not None:
+        source = "public class_fractions" if extra == 0 else "a DP release of the class counts"
+        plan.notes.append(
+            f"{classes} classes: one PE per class (parallel composition); outputs per class "
+            f"from {source}"
+        )
     if plan.votes_per_candidate < plan.sigma:
         sigma_ok = n_private / (2 * population)
-        eps_min = discrete_gaussian_epsilon(sigma_ok, config.pe.iterations, delta, config.pe.k)
+        eps_min = discrete_gaussian_epsilon(
+            sigma_ok, config.pe.iterations, delta, config.pe.k, extra=extra
+        )
         size = f"N={n_private}" if config.privacy.public_n is None else f"public_n={n_private}"
+        if classes is not None:
+            size = f"{size} per class on average"
         raise PenumbraError(
             f"privacy.epsilon={config.privacy.epsilon:g} is too small for {size}: "
             f"σ={plan.sigma:.3g} exceeds the {plan.votes_per_candidate:.1f} votes a candidate "
@@ -261,12 +293,14 @@ def synthesize(
     made_out, made_private = not out.exists(), not (out / "private").exists()
     # Before any model is loaded: private data may not leave the machine without an opt-in.
     remote_private = require_local_private(cfg) if external is None else []
+    check_labelled_config(cfg, external is not None)
+    labels = read_private_labels(cfg, source) if cfg.data.labels is not None else None
     engine = open_engine(cfg.compute, private_dir=out / "private")
     try:
         return _run_stages(
             out, cfg, engine, source, console=console, external=external, resume=resume,
             dry_run=dry_run, signing_key=signing_key, remote_private=remote_private,
-            made=(made_out, made_private),
+            made=(made_out, made_private), labels=labels,
         )  # fmt: skip
     finally:
         engine.close()
@@ -285,15 +319,17 @@ def _run_stages(
     signing_key: Path | None,
     remote_private: list[str],
     made: tuple[bool, bool],
+    labels: Labels | None = None,
 ) -> Run | Plan:
     made_out, made_private = made
     st = Stages(out, cfg, _progress(console), engine=engine)
     models = stages.load_voting_models(st)
     out.mkdir(parents=True, exist_ok=True)
+    classes = len(cfg.data.classes) if cfg.data.classes is not None and labels else None
     with st.progress, ExitStack() as held:
         private_set = stages.embed_private_set(st, models, source, external)
         n_accounted, run_delta = privacy_terms(cfg, private_set.count)
-        settings, plan = preflight(cfg, n_accounted, run_delta)
+        settings, plan = preflight(cfg, n_accounted, run_delta, classes=classes)
         if dry_run:
             if made_private:
                 shutil.rmtree(out / "private", ignore_errors=True)
@@ -314,7 +350,13 @@ def _run_stages(
             remote_private=remote_private,
         )  # fmt: skip
         renderer = stages.caption_renderer(st, models, settings.seed)
-        result = stages.evolve_captions(st, models, record, settings, renderer)
+        if labels is None:
+            result = stages.evolve_captions(st, models, record, settings, renderer)
+        else:
+            result = stages.evolve_labelled(
+                st, models, record, settings, renderer, private_set,
+                embedded_labels(source, labels, private_set.report), n_accounted,
+            )  # fmt: skip
         report = private_set.report
         del private_set, record.voter  # nothing below touches private data
         rows = stages.render_outputs(st, models, result, settings.seed, record.ledger)

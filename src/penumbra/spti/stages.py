@@ -233,6 +233,8 @@ def record_start(
         sigma=record.sigma, iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False,
         k=cfg.pe.k, accountant=str(getattr(record.voter, "accountant", ACCOUNTANT)),
         public_n=cfg.privacy.public_n, remote_private=remote_private,
+        classes=cfg.data.classes if cfg.data.labels is not None else None,
+        class_fractions=cfg.output.class_fractions,
     )  # fmt: skip
 
 
@@ -269,6 +271,62 @@ def caption_renderer(st: Stages, models: Models, seed: int) -> CaptionRenderer |
     )  # fmt: skip
 
 
+def caption_api(st: Stages, models: Models, categories: list[str]) -> LLMCaptionAPI:
+    """The LLM's random and variation APIs, from public prompts and words only."""
+    cfg = st.cfg
+    assert models.text_generator is not None
+    return LLMCaptionAPI(
+        models.text_generator, domain=cfg.domain, random_template=cfg.prompts.random,
+        variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
+        max_words=cfg.prompts.max_words, max_new_tokens=cfg.prompts.max_new_tokens,
+        temperature=cfg.prompts.temperature, retries=cfg.prompts.retries,
+        categories=categories, attributes=cfg.prompts.attributes,
+        steer=cfg.prompts.steer, keep_attributes=cfg.prompts.keep_attributes,
+    )  # fmt: skip
+
+
+def evolve_labelled(
+    st: Stages,
+    models: Models,
+    record: Record,
+    settings: EvolveSettings,
+    renderer: CaptionRenderer | None,
+    private: PrivateSet,
+    labels: Any,
+    n_accounted: int,
+) -> EvolveResult:
+    """One PE per class (`spti.labelled`): the class counts' DP release (unless the user gave
+    public fractions) is logged first, then each class's releases."""
+    from penumbra.spti.labelled import evolve_classes, plan_classes, release_class_counts
+
+    cfg = st.cfg
+    assert cfg.data.classes is not None
+    classes = list(cfg.data.classes)
+    counts = None
+    if settings.extra:
+        with st.timed("class counts (DP)"):
+            counts = release_class_counts(record.ledger, labels, len(classes), settings,
+                                          record.sigma)  # fmt: skip
+    plan = plan_classes(cfg, counts, n_accounted, record.sigma)
+    words = cfg.prompts.class_words or {}
+    task = st.progress.add_task("PE iterations (DP)", total=cfg.pe.iterations * len(classes))
+    with st.timed("private evolution"):
+        return evolve_classes(
+            st.out / "candidates", plan=plan, settings=settings,
+            embeddings=private.embeddings, labels=labels,
+            make_api=lambda c: caption_api(st, models, [words.get(classes[c], classes[c])]),
+            embed=_candidate_embedder(st, models, renderer), engine=st.engine,
+            metric=cfg.pe.metric, ledger=record.ledger,
+            on_iteration=lambda done: st.progress.update(task, completed=done),
+        )  # fmt: skip
+
+
+def _candidate_embedder(st: Stages, models: Models, renderer: CaptionRenderer | None) -> Any:
+    if renderer is not None and st.cfg.voting == "image":
+        return renderer
+    return models.text_embedder.embed
+
+
 def evolve_captions(
     st: Stages,
     models: Models,
@@ -278,18 +336,8 @@ def evolve_captions(
 ) -> EvolveResult:
     """Private Evolution over captions: every release in the ledger before it is used."""
     cfg = st.cfg
-    assert models.text_generator is not None
-    api = LLMCaptionAPI(
-        models.text_generator, domain=cfg.domain, random_template=cfg.prompts.random,
-        variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
-        max_words=cfg.prompts.max_words, max_new_tokens=cfg.prompts.max_new_tokens,
-        temperature=cfg.prompts.temperature, retries=cfg.prompts.retries,
-        categories=cfg.prompts.categories, attributes=cfg.prompts.attributes,
-        steer=cfg.prompts.steer, keep_attributes=cfg.prompts.keep_attributes,
-    )  # fmt: skip
-    embed = (
-        renderer if renderer is not None and cfg.voting == "image" else models.text_embedder.embed
-    )
+    api = caption_api(st, models, cfg.prompts.categories)
+    embed = _candidate_embedder(st, models, renderer)
     task = st.progress.add_task("PE iterations (DP)", total=cfg.pe.iterations)
     with st.timed("private evolution"):
         return evolve(
@@ -314,13 +362,16 @@ def render_outputs(
         final_render(
             out, models.final_generator, result.outputs, seed, cfg.output.image_format,
             st.progress, task, engine=st.engine, batch_size=cfg.compute.batch_size,
+            classes=cfg.data.classes if cfg.data.labels is not None else None,
         )  # fmt: skip
     if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
         with st.timed("content credentials"):
             label_outputs(out, cfg.output.content_credentials)
+    labels = result.outputs.get("label")
     rows = [
         {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
-         "iteration": it, "lineage": lineage}
+         "iteration": it, "lineage": lineage,
+         **({} if labels is None else {"label": labels[i]})}
         for i, (cid, it, lineage) in enumerate(zip(
             result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
             strict=True))
@@ -369,8 +420,11 @@ def final_render(
     *,
     engine: Engine | None = None,
     batch_size: int = 32,
+    classes: list[str] | None = None,
 ) -> None:
-    """Render the DP captions (one seed per output) into synthetic/, atomically."""
+    """Render the DP captions (one seed per output) into synthetic/, atomically. A labelled
+    run's rows carry `label` (the class number) and `class_name`, which `datasets`'
+    imagefolder loader returns as columns."""
     target = out / "synthetic"
     if target.exists() and (target / "metadata.jsonl").exists():
         return  # rendered before a crash: the folder only appears once complete
@@ -384,15 +438,16 @@ def final_render(
         for images in engine.map(generate_images, batches, model=generator):
             for image in images:
                 chain = outputs["lineage"][j]
-                yield (
-                    image,
-                    {
-                        "caption": captions[j],
-                        "iteration": outputs["iteration"][j],
-                        "candidate_id": outputs["id"][j],
-                        "parent_chain": chain,
-                    },
-                )
+                row = {
+                    "caption": captions[j],
+                    "iteration": outputs["iteration"][j],
+                    "candidate_id": outputs["id"][j],
+                    "parent_chain": chain,
+                }
+                if classes is not None:
+                    label = outputs["label"][j]
+                    row.update({"label": label, "class_name": classes[label]})
+                yield image, row
                 j += 1
             progress.update(task, advance=len(images))
 
