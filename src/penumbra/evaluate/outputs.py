@@ -35,7 +35,15 @@ MEMBERSHIP = ("auc", "auc_ci95_low", "auc_ci95_high", "tpr_at_1pct_fpr", "tpr_at
 # counts of private images; left out when the run publishes only a bound (privacy.public_n)
 DARK_KEYS = ("private", "synthetic", "held_out", "max_gap", "max_gap_held_out", "tone_mix_tv",
              "tone_mix_tv_held_out")  # fmt: skip
-COUNTS = frozenset({"kid_subset_size", "members", "nonmembers", "images", "skipped"})
+# TSTR (tstr.py): shares of the test set only; the confusion *counts* would give the
+# reference's exact class mix and stay private
+TSTR = ("not_dp", "uses_reference", "protocol", "protocol_text", "classes",
+        "synthetic_only_classes", "reference_only_classes", "test_images", "feature_space",
+        "classifier", "seed", "chance", "chance_rule")  # fmt: skip
+TSTR_SCORES = ("train_images", "converged", "accuracy", "accuracy_ci95", "per_class_recall",
+               "confusion_row_normalised")  # fmt: skip
+COUNTS = frozenset({"kid_subset_size", "members", "nonmembers", "images", "skipped",
+                    "test_images", "train_images"})  # fmt: skip
 
 
 def private_dir(folder: Path) -> Path:
@@ -101,6 +109,13 @@ def public_view(
             "memorisation": _pick(audit["memorisation"], MEMORISATION, hide_counts),
             "membership_inference": _pick(audit["membership_inference"], MEMBERSHIP,
                                           hide_counts),
+        }  # fmt: skip
+    tstr = result.get("tstr")
+    if tstr is not None:
+        out["tstr"] = {
+            **_pick(tstr, TSTR, hide_counts),
+            **{k: _pick(tstr[k], TSTR_SCORES, hide_counts)
+               for k in ("synthetic", "real_same_number")},
         }  # fmt: skip
     if artifacts:
         out["artifacts"] = dict(artifacts)
