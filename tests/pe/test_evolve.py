@@ -96,7 +96,9 @@ def test_refuses_to_overspend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     real = evolve_module.discrete_gaussian_sigma
     # calibrate as if the run had 2 iterations while it runs 5: iteration 2 would overspend
     monkeypatch.setattr(
-        evolve_module, "discrete_gaussian_sigma", lambda e, d, t, k=1, extra=0: real(e, d, 2, k, extra=extra)
+        evolve_module,
+        "discrete_gaussian_sigma",
+        lambda e, d, t, k=1, extra=0: real(e, d, 2, k, extra=extra),
     )
     with pytest.raises(PrivacyBudgetError, match="iteration 2 would spend"):
         toy.run(tmp_path)

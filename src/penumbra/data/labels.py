@@ -112,12 +112,15 @@ def _metadata_labels(root: Path, files: Sequence[Path]) -> tuple[list[str | int]
             if isinstance(label, int) and label < 0:
                 raise DataError(f"{where}: label {label} is negative; class numbers start at 0")
             name = row.get("class_name")
-            if isinstance(label, int) and isinstance(name, str):
-                if names.setdefault(label, name) != name:
-                    raise DataError(
-                        f"{where}: class_name {name!r} differs from {names[label]!r} given "
-                        f"earlier for label {label}; one name per class"
-                    )
+            if (
+                isinstance(label, int)
+                and isinstance(name, str)
+                and names.setdefault(label, name) != name
+            ):
+                raise DataError(
+                    f"{where}: class_name {name!r} differs from {names[label]!r} given earlier "
+                    f"for label {label}; one name per class"
+                )
             by_file[Path(row["file_name"]).as_posix()] = label
     raw: list[str | int] = []
     for file in files:
