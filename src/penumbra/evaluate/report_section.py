@@ -114,4 +114,35 @@ def evaluation_section(run_dir: Path, metrics: dict[str, Any]) -> str:
         parts.append("<p class='note'>The closest synthetic/private pairs (private images) and "
                      "the per-image distances are in the run's <code>private/</code> folder, "
                      "for the data holder only.</p>")  # fmt: skip
+    tstr = metrics.get("tstr")
+    if isinstance(tstr, dict):
+        parts += _tstr_section(run_dir, tstr, metrics.get("artifacts") or {})
     return "\n".join(parts)
+
+
+def _tstr_section(run_dir: Path, tstr: dict[str, Any], artifacts: dict[str, Any]) -> list[str]:
+    """Train on synthetic, test on real: accuracy and per-class recall of both classifiers."""
+    parts = [f"<h3>Train on synthetic, test on real ({html.escape(str(tstr.get('not_dp')))})"
+             "</h3><table>"]  # fmt: skip
+    keys = (("synthetic", "trained on synthetic"), ("real_same_number", "trained on real"))
+    cols = [(tstr.get(k) or {}, name) for k, name in keys]
+    header = "".join(f"<td><b>{html.escape(name)} ({_fmt(p.get('train_images'), 'd')})</b></td>"
+                     for p, name in cols)  # fmt: skip
+    parts.append(f"<tr><th></th>{header}</tr>")
+    parts.append(
+        "<tr><th style='text-align:left'>accuracy</th>"
+        + "".join(f"<td>{_number(p, 'accuracy', '.3f')}</td>" for p, _ in cols) + "</tr>"
+    )  # fmt: skip
+    for name in cols[0][0].get("per_class_recall") or {}:
+        values = "".join(
+            f"<td>{_fmt((p.get('per_class_recall') or {}).get(name), '.3f')}</td>" for p, _ in cols
+        )
+        parts.append(f"<tr><th style='text-align:left'>recall: {html.escape(name)}</th>"
+                     f"{values}</tr>")  # fmt: skip
+    parts.append(f"</table><p class='note'>{html.escape(str(tstr.get('protocol_text', '')))}; "
+                 f"chance {_number(tstr, 'chance', '.3f')}.</p>")  # fmt: skip
+    picture = artifacts.get("tstr_confusion")
+    if isinstance(picture, str) and (run_dir / picture).is_file():
+        data = base64.b64encode((run_dir / picture).read_bytes()).decode("ascii")
+        parts.append(f'<p><img src="data:image/png;base64,{data}" alt="TSTR confusion"></p>')
+    return parts

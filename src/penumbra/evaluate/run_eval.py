@@ -85,7 +85,8 @@ def write_run_evaluation(
     over the private set (recall, coverage, AUC) and ROC steps would reveal its exact size."""
     synthetic = run_dir / "synthetic"
     private_dir(run_dir / "private")
-    artifacts: dict[str, str] = {}
+    # pictures of aggregates the caller made (the demo's TSTR confusion matrices)
+    artifacts: dict[str, str] = dict(result.pop("public_artifacts", None) or {})
     if hide_counts:
         if result.get("privacy_audit") is not None:
             private_dir(run_dir / PAIRS.parent)
@@ -103,7 +104,7 @@ def write_run_evaluation(
         written = write_audit_pictures(result, synthetic, run_dir / PAIRS, run_dir / ROC)
         artifacts["roc"] = ROC.as_posix()
         if "closest_pairs" in written:
-            result["artifacts"] = {"roc": ROC.as_posix(), "closest_pairs": PAIRS.as_posix()}
+            result["artifacts"] = {**artifacts, "closest_pairs": PAIRS.as_posix()}
     write_json(run_dir / DETAILS, result)
     public = public_view(result, details=DETAILS.as_posix(), artifacts=artifacts,
                          hide_counts=hide_counts)  # fmt: skip
