@@ -645,11 +645,30 @@ def demo(
         "penumbra-demo"
     ),
     epsilon: Annotated[float, typer.Option("--epsilon", help="Target ε.")] = 1.0,
+    labelled: Annotated[
+        bool,
+        typer.Option(
+            "--labelled",
+            help="Use the demo set's labels: one PE per class, labelled outputs, and a "
+            "train-on-synthetic / test-on-real evaluation against held-out images.",
+        ),
+    ] = False,
     ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """The whole method offline on a laptop CPU: skewed Fashion-MNIST "private" set, builtin
     models, penumbra's own text-to-image model; a verifiable run with a report."""
     from penumbra.spti.demo import run_demo
+
+    if labelled:
+        from penumbra.spti.demo import TSTR_PICTURE, run_labelled_demo
+
+        run, evaluation = run_labelled_demo(
+            out, epsilon=epsilon, console=console, overrides=ray_overrides(ray)
+        )
+        _print_run(run)
+        _print_evaluation(evaluation)
+        _print_tstr(evaluation["tstr"], str(out / TSTR_PICTURE))
+        return
 
     run, mix, evaluation = run_demo(
         out, epsilon=epsilon, console=console, overrides=ray_overrides(ray)
