@@ -13,7 +13,7 @@ from penumbra.cli import main
 from penumbra.data import demo_private_set
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.pe.classes import class_output_counts, class_weights
-from penumbra.pe.evolve import EvolveSettings, Plan
+from penumbra.pe.evolve import EvolveSettings, Plan, RunStateError
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma
 from penumbra.spti.labelled import release_class_counts
 from penumbra.spti.pipeline import Run, synthesize
@@ -83,7 +83,7 @@ def _settings(noise_seed: int | None, k: int = 1) -> EvolveSettings:
                           num_outputs=4, k=k, noise_seed=noise_seed, extra=1)  # fmt: skip
 
 
-def test_class_counts_carry_the_votes_noise_and_are_drawn_once() -> None:
+def test_class_counts_carry_the_votes_noise_and_are_drawn_once(tmp_path: Path) -> None:
     """Noisy − clean counts over 3000 independent releases (fixed seeds 0..2999) are centred
     N_Z(0, s²) with s = σ√k. Bounds: |mean| < 4.5 standard errors (false failure ~7e-6 per
     class) and sample variance within ±12% of s² (for 9000 draws the variance's relative
@@ -94,15 +94,20 @@ def test_class_counts_carry_the_votes_noise_and_are_drawn_once() -> None:
     draws = []
     for seed in range(3000):
         ledger = FakeLedger()
-        draws.append(release_class_counts(ledger, labels, 3, _settings(seed, k), sigma))
+        fresh = tmp_path / "fresh"
+        draws.append(release_class_counts(ledger, labels, 3, _settings(seed, k), sigma, fresh))
     noise = np.array(draws) - np.array([40, 7, 0])
     assert np.all(np.abs(noise.mean(axis=0)) < 4.5 * s / np.sqrt(3000))
     assert abs(noise.var() / s**2 - 1) < 0.12
     # logged before use, with the one-more-composition ε; a resumed run reuses it
     ledger = FakeLedger()
-    first = release_class_counts(ledger, labels, 3, _settings(None, k), sigma)
-    again = release_class_counts(ledger, labels, 3, _settings(None, k), sigma)
+    first = release_class_counts(ledger, labels, 3, _settings(None, k), sigma, tmp_path)
+    again = release_class_counts(ledger, labels, 3, _settings(None, k), sigma, tmp_path)
     assert first == again and len(ledger.find("class_counts")) == 1
+    # a ledger cut back to before the counts, in a run whose classes started: refused
+    (tmp_path / "candidates" / "class-000").mkdir(parents=True)
+    with pytest.raises(RunStateError, match="holds no class counts"):
+        release_class_counts(FakeLedger(), labels, 3, _settings(None, k), sigma, tmp_path)
     entry = ledger.entries[0]
     assert entry["noisy_counts"] == first and entry["fixed_noise_seed"] is False
     assert entry["cumulative_epsilon"] == pytest.approx(

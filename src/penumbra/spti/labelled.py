@@ -28,7 +28,7 @@ from penumbra.pe.classes import (
     class_sizes,
     class_weights,
 )
-from penumbra.pe.evolve import EvolveResult, EvolveSettings, evolve
+from penumbra.pe.evolve import EvolveResult, EvolveSettings, RunStateError, evolve
 from penumbra.pe.mechanism import add_discrete_gaussian_noise
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma, vote_noise_source
 from penumbra.privacy.discrete import ACCOUNTANT
@@ -111,10 +111,16 @@ def embedded_labels(source: Path, labels: Labels, report: ReadReport | None) -> 
 
 
 def release_class_counts(
-    ledger: Any, labels: np.ndarray, n_classes: int, settings: EvolveSettings, sigma: float
+    ledger: Any,
+    labels: np.ndarray,
+    n_classes: int,
+    settings: EvolveSettings,
+    sigma: float,
+    folder: Path,
 ) -> list[int]:
     """The DP class counts: reused from the ledger on resume (never drawn twice), else drawn
-    with the votes' integer noise and logged before anything uses them."""
+    with the votes' integer noise and logged before anything uses them. `folder` is the run
+    folder."""
     logged = list(ledger.find("class_counts"))
     if logged:
         counts = [int(c) for c in logged[0][1]["noisy_counts"]]
@@ -124,6 +130,14 @@ def release_class_counts(
                 f"run has {n_classes}; start a new run"
             )
         return counts
+    started = list(ledger.find("release")) or list((folder / "candidates").glob("class-*"))
+    if started:
+        # counts are logged before any class starts: a run past that point without them lost
+        # ledger entries, and drawing them again would release the counts a second time
+        raise RunStateError(
+            f"{ledger.dir}: the run's classes have started but the ledger holds no class "
+            "counts: it was cut back or replaced; restore it or start a new run"
+        )
     clean = np.bincount(labels, minlength=n_classes).astype(np.int64)
     noisy = add_discrete_gaussian_noise(
         clean,

@@ -250,7 +250,8 @@ def refuse_rolled_back_ledger(out: Path, ledger: Ledger, iterations: int) -> Non
             f"{iterations} releases: it was cut back; restore it (penumbra verify) or start a "
             "new run"
         )
-    if (out / "candidates" / "state.json").exists() and not list(ledger.find("run_start")):
+    states = [out / "candidates" / "state.json", *(out / "candidates").glob("class-*/state.json")]
+    if any(p.exists() for p in states) and not list(ledger.find("run_start")):
         raise PenumbraError(
             f"{out / 'ledger'}: the run has started (candidates/state.json) but its ledger "
             "has no run_start: the ledger was removed or replaced; restore it or start a "
@@ -306,7 +307,7 @@ def evolve_labelled(
     if settings.extra:
         with st.timed("class counts (DP)"):
             counts = release_class_counts(record.ledger, labels, len(classes), settings,
-                                          record.sigma)  # fmt: skip
+                                          record.sigma, st.out)  # fmt: skip
     plan = plan_classes(cfg, counts, n_accounted, record.sigma)
     words = cfg.prompts.class_words or {}
     task = st.progress.add_task("PE iterations (DP)", total=cfg.pe.iterations * len(classes))
