@@ -95,6 +95,49 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     assert not (tmp_path / "evaluation.json").exists()  # written by evaluate_run alone
 
 
+def test_labelled_demo_is_a_labelled_run_evaluated_by_tstr_on_held_out_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """demo --labelled: the demo set's integer labels under the public class words; TSTR
+    trains on the synthetic set and tests on the held-out images, beside as many real private
+    images, and its picture and aggregates reach evaluation.json through evaluate_run."""
+    import penumbra.evaluate.run_eval as run_eval
+    import penumbra.evaluate.tstr as tstr_module
+    import penumbra.report.html as report_html
+    from penumbra.data.imagefolder import read_imagefolder_metadata
+    from penumbra.spti import demo
+
+    config = demo.labelled_demo_config(1.0)
+    assert config.data.labels == "metadata" and config.data.classes == demo.CLASS_WORDS
+    assert config.prompts.categories == [] and config.output.class_fractions is None
+    seen: dict[str, object] = {}
+
+    def fake_synthesize(private: Path, epsilon: float, **kwargs: object) -> str:
+        seen["config"] = kwargs["config"]
+        return "run"
+
+    monkeypatch.setattr(demo, "demo_private_set", lambda n: demo_private_set(30, seed=1))
+    monkeypatch.setattr(demo, "demo_holdout_set", lambda n: demo_private_set(20, seed=2))
+    monkeypatch.setattr(demo, "synthesize", fake_synthesize)
+    monkeypatch.setattr(demo, "Run", str)
+    monkeypatch.setattr(demo, "demo_renderer", lambda out: None)
+    monkeypatch.setattr(report_html, "write_report", lambda *a, **k: None)
+    result = {"synthetic": {"accuracy": 0.7}, "real_same_number": {"accuracy": 0.8}}
+    monkeypatch.setattr(tstr_module, "tstr", lambda *a, **k: seen.update(tstr=(a, k)) or result)
+    monkeypatch.setattr(tstr_module, "confusion_picture", lambda r, path: seen.update(png=path))
+    monkeypatch.setattr(run_eval, "evaluate_run", lambda out, **k: seen.update(eval=k) or k)
+    _run, evaluation = demo.run_labelled_demo(tmp_path, epsilon=1.0, console=None)
+    rows = read_imagefolder_metadata(tmp_path / "demo_holdout")
+    assert all(r["class_name"] == demo.CLASS_WORDS[r["label"]] for r in rows)
+    args, kwargs = seen["tstr"]  # type: ignore[misc]
+    assert args == (tmp_path / "synthetic", tmp_path / "demo_holdout")
+    assert kwargs["real_train"] == tmp_path / "demo_private"
+    assert seen["png"] == tmp_path / demo.TSTR_PICTURE
+    assert evaluation["extra"] == {
+        "tstr": result, "public_artifacts": {"tstr_confusion": "evaluation/tstr_confusion.png"}
+    }  # fmt: skip
+
+
 def test_tone_cuts_reproduce_the_shipped_darkness_levels() -> None:
     """The ruler recovered from the pool labels every pool image as the train-split terciles
     did."""
