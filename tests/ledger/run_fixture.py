@@ -4,15 +4,19 @@
 write). `build_mpc_run`: a multi-holder run as the coordinator logs it (`mpc_setup`, one
 `mpc_round` per iteration with its integer noisy histogram, an aborted round that spent nothing,
 every checkpoint co-signed by both aggregators), with the secure aggregation replaced by the
-toy votes plus rounded Gaussian noise. `resign` rewrites a ledger and re-signs every checkpoint,
-as a forger holding (or replacing) the keys would.
+toy votes plus rounded Gaussian noise. `build_labelled_run`: a class-conditional run as a
+labelled run logs it: PE once per class on disjoint private subsets, with the class counts
+released first (DP, real CSPRNG noise) or given as public fractions. `resign` rewrites a ledger
+and re-signs every checkpoint, as a forger holding (or replacing) the keys would.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +37,29 @@ from penumbra.ledger.note import (
 )
 from penumbra.ledger.records import (
     LedgerJournal,
+    record_class_counts,
     record_outputs,
     record_run_end,
     record_run_start,
     release_hook,
 )
 from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
+from penumbra.pe.classes import class_output_counts, class_seed, class_weights
 from penumbra.pe.evolve import EvolveSettings, evolve, plan_run
+from penumbra.pe.mechanism import add_discrete_gaussian_noise
 from penumbra.pe.voting import local_voter
+from penumbra.privacy import (
+    discrete_gaussian_epsilon,
+    discrete_gaussian_sigma,
+    sampling_sigma,
+    vote_noise_source,
+)
 
 from ..pe import toy
 
 AGGREGATORS = ("leader", "helper")
+CLASSES = ("cats", "dogs", "owls")
+CLASS_SIZES = (1100, 600, 300)  # disjoint slices of the toy private points
 
 
 def _settings() -> EvolveSettings:
@@ -138,6 +153,79 @@ def _finish(
         releases=len(result.releases),
         num_outputs=len(outputs["payload"]),
     )
+
+
+def build_labelled_run(
+    run_dir: Path, *, fractions: dict[str, float] | None = None, num_outputs: int = 8
+) -> Path:
+    """Three classes of toy points around different centres, 3 releases each. Without
+    `fractions` the class counts are a DP release (extra = 1) that allocates the outputs."""
+    base = _settings()
+    extra = 0 if fractions is not None else 1
+    points = toy.private_points(sum(CLASS_SIZES))
+    bounds = np.cumsum((0, *CLASS_SIZES))
+    private = [points[a:b] + 3.0 * c for c, (a, b) in enumerate(itertools.pairwise(bounds))]
+    sigma = discrete_gaussian_sigma(base.epsilon, base.delta, base.iterations, base.k, extra=extra)
+    ledger = Ledger.open(run_dir)
+    _start(ledger, base, len(points), sigma, classes=CLASSES, class_fractions=fractions)
+    if fractions is None:
+        clean = np.asarray(CLASS_SIZES, dtype=np.int64)
+        noise = sampling_sigma(sigma, base.k)
+        noisy = [
+            int(v) for v in add_discrete_gaussian_noise(clean, noise, vote_noise_source(None, 0))
+        ]
+        record_class_counts(
+            ledger,
+            noisy_counts=noisy,
+            sigma=sigma,
+            k=base.k,
+            delta=base.delta,
+            cumulative_epsilon=discrete_gaussian_epsilon(sigma, 0, base.delta, base.k, extra=1),
+            fixed_noise_seed=False,
+        )
+        weights = class_weights(CLASSES, noisy_counts=noisy)
+    else:
+        weights = class_weights(CLASSES, fractions=fractions)
+    api = toy.Points()
+    rows: list[dict[str, Any]] = []
+    items = []
+    releases, spent = 0, 0.0
+    for c, count in enumerate(class_output_counts(weights, num_outputs)):
+        settings = replace(
+            base, num_outputs=count, seed=class_seed(base.seed, c), id_prefix=f"c{c}/", extra=extra
+        )
+        result = evolve(
+            run_dir / "pe" / f"class-{c}",
+            random_api=api,
+            variation_api=api,
+            embed=toy.parse,
+            voter=local_voter(private[c]),
+            settings=settings,
+            journal=LedgerJournal(ledger, k=base.k, label=c),
+        )
+        releases += len(result.releases)
+        spent = max(spent, result.epsilon_spent)
+        out = result.outputs
+        for cid, it, lineage in zip(out["id"], out["iteration"], out["lineage"], strict=True):
+            n = len(rows)
+            items.append(
+                (Image.new("RGB", (8, 8), (40 * c, n, 0)), {"candidate_id": cid, "label": c})
+            )
+            rows.append(
+                {
+                    "file": f"synthetic/{n:06d}.png",
+                    "label": c,
+                    "candidate_id": cid,
+                    "iteration": it,
+                    "lineage": lineage,
+                }
+            )
+    write_imagefolder(run_dir / "synthetic", items)
+    record_outputs(ledger, run_dir, [*rows, {"file": "synthetic/metadata.jsonl"}])
+    record_run_end(
+        ledger, epsilon_spent=spent, delta=base.delta, releases=releases, num_outputs=len(rows)
+    )
+    return run_dir
 
 
 class _CoSignedLedger(Ledger):

@@ -24,20 +24,36 @@ def _check_index(index: int, size: int) -> None:
         raise PenumbraError(f"--entry/--proof {index}: the ledger has entries 0..{size - 1}")
 
 
+def _class(classes: list[str], label: object) -> str:
+    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(classes):
+        return f"class {label} ({classes[label]})"
+    return f"class {label!r}"
+
+
 def summary_rows(run_dir: Path) -> list[tuple[int, str, str]]:
     lines = _lines(run_dir)
     rows = []
+    classes: list[str] = []  # a labelled run's class names, from run_start
     for i, e in enumerate(parse_entries(lines, Path(run_dir))):
         kind = str(e.get("type"))
         if kind == "release":
             eps = e["cumulative_epsilon"]
             text = f"iteration {e['iteration']}, σ={e['sigma']:.4g}, ε so far {eps:.4g}"
+            if "label" in e:
+                text = f"{_class(classes, e['label'])}, {text}"
         elif kind == "run_start":
             size = (
                 f"N={e['n_private']}" if e.get("n_private") is not None
                 else f"N ≤ {e.get('public_n')} (public bound)"
             )  # fmt: skip
             text = f"{size}, target ε={e['epsilon_target']}, δ={e['delta']:.3g}"
+            if isinstance(e.get("classes"), list):
+                classes = [str(name) for name in e["classes"]]
+                text += f", {len(classes)} classes ({e.get('composition')})"
+        elif kind == "class_counts":
+            counts = e.get("noisy_counts") or []
+            eps = e.get("cumulative_epsilon", float("nan"))
+            text = f"{len(counts)} classes, noisy counts {counts}, ε so far {eps:.4g}"
         elif kind == "outputs":
             text = f"{len(e['files'])} file(s)"
         elif kind == "run_end":

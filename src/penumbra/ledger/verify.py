@@ -8,7 +8,11 @@ iterations and δ with penumbra.privacy matches every claim; no release used a f
 multi-holder runs: every checkpoint is co-signed by each aggregator and the secure aggregation
 rounds reconcile with the releases (penumbra.ledger.verify_mpc); every output file's hash is in
 the log, no unlisted file sits in synthetic/, every output is a candidate the last release
-selected and their number is run_end's.
+selected and their number is run_end's. Labelled (class-conditional) runs, whose run_start
+names `classes`, are accounted per class with parallel composition and the DP class-count
+release, and each output must come from the last release of its own class, in the numbers the
+class counts allocate (penumbra.ledger.verify_classes); a run that names no classes must carry
+no class counts and no class labels.
 
 Who signed (DESIGN.md invariant 10): a signature proves who signed only if the key came from
 somewhere else than the run. Without `pubkey` (the key the data holder published) the run's own
@@ -38,12 +42,19 @@ from penumbra.ledger.merkle import (
     verify_inclusion,
 )
 from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
+from penumbra.ledger.verify_classes import (
+    check_class_accounting,
+    check_class_outputs,
+    check_unlabelled,
+    is_labelled,
+)
 from penumbra.ledger.verify_mpc import check_cosigners, check_rounds, spent_aborts
 from penumbra.models.fingerprint import file_sha256
 from penumbra.privacy import discrete_gaussian_epsilon, gaussian_epsilon
 from penumbra.privacy.discrete import ACCOUNTANT as DISCRETE_ACCOUNTANT
 
 REL_TOL = 1e-9
+_LINEAGE = ("label", "candidate_id", "iteration", "lineage")
 _PUBKEY_FIX = "the key the data holder published (--pubkey)"
 _COSIGNER_FIX = "the aggregators' published keys (--cosigner)"
 
@@ -113,10 +124,14 @@ class VerifyReport:
         }
 
 
-def _entry_label(index: int, entry: dict[str, Any] | None) -> str:
+def entry_label(index: int, entry: dict[str, Any] | None) -> str:
     if entry is None:
         return f"entry {index}"
     kind = entry.get("type", "?")
+    if kind == "release" and "label" in entry:
+        return (
+            f"entry {index} (release, class {entry['label']!r}, iteration {entry.get('iteration')})"
+        )
     if kind == "release":
         return f"entry {index} (release, iteration {entry.get('iteration')})"
     return f"entry {index} ({kind})"
@@ -251,71 +266,30 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
         report.fail("log", "no run_start entry")
         return
     if starts[0][0] != 0 or len(starts) > 1:
-        report.fail(_entry_label(starts[0][0], starts[0][1]), "run_start must be entry 0, once")
+        report.fail(entry_label(starts[0][0], starts[0][1]), "run_start must be entry 0, once")
     start = starts[0][1]
     epsilon_of, accountant = _accountant(entries)
     if start.get("accountant") not in (None, DISCRETE_ACCOUNTANT, "discrete-gaussian-zcdp"):
-        report.fail(_entry_label(0, start), f"unknown accountant {start.get('accountant')!r}")
+        report.fail(entry_label(0, start), f"unknown accountant {start.get('accountant')!r}")
     elif start.get("accountant") == "discrete-gaussian-zcdp" and accountant != start["accountant"]:
-        report.fail(_entry_label(0, start), "claims the zCDP accountant without an mpc_setup")
+        report.fail(entry_label(0, start), "claims the zCDP accountant without an mpc_setup")
     k = start.get("k", 1)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        report.fail(_entry_label(0, start), f"k={k!r} is not an integer >= 1")
+        report.fail(entry_label(0, start), f"k={k!r} is not an integer >= 1")
     sigma, delta, iterations = start["sigma"], start["delta"], start["iterations"]
     n_private, target = start["n_private"], start["epsilon_target"]
     n_bound = n_private if n_private is not None else start.get("public_n")  # ≥ N when public
     if not isinstance(n_bound, int) or n_bound < 1:
-        report.fail(_entry_label(0, start), "neither n_private nor public_n is a count")
+        report.fail(entry_label(0, start), "neither n_private nor public_n is a count")
     elif delta >= 1.0 / n_bound:
-        report.fail(_entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_bound:g}")
-    _check_noise_seed(0, start, report)
-    planned = epsilon_of(sigma, iterations, delta)
-    if planned > target * (1 + REL_TOL):
-        report.fail(
-            _entry_label(0, start),
-            f"σ={sigma:g} over {iterations} iterations gives ε={planned:.6g} > target {target:g}",
-        )
-    per_iteration = []
-    releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
-    for t, (i, e) in enumerate(releases):
-        label = _entry_label(i, e)
-        if e["iteration"] != t:
-            report.fail(label, f"expected iteration {t}")
-        if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
-            report.fail(label, "σ or δ differs from run_start")
-        _check_noise_seed(i, e, report)
-        steps = t + 1 + spent_aborts(entries, before=i)  # aborts after shares were out
-        recomputed = epsilon_of(sigma, steps, delta)
-        if not _close(e["cumulative_epsilon"], recomputed):
-            report.fail(
-                label,
-                f"claims cumulative ε={e['cumulative_epsilon']:.6g}, recomputed "
-                f"ε={recomputed:.6g} from σ={sigma:g}, {steps} releases, δ={delta:g}",
-            )
-        if recomputed > target * (1 + REL_TOL):
-            report.fail(label, f"spends ε={recomputed:.6g} > target {target:g}")
-        per_iteration.append(recomputed)
-    if len(releases) > iterations:
-        report.fail("log", f"{len(releases)} releases logged, run_start planned {iterations}")
-    ends = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_end"]
-    if not ends:
-        report.fail("log", "no run_end entry: the run did not finish (or the log was truncated)")
+        report.fail(entry_label(0, start), f"δ={delta:g} is not below 1/N = {1 / n_bound:g}")
+    check_noise_seed(0, start, report)
+    if is_labelled(start):
+        per_iteration, spent, count = check_class_accounting(entries, start, report)
     else:
-        i, end = ends[-1]
-        steps = len(releases) + spent_aborts(entries)
-        spent = epsilon_of(sigma, steps, delta) if steps else 0.0
-        if end["releases"] != len(releases):
-            report.fail(
-                _entry_label(i, end),
-                f"claims {end['releases']} releases, the log has {len(releases)}",
-            )
-        if not _close(end["epsilon_spent"], spent):
-            report.fail(
-                _entry_label(i, end),
-                f"claims ε spent = {end['epsilon_spent']:.6g}, recomputed {spent:.6g}",
-            )
-        if i != len(entries) - 1:
-            report.fail(_entry_label(i, end), "run_end is not the last entry")
+        check_unlabelled(entries, report)
+        per_iteration, spent, count = _check_releases(entries, start, epsilon_of, report)
+    _check_run_end(entries, count, spent, report)
     report.receipt.update(
         {
             "penumbra_version": start.get("penumbra_version"),
@@ -330,17 +304,81 @@ def _check_accounting(entries: list[dict[str, Any] | None], report: VerifyReport
             "fixed_noise_seed": start.get("fixed_noise_seed"),
             "accountant": accountant,
             "epsilon_per_iteration": per_iteration,
-            "epsilon_spent": per_iteration[-1] if per_iteration else 0.0,
+            "epsilon_spent": spent if is_labelled(start) else (per_iteration or [0.0])[-1],
         }
     )
 
 
-def _check_noise_seed(index: int, entry: dict[str, Any], report: VerifyReport) -> None:
+def _check_releases(
+    entries: list[dict[str, Any] | None],
+    start: dict[str, Any],
+    epsilon_of: Callable[[float, int, float], float],
+    report: VerifyReport,
+) -> tuple[list[float], float, int]:
+    """An unlabelled run's releases: iterations 0..T-1, each claim recomputed. Returns ε after
+    each release, ε spent (aborted multi-holder rounds included) and the releases logged."""
+    sigma, delta, iterations = start["sigma"], start["delta"], start["iterations"]
+    target = start["epsilon_target"]
+    planned = epsilon_of(sigma, iterations, delta)
+    if planned > target * (1 + REL_TOL):
+        report.fail(
+            entry_label(0, start),
+            f"σ={sigma:g} over {iterations} iterations gives ε={planned:.6g} > target {target:g}",
+        )
+    per_iteration = []
+    releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
+    for t, (i, e) in enumerate(releases):
+        label = entry_label(i, e)
+        if e["iteration"] != t:
+            report.fail(label, f"expected iteration {t}")
+        if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
+            report.fail(label, "σ or δ differs from run_start")
+        check_noise_seed(i, e, report)
+        steps = t + 1 + spent_aborts(entries, before=i)  # aborts after shares were out
+        recomputed = epsilon_of(sigma, steps, delta)
+        if not _close(e["cumulative_epsilon"], recomputed):
+            report.fail(
+                label,
+                f"claims cumulative ε={e['cumulative_epsilon']:.6g}, recomputed "
+                f"ε={recomputed:.6g} from σ={sigma:g}, {steps} releases, δ={delta:g}",
+            )
+        if recomputed > target * (1 + REL_TOL):
+            report.fail(label, f"spends ε={recomputed:.6g} > target {target:g}")
+        per_iteration.append(recomputed)
+    if len(releases) > iterations:
+        report.fail("log", f"{len(releases)} releases logged, run_start planned {iterations}")
+    steps = len(releases) + spent_aborts(entries)
+    return per_iteration, epsilon_of(sigma, steps, delta) if steps else 0.0, len(releases)
+
+
+def _check_run_end(
+    entries: list[dict[str, Any] | None], releases: int, spent: float, report: VerifyReport
+) -> None:
+    ends = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "run_end"]
+    if not ends:
+        report.fail("log", "no run_end entry: the run did not finish (or the log was truncated)")
+        return
+    i, end = ends[-1]
+    if end["releases"] != releases:
+        report.fail(
+            entry_label(i, end),
+            f"claims {end['releases']} releases, the log has {releases}",
+        )
+    if not _close(end["epsilon_spent"], spent):
+        report.fail(
+            entry_label(i, end),
+            f"claims ε spent = {end['epsilon_spent']:.6g}, recomputed {spent:.6g}",
+        )
+    if i != len(entries) - 1:
+        report.fail(entry_label(i, end), "run_end is not the last entry")
+
+
+def check_noise_seed(index: int, entry: dict[str, Any], report: VerifyReport) -> None:
     """A fixed noise seed (a test setting) lets anyone regenerate and subtract the noise."""
     value = entry.get("fixed_noise_seed")
     if value is not False:
         report.fail(
-            _entry_label(index, entry),
+            entry_label(index, entry),
             "noise drawn from a fixed seed: it can be regenerated and subtracted, so this "
             "release is not differentially private"
             if value is True
@@ -350,11 +388,15 @@ def _check_noise_seed(index: int, entry: dict[str, Any], report: VerifyReport) -
 
 def _output_ids(
     run_dir: Path, listed: dict[str, tuple[int, dict[str, Any]]], report: VerifyReport
-) -> list[tuple[str, Any]] | None:
-    """(where, candidate id) of every output: the image rows of `outputs` entries, or for a
-    text run (which lists only synthetic/texts.jsonl) the lines of that file once its hash
-    holds. None (with a receipt note) when they cannot be read."""
-    rows = [(name, r["candidate_id"]) for name, (_, r) in listed.items() if "candidate_id" in r]
+) -> list[tuple[str, Any, Any]] | None:
+    """(where, candidate id, class label or None) of every output: the image rows of `outputs`
+    entries, or for a text run (which lists only synthetic/texts.jsonl) the lines of that file
+    once its hash holds. None (with a receipt note) when they cannot be read."""
+    rows = [
+        (name, r["candidate_id"], r.get("label"))
+        for name, (_, r) in listed.items()
+        if "candidate_id" in r
+    ]
     if rows or "synthetic/texts.jsonl" not in listed:
         return rows
     path = run_dir / "synthetic/texts.jsonl"
@@ -367,8 +409,8 @@ def _output_ids(
             continue
         try:
             row = json.loads(line)
-            ids.append((f"synthetic/texts.jsonl line {n}", row["candidate_id"]))
-        except (ValueError, TypeError, KeyError):
+            ids.append((f"synthetic/texts.jsonl line {n}", row["candidate_id"], row.get("label")))
+        except (ValueError, TypeError, KeyError, AttributeError):
             report.fail(f"synthetic/texts.jsonl line {n}", "not a JSON row with a candidate_id")
     return ids
 
@@ -379,20 +421,24 @@ def _check_outputs(
     listed: dict[str, tuple[int, dict[str, Any]]],
     report: VerifyReport,
 ) -> None:
-    """Every output is a candidate the last release selected; as many as run_end says."""
+    """Every output is a candidate the last release (of its class) selected; as many as
+    run_end says."""
     outputs = _output_ids(run_dir, listed, report)
     if outputs is None:
         return
     releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
-    if releases:
+    start = entries[0] if entries and entries[0] and entries[0].get("type") == "run_start" else {}
+    if is_labelled(start):
+        check_class_outputs(entries, start, outputs, report)
+    elif releases:
         i, last = releases[-1]
         selected = set(last.get("selected_ids") or [])
-        for where, cid in outputs:
+        for where, cid, _ in outputs:
             if cid not in selected:
                 report.fail(
                     where,
                     f"candidate {cid!r} is not among those the last release "
-                    f"({_entry_label(i, last)}) selected: not a DP output",
+                    f"({entry_label(i, last)}) selected: not a DP output",
                 )
     elif outputs:
         report.fail("log", f"{len(outputs)} outputs but no release selected any")
@@ -401,7 +447,7 @@ def _check_outputs(
         i, end = ends[-1]
         if end.get("num_outputs") != len(outputs):
             report.fail(
-                _entry_label(i, end),
+                entry_label(i, end),
                 f"claims {end.get('num_outputs')!r} outputs, the outputs entries list "
                 f"{len(outputs)}",
             )
@@ -427,7 +473,7 @@ def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: Ve
                 report.fail(name, "in synthetic/ but not in the log (added after the run)")
     _check_outputs(run_dir, entries, listed, report)
     samples = [
-        {"file": name, **{k: row[k] for k in ("candidate_id", "iteration", "lineage") if k in row}}
+        {"file": name, **{k: row[k] for k in _LINEAGE if k in row}}
         for name, (_, row) in list(listed.items())
         if "lineage" in row
     ][:3]
