@@ -259,6 +259,30 @@ def plan_run(
     )
 
 
+@dataclass
+class PopulationRequest:
+    """One population's call to the random API (`count` fresh payloads) or the variation API
+    (one variation of each of `payloads`), with the seed to use; `kept` are parents kept as
+    they are (keep_selected), `parents`/`folds` the lineage columns of the whole population."""
+
+    kind: str  # "random" | "vary"
+    seed: int
+    count: int
+    parents: list[str]
+    folds: list[int]
+    payloads: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def generate(request: PopulationRequest, random_api: RandomAPI, variation_api: VariationAPI
+             ) -> list[str]:  # fmt: skip
+    if request.count == 0:
+        return []
+    if request.kind == "random":
+        return random_api.random(request.count, seed=request.seed)
+    return variation_api.vary(request.payloads, seed=request.seed)
+
+
 class _Loop:
     def __init__(
         self,
@@ -330,36 +354,50 @@ class _Loop:
         path = self.folder / f"population-{t:03d}.parquet"
         if path.exists():
             return read_population(path)
+        request = self.request(t, previous)
+        return self.write_population(t, request, generate(request, self.random_api,
+                                                          self.variation_api))  # fmt: skip
+
+    def request(self, t: int, previous: Release | None) -> PopulationRequest:
+        """What population t needs from the random or variation API (public randomness only):
+        apart from the API call itself, so that several loops can share one call."""
         size = self.sizes[t]
         if t == 0:
-            payloads = self.random_api.random(size, seed=_seed(self.s.seed, 0, "random"))
-            parents: list[str] = [""] * size
-            folds = [0] * size
-        else:
-            assert previous is not None
-            prev = read_population(self.folder / f"population-{t - 1:03d}.parquet")
-            chosen = previous.selected
-            kept: list[int] = []
-            if self.s.keep_selected:
-                kept = list(dict.fromkeys(chosen))[:size]
-            fill = size - len(kept)
-            sources = [chosen[i % len(chosen)] for i in range(fill)]
-            varied = self.variation_api.vary(
-                [prev["payload"][i] for i in sources], seed=_seed(self.s.seed, t, "vary")
-            )
-            payloads = [prev["payload"][i] for i in kept] + varied
-            parents = [prev["id"][i] for i in kept + sources]
-            folds = [0] * len(kept) + [1 + sources[:i].count(j) for i, j in enumerate(sources)]
+            seed = _seed(self.s.seed, 0, "random")
+            return PopulationRequest("random", seed, count=size, parents=[""] * size,
+                                     folds=[0] * size)  # fmt: skip
+        assert previous is not None
+        prev = read_population(self.folder / f"population-{t - 1:03d}.parquet")
+        chosen = previous.selected
+        kept: list[int] = []
+        if self.s.keep_selected:
+            kept = list(dict.fromkeys(chosen))[:size]
+        fill = size - len(kept)
+        sources = [chosen[i % len(chosen)] for i in range(fill)]
+        return PopulationRequest(
+            "vary", _seed(self.s.seed, t, "vary"), count=fill,
+            payloads=[prev["payload"][i] for i in sources],
+            kept=[prev["payload"][i] for i in kept],
+            parents=[prev["id"][i] for i in kept + sources],
+            folds=[0] * len(kept) + [1 + sources[:i].count(j) for i, j in enumerate(sources)],
+        )  # fmt: skip
+
+    def write_population(
+        self, t: int, request: PopulationRequest, generated: list[str]
+    ) -> dict[str, list[Any]]:
+        """Population t from its request and what the API wrote, durably before any use."""
+        payloads = request.kept + list(generated)
+        size = self.sizes[t]
         if len(payloads) != size:
             raise RuntimeError(f"iteration {t}: expected {size} candidates, got {len(payloads)}")
         rows: dict[str, list[Any]] = {
             "id": [f"{self.s.id_prefix}{t}-{i}" for i in range(size)],
-            "parent_id": parents,
+            "parent_id": request.parents,
             "iteration": [t] * size,
-            "fold": folds,
+            "fold": request.folds,
             "payload": payloads,
         }
-        write_population(path, rows)
+        write_population(self.folder / f"population-{t:03d}.parquet", rows)
         return rows
 
     def embeddings(self, t: int, payloads: list[str]) -> np.ndarray:
@@ -505,16 +543,22 @@ def evolve(
         if on_iteration is not None:
             on_iteration(t + 1, settings.iterations)
     assert previous is not None
+    return finish(loop, rows, previous, releases)
+
+
+def finish(
+    loop: _Loop, rows: dict[str, list[Any]], last: Release, releases: list[Release]
+) -> EvolveResult:
+    """The outputs the last release selected, with their lineage, and the ε spent."""
     outputs: dict[str, list[Any]] = {name: [] for name in ("id", "payload", "iteration", "lineage")}
-    lineage = _lineage(root, settings.iterations)
-    for i in previous.selected:
+    lineage = _lineage(loop.folder, loop.s.iterations)
+    for i in last.selected:
         cid = rows["id"][i]
         outputs["id"].append(cid)
         outputs["payload"].append(rows["payload"][i])
         outputs["iteration"].append(rows["iteration"][i])
         outputs["lineage"].append(lineage[cid])
-    spent = loop.spent(settings.iterations)
-    return EvolveResult(outputs, releases, loop.sigma, spent)
+    return EvolveResult(outputs, releases, loop.sigma, loop.spent(loop.s.iterations))
 
 
 def integer_votes(histogram: np.ndarray, k: int) -> np.ndarray:

@@ -10,6 +10,7 @@ class counts are never used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ from penumbra.pe.classes import (
     class_sizes,
     class_weights,
 )
-from penumbra.pe.evolve import EvolveResult, EvolveSettings, RunStateError, evolve
+from penumbra.pe.evolve import EvolveResult, EvolveSettings, PopulationRequest, RunStateError
+from penumbra.pe.lockstep import EvolveJob, GenerateMany, evolve_together
 from penumbra.pe.mechanism import add_discrete_gaussian_noise
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma, vote_noise_source
 from penumbra.privacy.discrete import ACCOUNTANT
+from penumbra.spti.text_api import LLMCaptionAPI, Prompts
 
 COUNTS_NOISE_TAG = 1_000_003  # the count release's noise stream (tests with fixed noise only)
 
@@ -188,6 +191,34 @@ def _no_votes(candidates: np.ndarray) -> np.ndarray:
     return np.zeros(len(candidates), dtype=np.float64)
 
 
+def generate_together(apis: Sequence[LLMCaptionAPI]) -> GenerateMany:
+    """The classes' population requests of one iteration as ONE batch of LLM prompts (each
+    class's prompts name its own words): an LLM call costs nearly the same for 15 prompts as
+    for 150, so ten classes cost about one."""
+
+    def many(pending: Sequence[tuple[int, PopulationRequest]]) -> list[list[str]]:
+        parts: list[Prompts] = []
+        for i, request in pending:
+            api = apis[i]
+            if request.count == 0:
+                parts.append(Prompts([], []))
+            elif request.kind == "random":
+                parts.append(api.random_prompts(request.count, seed=request.seed))
+            else:
+                parts.append(api.vary_prompts(request.payloads))
+        seeds = [request.seed for _, request in pending]
+        seed = int(np.random.SeedSequence(seeds).generate_state(1)[0] >> 1)
+        combined = sum(parts[1:], parts[0])
+        replies = apis[pending[0][0]].complete(combined, seed) if combined.prompts else []
+        out, start = [], 0
+        for part in parts:
+            out.append(replies[start : start + len(part.prompts)])
+            start += len(part.prompts)
+        return out
+
+    return many
+
+
 def evolve_classes(
     folder: Path,
     *,
@@ -195,38 +226,36 @@ def evolve_classes(
     settings: EvolveSettings,
     embeddings: np.ndarray,
     labels: np.ndarray,
-    make_api: Any,
+    apis: Sequence[LLMCaptionAPI],
     embed: Any,
     engine: Any,
     metric: str,
     ledger: Any,
     on_iteration: Any,
 ) -> EvolveResult:
-    """PE for each class in turn, in candidates/class-NNN/; the outputs, class by class, with
-    their `label`. Each class's voter holds only that class's private embeddings."""
-    merged: dict[str, list[Any]] = {"id": [], "payload": [], "iteration": [], "lineage": []}
-    merged["label"] = []
-    releases = []
-    spent = 0.0
-    sigma = 0.0
-    for c, _name in enumerate(plan.classes):
+    """PE for every class in lock-step (`pe.lockstep`), in candidates/class-NNN/; the outputs,
+    class by class, with their `label`. Each class's voter holds only that class's private
+    embeddings; the LLM calls and renders of all classes share batches."""
+    jobs = []
+    for c in range(len(plan.classes)):
         members = embeddings[labels == c]
         voter = engine.voter(members, k=settings.k, metric=metric) if len(members) else _no_votes
-        done = c * settings.iterations
-
-        def progress(t: int, _total: int, done: int = done) -> None:
-            on_iteration(done + t)
-
-        result = evolve(
-            folder / f"class-{c:03d}", random_api=make_api(c), variation_api=make_api(c),
-            embed=embed, voter=voter, settings=class_settings(settings, plan, c),
-            journal=LedgerJournal(ledger, k=settings.k, label=c),
-            on_iteration=progress,
-        )  # fmt: skip
-        del voter, members
+        jobs.append(EvolveJob(
+            folder / f"class-{c:03d}", class_settings(settings, plan, c), apis[c], apis[c],
+            voter, LedgerJournal(ledger, k=settings.k, label=c),
+        ))  # fmt: skip
+    results = evolve_together(
+        jobs, embed=embed, generate_many=generate_together(apis),
+        prefetch=embed if hasattr(embed, "render") else None,
+        on_iteration=lambda done, _total: on_iteration(done),
+    )  # fmt: skip
+    del jobs
+    merged: dict[str, list[Any]] = {"id": [], "payload": [], "iteration": [], "lineage": []}
+    merged["label"] = []
+    for c, result in enumerate(results):
         for key in ("id", "payload", "iteration", "lineage"):
             merged[key] += result.outputs[key]
         merged["label"] += [c] * len(result.outputs["id"])
-        releases += result.releases
-        spent, sigma = max(spent, result.epsilon_spent), result.sigma
-    return EvolveResult(merged, releases, sigma, spent)
+    releases = [r for result in results for r in result.releases]
+    spent = max(result.epsilon_spent for result in results)
+    return EvolveResult(merged, releases, results[0].sigma, spent)

@@ -315,7 +315,7 @@ def evolve_labelled(
         return evolve_classes(
             st.out / "candidates", plan=plan, settings=settings,
             embeddings=private.embeddings, labels=labels,
-            make_api=lambda c: caption_api(st, models, [words.get(classes[c], classes[c])]),
+            apis=[caption_api(st, models, [words.get(name, name)]) for name in classes],
             embed=_candidate_embedder(st, models, renderer), engine=st.engine,
             metric=cfg.pe.metric, ledger=record.ledger,
             on_iteration=lambda done: st.progress.update(task, completed=done),

@@ -7,6 +7,7 @@ and from candidate captions (which are themselves LLM outputs selected through D
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,6 +93,25 @@ def mentions(caption: str, heads: list[str]) -> bool:
     return any(h in words for h in heads)
 
 
+@dataclass
+class Prompts:
+    """Prompts for the LLM, what each falls back to after the retries, and the word groups a
+    reply must name (None: any clean reply)."""
+
+    prompts: list[str]
+    fallbacks: list[str]
+    required: list[list[list[str]]] | None = None
+
+    def __add__(self, other: Prompts) -> Prompts:
+        if self.required is None and other.required is None:
+            required = None
+        else:
+            required = (self.required or [[] for _ in self.prompts]) + (
+                other.required or [[] for _ in other.prompts]
+            )
+        return Prompts(self.prompts + other.prompts, self.fallbacks + other.fallbacks, required)
+
+
 class LLMCaptionAPI:
     """PE's random API (fresh descriptions of the domain) and variation API (paraphrases)."""
 
@@ -165,6 +185,11 @@ class LLMCaptionAPI:
         return [c if c is not None else fallbacks[i] for i, c in enumerate(out)]
 
     def random(self, count: int, *, seed: int) -> list[str]:
+        return self.complete(self.random_prompts(count, seed=seed), seed)
+
+    def random_prompts(self, count: int, *, seed: int) -> Prompts:
+        """The random API's prompts, before the LLM sees them (several APIs' prompts can then
+        go to the LLM in one batch: `complete`)."""
         # A few public examples per prompt, in a random order (public randomness), so the
         # model does not just copy the first one.
         rng = np.random.default_rng(seed)
@@ -180,7 +205,10 @@ class LLMCaptionAPI:
             prompts.append(prompt)
         required = [[[head_word(c)]] for _, c in subjects] if self.categories else None
         fallbacks = [subject or self.domain for subject, _ in subjects]
-        return self._complete(prompts, fallbacks, seed, required)
+        return Prompts(prompts, fallbacks, required)
+
+    def complete(self, prompts: Prompts, seed: int) -> list[str]:
+        return self._complete(prompts.prompts, prompts.fallbacks, seed, prompts.required)
 
     def _subjects(self, count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
         """(subject, category) per random prompt: the public categories in equal shares (a
@@ -208,6 +236,10 @@ class LLMCaptionAPI:
         return out
 
     def vary(self, payloads: list[str], *, seed: int) -> list[str]:
+        return self.complete(self.vary_prompts(payloads), seed)
+
+    def vary_prompts(self, payloads: list[str]) -> Prompts:
+        """The variation API's prompts (see `random_prompts`)."""
         prompts = [
             self.variation_template.format(
                 domain=self.domain, max_words=self.max_words, caption=caption
@@ -227,4 +259,4 @@ class LLMCaptionAPI:
                 if self.keep_attributes:
                     groups += [[w] for w in self.attribute_words if mentions(p, [w])]
                 required.append(groups)
-        return self._complete(prompts, list(payloads), seed, required)
+        return Prompts(prompts, list(payloads), required)
