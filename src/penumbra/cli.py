@@ -218,13 +218,19 @@ def _print_receipt(receipt: dict) -> None:  # type: ignore[type-arg]
     for key in (
         "n_private", "epsilon_target", "delta", "sigma", "iterations", "epsilon_spent",
         "fixed_noise_seed", "penumbra_version", "config_sha256", "entries", "output_files",
-        "public_key_source",
+        "public_key_source", "composition", "class_counts", "class_noisy_counts",
+        "class_fractions", "class_output_counts",
     ):  # fmt: skip
         if key in receipt:
             table.add_row(key, str(receipt[key]))
+    if receipt.get("classes"):
+        names = receipt["classes"]
+        table.add_row("classes", f"{len(names)}: " + ", ".join(map(str, names[:12]))
+                      + (" …" if len(names) > 12 else ""))  # fmt: skip
     eps = receipt.get("epsilon_per_iteration") or []
     if eps:
-        table.add_row("ε after each release", ", ".join(f"{e:.4g}" for e in eps))
+        per = " (of each class)" if receipt.get("classes") else ""
+        table.add_row(f"ε after each release{per}", ", ".join(f"{e:.4g}" for e in eps))
     for model in receipt.get("models") or []:
         table.add_row(
             f"model: {model.get('role')}",

@@ -12,6 +12,7 @@ import pytest
 from penumbra.cli import main
 from penumbra.data import demo_private_set
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
+from penumbra.ledger.verify import verify_run
 from penumbra.pe.classes import class_output_counts, class_weights
 from penumbra.pe.evolve import EvolveSettings, Plan, RunStateError
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma
@@ -132,8 +133,9 @@ def test_labelled_run_from_class_folders(folders: Path, tmp_path: Path) -> None:
     counts = [e for e in entries if e["type"] == "class_counts"]
     releases = [e for e in entries if e["type"] == "release"]
     assert len(counts) == 1 and entries.index(counts[0]) == 1
-    assert [(e["label"], e["iteration"]) for e in releases] == [
-        (c, t) for c in range(3) for t in range(2)
+    # lock-step: iteration t of every class before t + 1 of any
+    assert [(e["iteration"], e["label"]) for e in releases] == [
+        (t, c) for t in range(2) for c in range(3)
     ]
     # parallel composition: the run spends one class's ε (2 releases + the counts), not 3×
     sigma, delta = start["sigma"], start["delta"]
@@ -160,6 +162,11 @@ def test_labelled_run_from_class_folders(folders: Path, tmp_path: Path) -> None:
     assert sorted(dataset["label"]) == sorted(m["label"] for m in meta)
     report = (out / "report.html").read_text()
     assert "parallel composition" in report and "pair of sandals" in report
+    verified = verify_run(out)
+    assert verified.ok, verified.failures
+    assert verified.receipt["composition"] == "parallel over classes"
+    assert verified.receipt["class_output_counts"] == expected
+    assert verified.receipt["epsilon_spent"] == pytest.approx(one_class)
 
 
 def test_public_fractions_and_metadata_labels(metadata_set: Path, tmp_path: Path) -> None:
@@ -181,6 +188,7 @@ def test_public_fractions_and_metadata_labels(metadata_set: Path, tmp_path: Path
     # labels keep the input's numbers: 0 trousers, 1 sandals, 2 bag; 7 = 1 each + 4 ∝ fractions
     assert entries[0]["classes"] == ["pair of trousers", "pair of sandals", "bag"]
     assert [sum(1 for m in meta if m["label"] == c) for c in range(3)] == [3, 2, 2]
+    assert main(["verify", str(out), "--trust-run-key"]) == 0
 
 
 def test_labelled_dry_run_plans_per_class(folders: Path, tmp_path: Path) -> None:
