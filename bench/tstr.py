@@ -116,8 +116,8 @@ def collect(root: Path) -> str:
         by_eps.setdefault(row["epsilon"], []).append(row)
     lines = [
         "| ε | seeds | trained on synthetic | bare class names (anchor) | as many real images "
-        "(anchor) | synthetic − bare names | run minutes |",
-        "|---|---|---|---|---|---|---|",
+        "(anchor) | synthetic − bare names |",
+        "|---|---|---|---|---|---|",
     ]
     for eps in sorted(by_eps):
         group = by_eps[eps]
@@ -126,8 +126,7 @@ def collect(root: Path) -> str:
         lines.append(
             f"| {label} | {', '.join(str(r['seed']) for r in group)} | "
             f"{_stat([r['synthetic'] for r in group])} | {_stat([r['bare_names'] for r in group])}"
-            f" | {_stat([r['real_same_number'] for r in group])} | {_stat(diff)} | "
-            f"{_stat([r['run_seconds'] / 60 for r in group])} |"
+            f" | {_stat([r['real_same_number'] for r in group])} | {_stat(diff)} |"
         )
     _plot(by_eps)
     return "\n".join(lines)

@@ -177,6 +177,22 @@ def dark_share_report(out: Path) -> dict[str, Any]:
 TSTR_PICTURE = Path("evaluation") / "tstr_confusion.png"
 
 
+def _demo_run(
+    out: Path, config: RunConfig, console: Console | None, overrides: Sequence[str]
+) -> Run:
+    """The demo sets materialised, then the run (resumed, with its own config, if started)."""
+    resume = (out / "run.yaml").exists()
+    materialise_private(out / "demo_private")
+    materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
+    run = synthesize(
+        out / "demo_private", None if resume else config.privacy.epsilon, out=out,
+        config=None if resume else config, resume=resume, console=console,
+        overrides=overrides,
+    )  # fmt: skip
+    assert isinstance(run, Run)
+    return run
+
+
 def run_labelled_demo(
     out: Path, *, epsilon: float, console: Console | None, overrides: Sequence[str] = ()
 ) -> tuple[Run, dict[str, Any]]:
@@ -184,15 +200,7 @@ def run_labelled_demo(
     against the held-out images, beside the same classifier trained on as many real private
     images (evaluation: uses private labels, not DP)."""
     out = Path(out)
-    resume = (out / "run.yaml").exists()
-    materialise_private(out / "demo_private")
-    materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
-    run = synthesize(
-        out / "demo_private", None if resume else epsilon, out=out,
-        config=None if resume else labelled_demo_config(epsilon), resume=resume,
-        console=console, overrides=overrides,
-    )  # fmt: skip
-    assert isinstance(run, Run)
+    run = _demo_run(out, labelled_demo_config(epsilon), console, overrides)
     from penumbra.evaluate.run_eval import evaluate_run
     from penumbra.evaluate.tstr import confusion_picture, tstr
 
@@ -213,15 +221,7 @@ def run_demo(
 ) -> tuple[Run, dict[str, float], dict[str, Any]]:
     """The demo run; `overrides` may say where to compute (`compute.*`, e.g. from --ray)."""
     out = Path(out)
-    resume = (out / "run.yaml").exists()
-    materialise_private(out / "demo_private")
-    materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
-    run = synthesize(
-        out / "demo_private", None if resume else epsilon, out=out,
-        config=None if resume else demo_config(epsilon), resume=resume, console=console,
-        overrides=overrides,
-    )  # fmt: skip
-    assert isinstance(run, Run)
+    run = _demo_run(out, demo_config(epsilon), console, overrides)
     from penumbra.evaluate.run_eval import evaluate_run
 
     mix = class_mix_report(out)
