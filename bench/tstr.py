@@ -67,12 +67,54 @@ def bare_names_anchor(root: Path, seed: int, per_class: int = 100) -> Path:
     return folder
 
 
+def _pixels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Grey 28×28 pixels (the generator draws 28×28 items with a 2-pixel border at 32 px: a
+    centre crop, not a resize, lines them up with the real images) and class names."""
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    images = []
+    for row in rows:
+        image = Image.open(folder / row["file_name"]).convert("L")
+        left = (image.size[0] - 28) // 2
+        image = image.crop((left, left, left + 28, left + 28))
+        images.append(np.asarray(image, dtype=np.float32).ravel() / 255.0)
+    return np.stack(images), np.array([row["class_name"] for row in rows])
+
+
+def pixel_tstr(run: Path, anchor: Path, seed: int) -> dict[str, float]:
+    """The issue's outside yardstick: logistic regression on pixels (standardised), trained on
+    1000 images, tested on the 1000 held-out ones; for synthetic, bare names and real."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    test_x, test_y = _pixels(run / "demo_holdout")
+    real_x, real_y = _pixels(run / "demo_private")
+    pick = np.random.default_rng(seed).permutation(len(real_y))[:1000]
+    out = {}
+    for key, (x, y) in {"synthetic": _pixels(run / "synthetic"), "bare_names": _pixels(anchor),
+                        "real_same_number": (real_x[pick], real_y[pick])}.items():  # fmt: skip
+        scaler = StandardScaler().fit(x)
+        model = LogisticRegression(max_iter=2000, random_state=seed).fit(scaler.transform(x), y)
+        out[key] = float((model.predict(scaler.transform(test_x)) == test_y).mean())
+    return out
+
+
+def _with_pixels(root: Path, summary: Path) -> dict[str, Any]:
+    row = dict(json.loads(summary.read_text()))
+    if "pixels" not in row:
+        row["pixels"] = pixel_tstr(summary.parent, bare_names_anchor(root, row["seed"]),
+                                   row["seed"])  # fmt: skip
+        summary.write_text(json.dumps(row, indent=2))
+    return row
+
+
 def run_one(root: Path, epsilon: float, seed: int) -> dict[str, Any]:
     label = "inf" if epsilon >= INFINITY else f"{epsilon:g}"
     out = root / f"eps-{label}-seed-{seed}"
     summary = out / "tstr.json"
     if summary.exists():
-        return dict(json.loads(summary.read_text()))
+        return _with_pixels(root, summary)
     materialise_private(out / "demo_private")
     materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
     config = labelled_demo_config(epsilon)
@@ -101,7 +143,7 @@ def run_one(root: Path, epsilon: float, seed: int) -> dict[str, Any]:
         "run_seconds": seconds,
     }
     summary.write_text(json.dumps(result, indent=2))
-    return result
+    return _with_pixels(root, summary)
 
 
 def _stat(values: list[float]) -> str:
@@ -110,24 +152,28 @@ def _stat(values: list[float]) -> str:
 
 
 def collect(root: Path) -> str:
-    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/tstr.json"))]
+    rows = [_with_pixels(root, p) for p in sorted(root.glob("eps-*/tstr.json"))]
     by_eps: dict[float, list[dict[str, Any]]] = {}
     for row in rows:
         by_eps.setdefault(row["epsilon"], []).append(row)
     lines = [
-        "| ε | seeds | trained on synthetic | bare class names (anchor) | as many real images "
-        "(anchor) | synthetic − bare names |",
-        "|---|---|---|---|---|---|",
+        "| ε | seeds | classifier | trained on synthetic | bare class names (anchor) | as many "
+        "real images (anchor) | synthetic − bare names |",
+        "|---|---|---|---|---|---|---|",
     ]
     for eps in sorted(by_eps):
         group = by_eps[eps]
         label = "∞" if eps >= INFINITY else f"{eps:g}"
-        diff = [r["synthetic"] - r["bare_names"] for r in group]
-        lines.append(
-            f"| {label} | {', '.join(str(r['seed']) for r in group)} | "
-            f"{_stat([r['synthetic'] for r in group])} | {_stat([r['bare_names'] for r in group])}"
-            f" | {_stat([r['real_same_number'] for r in group])} | {_stat(diff)} |"
-        )
+        seeds = ", ".join(str(r["seed"]) for r in group)
+        for name, part in (("LR on EffNet features", lambda r: r),
+                           ("LR on pixels", lambda r: r["pixels"])):  # fmt: skip
+            values = [part(r) for r in group]
+            diff = [v["synthetic"] - v["bare_names"] for v in values]
+            lines.append(
+                f"| {label} | {seeds} | {name} | {_stat([v['synthetic'] for v in values])} | "
+                f"{_stat([v['bare_names'] for v in values])} | "
+                f"{_stat([v['real_same_number'] for v in values])} | {_stat(diff)} |"
+            )
     _plot(by_eps)
     return "\n".join(lines)
 
@@ -140,21 +186,24 @@ def _plot(by_eps: dict[float, list[dict[str, Any]]]) -> None:
 
     order = sorted(by_eps)
     xs = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120, layout="constrained")
-    for key, name, colour in (("synthetic", "trained on DP synthetic", "C0"),
-                              ("bare_names", "bare class names (no private data)", "C3"),
-                              ("real_same_number", "as many real images", "C2")):  # fmt: skip
-        means = [np.mean([r[key] for r in by_eps[e]]) for e in order]
-        stds = [np.std([r[key] for r in by_eps[e]], ddof=1) if len(by_eps[e]) > 1 else 0
-                for e in order]  # fmt: skip
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=name, color=colour)
-    ax.set_xticks(xs, ["∞" if e >= INFINITY else f"{e:g}" for e in order])
-    ax.set_xlabel("ε (labelled demo, 4000 private images, δ = 1/(N ln N))")
-    ax.set_ylabel("accuracy on 1000 held-out real images")
-    ax.set_title("TSTR: logistic regression on EffNet features (mean ± std over seeds)",
-                 fontsize=9)  # fmt: skip
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120, layout="constrained",
+                             sharey=True)  # fmt: skip
+    panels = (("LR on EffNet-Lite0 features", lambda r: r),
+              ("LR on pixels (the issue's yardstick)", lambda r: r["pixels"]))  # fmt: skip
+    for ax, (title, part) in zip(axes, panels, strict=True):
+        for key, name, colour in (("synthetic", "trained on DP synthetic", "C0"),
+                                  ("bare_names", "bare class names (no private data)", "C3"),
+                                  ("real_same_number", "as many real images", "C2")):  # fmt: skip
+            values = [[part(r)[key] for r in by_eps[e]] for e in order]
+            means = [np.mean(v) for v in values]
+            stds = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in values]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=name, color=colour)
+        ax.set_xticks(xs, ["∞" if e >= INFINITY else f"{e:g}" for e in order])
+        ax.set_xlabel("ε (labelled demo, 4000 private images)")
+        ax.set_title(f"{title}; mean ± std over seeds", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy on 1000 held-out real images")
+    axes[0].legend(fontsize=7)
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT)
     plt.close(fig)
@@ -181,13 +230,14 @@ def main(argv: list[str] | None = None) -> int:
             "Labelled demo runs (`penumbra demo --labelled` config: 4000 private images in 10 "
             "classes, one PE per class, 5 iterations, per-class population N_c/2σ from the DP "
             "class counts capped at 20, 1000 outputs split by the DP counts), each followed by "
-            "logistic regression on EffNet-Lite0 features trained on the 1000 outputs and "
-            "tested on the 1000 held-out real images. Anchors with the same classifier and "
-            "test set, measured in the same run: 1000 renders of the bare class names by the "
-            "same generator, and 1000 real private images. Mean ± std over the seeds listed. "
-            "Evaluation only (uses the labels of private and held-out images), not DP.\n\n"
-            + table
-            + "\n\n![TSTR accuracy vs ε](results/tstr.png)",
+            "logistic regression trained on the 1000 outputs and tested on the 1000 held-out "
+            "real images, on EffNet-Lite0 features (`penumbra evaluate --tstr`) and on "
+            "standardised grey pixels (28×28; the generator's 32-px images centre-cropped), "
+            "the yardstick of the issue's outside measurement. Anchors with the same "
+            "classifiers and test set, measured in the same run: 1000 renders of the bare "
+            "class names by the same generator, and 1000 real private images. Mean ± std "
+            "over the seeds listed. Evaluation only (uses the labels of private and held-out "
+            "images), not DP.\n\n" + table + "\n\n![TSTR accuracy vs ε](results/tstr.png)",
         )
     return 0
 
