@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,10 +22,12 @@ METADATA = "metadata.jsonl"
 
 @dataclass(frozen=True)
 class Labels:
-    """`classes[i]` is the name of class i; `labels[j]` the class index of file j."""
+    """`classes[i]` is the name of class i; `labels[j]` the class index of file j, whose path
+    under the folder is `relpaths[j]`."""
 
     classes: list[str]
     labels: list[int]
+    relpaths: list[str] = field(default_factory=list)
 
     def counts(self) -> list[int]:
         out = [0] * len(self.classes)
@@ -54,7 +56,8 @@ def read_labels(
         raw, names = _metadata_labels(root, files)
     else:
         raise DataError(f"labels: {source!r} is not a label source; use folders or metadata")
-    return _index(raw, names, classes, root, source)
+    indexed = _index(raw, names, classes, root, source)
+    return replace(indexed, relpaths=[path.relative_to(root).as_posix() for path in files])
 
 
 def detect_label_source(root: Path) -> LabelSource:

@@ -63,10 +63,14 @@ def class_sizes(
     return [n_accounted * w for w in weights]
 
 
-def class_population(size_estimate: float, sigma: float, most: int) -> int:
-    """Candidates for one class so that each expects 2σ votes (as `pe.population: auto` does
-    for a whole run), from the class's public size estimate; at least 2, at most `most`."""
-    return int(max(2, min(most, math.floor(max(0.0, size_estimate) / (2.0 * sigma)))))
+def class_population(
+    size_estimate: float, sigma: float, most: int, *, votes_over_sigma: float = 2.0
+) -> int:
+    """Candidates so that each expects `votes_over_sigma`·σ votes, from a public size estimate
+    (a class's noisy count or fraction × N; for a whole run, the accounted N); at least 2, at
+    most `most`."""
+    ideal = math.floor(max(0.0, size_estimate) / (votes_over_sigma * sigma))
+    return int(max(2, min(most, ideal)))
 
 
 def class_seed(seed: int, label: int) -> int:

@@ -44,17 +44,8 @@ class ClassPlan:
     """What each class gets, from public numbers only (noisy counts or public fractions)."""
 
     classes: list[str]
-    noisy_counts: list[int] | None
     outputs: list[int]
     populations: list[int]
-
-    def lines(self) -> list[str]:
-        rows = [
-            f"class {c} {name!r}: {self.populations[c]} candidates, {self.outputs[c]} outputs"
-            for c, name in enumerate(self.classes)
-        ]
-        source = "DP class counts" if self.noisy_counts is not None else "public class_fractions"
-        return [f"{len(self.classes)} classes (outputs from {source}), PE per class:", *rows]
 
 
 def count_extra(cfg: RunConfig) -> int:
@@ -101,15 +92,20 @@ def read_private_labels(cfg: RunConfig, source: Path) -> Labels:
     return labels
 
 
-def embedded_labels(source: Path, labels: Labels, report: ReadReport | None) -> np.ndarray:
-    """The labels of the images that were embedded (unreadable ones were skipped, in order)."""
-    files = list_image_files(source)
+def embedded_labels(labels: Labels, report: ReadReport | None, count: int) -> np.ndarray:
+    """The labels of the `count` images that were embedded (unreadable ones were skipped, in
+    order); a folder that changed since its labels were read is refused, not mislabelled."""
     skipped = {rel for rel, _ in (report.skipped if report is not None else [])}
     kept = [
         label
-        for path, label in zip(files, labels.labels, strict=True)
-        if path.relative_to(source).as_posix() not in skipped
+        for rel, label in zip(labels.relpaths, labels.labels, strict=True)
+        if rel not in skipped
     ]
+    if len(kept) != count:
+        raise DataError(
+            f"the private folder changed while the run read it ({len(kept)} labelled images, "
+            f"{count} embedded); rerun on a folder that is not being written to"
+        )
     return np.asarray(kept, dtype=np.int64)
 
 
@@ -173,7 +169,7 @@ def plan_classes(
     else:
         populations = [int(cfg.pe.population)] * len(classes)
     outputs = class_output_counts(weights, cfg.output.num_images)
-    return ClassPlan(classes, noisy_counts, outputs, populations)
+    return ClassPlan(classes, outputs, populations)
 
 
 def class_settings(settings: EvolveSettings, plan: ClassPlan, label: int) -> EvolveSettings:

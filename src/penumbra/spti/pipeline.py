@@ -9,7 +9,6 @@ resolves the config, runs the pre-flight and calls the stages in order.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -41,6 +40,7 @@ from penumbra.data.labels import Labels
 from penumbra.durable import run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.models.remote import require_local_private
+from penumbra.pe.classes import class_population
 from penumbra.pe.evolve import EvolveSettings, Plan, plan_run
 from penumbra.privacy import (
     check_delta_for,
@@ -167,7 +167,7 @@ def recommended_population(
     noise swamps the histogram, more and the domain is covered more finely for free (on the
     demo's exact-vote grid, class-mix TV fell from 0.089 at 60 candidates to 0.064 at 240 with
     σ = 7.8). Uses the accounted N (privacy.public_n when set), never a hidden count."""
-    return int(max(2, min(most, math.floor(n_accounted / (votes_over_sigma * sigma)))))
+    return class_population(n_accounted, sigma, most, votes_over_sigma=votes_over_sigma)
 
 
 def preflight(
@@ -355,7 +355,7 @@ def _run_stages(
         else:
             result = stages.evolve_labelled(
                 st, models, record, settings, renderer, private_set,
-                embedded_labels(source, labels, private_set.report), n_accounted,
+                embedded_labels(labels, private_set.report, private_set.count), n_accounted,
             )  # fmt: skip
         report = private_set.report
         del private_set, record.voter  # nothing below touches private data
