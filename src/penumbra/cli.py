@@ -355,6 +355,9 @@ def synthesize(
                 run_dir, holdout=holdout, classifier=classifier, on_progress=on_progress
             )
         write_report(run_dir)
+        from penumbra.ledger.tree import record_published
+
+        record_published(run_dir, "evaluation", signing_key=signing_key)
         _print_evaluation(evaluation)
 
 

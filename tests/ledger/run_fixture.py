@@ -43,6 +43,7 @@ from penumbra.ledger.records import (
     record_run_start,
     release_hook,
 )
+from penumbra.ledger.tree import PublishedTree
 from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 from penumbra.pe.classes import class_output_counts, class_seed, class_weights
 from penumbra.pe.evolve import EvolveSettings, evolve, plan_run
@@ -128,10 +129,13 @@ def _finish(
         items = [
             (
                 Image.new("RGB", (8, 8), (int(128 + 10 * x) % 256, int(128 + 10 * y) % 256, 0)),
-                {"caption": payload, "candidate_id": cid},
+                {"caption": payload, "candidate_id": cid, "iteration": it, "parent_chain": chain},
             )
-            for (x, y), payload, cid in zip(points, outputs["payload"], outputs["id"], strict=True)
-        ]
+            for (x, y), payload, cid, it, chain in zip(
+                points, outputs["payload"], outputs["id"], outputs["iteration"],
+                outputs["lineage"], strict=True,
+            )
+        ]  # fmt: skip
         write_imagefolder(run_dir / "synthetic", items)
         rows = [
             {
@@ -146,6 +150,7 @@ def _finish(
         ]
         rows.append({"file": "synthetic/metadata.jsonl"})
     record_outputs(ledger, run_dir, rows)
+    PublishedTree(run_dir).record(ledger, "outputs")
     record_run_end(
         ledger,
         epsilon_spent=result.epsilon_spent,
@@ -206,11 +211,13 @@ def build_labelled_run(
         releases += len(result.releases)
         spent = max(spent, result.epsilon_spent)
         out = result.outputs
-        for cid, it, lineage in zip(out["id"], out["iteration"], out["lineage"], strict=True):
+        for cid, it, lineage, payload in zip(
+            out["id"], out["iteration"], out["lineage"], out["payload"], strict=True
+        ):
             n = len(rows)
-            items.append(
-                (Image.new("RGB", (8, 8), (40 * c, n, 0)), {"candidate_id": cid, "label": c})
-            )
+            row = {"caption": payload, "candidate_id": cid, "label": c, "class_name": CLASSES[c],
+                   "iteration": it, "parent_chain": lineage}  # fmt: skip
+            items.append((Image.new("RGB", (8, 8), (40 * c, n, 0)), row))
             rows.append(
                 {
                     "file": f"synthetic/{n:06d}.png",
@@ -222,6 +229,7 @@ def build_labelled_run(
             )
     write_imagefolder(run_dir / "synthetic", items)
     record_outputs(ledger, run_dir, [*rows, {"file": "synthetic/metadata.jsonl"}])
+    PublishedTree(run_dir).record(ledger, "outputs")
     record_run_end(
         ledger, epsilon_spent=spent, delta=base.delta, releases=releases, num_outputs=len(rows)
     )
@@ -330,7 +338,7 @@ def aggregator_signers(run_dir: Path) -> list[Signer]:
 
 
 def build_mpc_run(run_dir: Path, *, k: int = 2) -> Path:
-    settings = _settings()
+    settings = replace(_settings(), k=k)  # the engine writes each release with its k
     private = toy.private_points()
     ledger = _CoSignedLedger.open(run_dir)
     assert isinstance(ledger, _CoSignedLedger)
@@ -372,12 +380,18 @@ def resign(
     *,
     signer: Signer | None = None,
     cosigners: list[Signer] | None = None,
+    consistent: bool = True,
 ) -> None:
     """Write `entries` (renumbered) as the run's log and sign every prefix with `signer`
     (default: the run's own key) and `cosigners` (default: the run's aggregators, if any).
-    A new signer's key replaces ledger/pubkey, as a forger would leave it."""
+    A new signer's key replaces ledger/pubkey, as a forger would leave it. `consistent`: the
+    forger also makes the published files agree with the forged log (release files restate
+    their entries; the `files` entries hash what is on disk), so that each test sees only the
+    check it is about."""
     from penumbra.ledger.log import canonical
 
+    if consistent:
+        sync_published(run_dir, entries)
     signer = signer or run_signer(run_dir)
     if cosigners is None:
         has = (run_dir / "private" / "leader.key").exists()
@@ -395,3 +409,85 @@ def resign(
         (folder / "checkpoints" / f"{size:08d}").write_text(
             sign_checkpoint(cp, [signer, *cosigners])
         )
+
+
+def sync_published(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """What a forger holding the key does besides re-signing: rewrite each release file from
+    its (forged) entry, then re-hash every file the `files` entries list (dropping the gone)."""
+    import re
+
+    from penumbra.ledger.tree import sha256_file
+
+    releases = {(e.get("label"), e["iteration"]): e for e in entries if e["type"] == "release"}
+    for path in sorted(run_dir.rglob("release-*.json")):
+        folder = re.fullmatch(r"class-(\d+)", path.parent.name)
+        key = (int(folder[1]) if folder else None, int(path.stem.split("-")[1]))
+        entry = releases.get(key)
+        if entry is None:
+            continue
+        data = json.loads(path.read_text())
+        ids = data["candidate_ids"]
+        data.update(
+            {
+                name: entry.get(name)
+                for name in (
+                    "candidate_hash",
+                    "sigma",
+                    "threshold",
+                    "cumulative_epsilon",
+                    "delta",
+                    "fixed_noise_seed",
+                    "accountant",
+                    "noisy_votes",
+                    "k",
+                    "iteration",
+                )
+            }
+        )
+        data["noisy"] = entry["noisy_histogram"]
+        data["selected"] = [ids.index(c) for c in entry["selected_ids"] if c in ids]
+        path.write_text(json.dumps(data, sort_keys=True))
+    _sync_metadata(run_dir, entries)
+    for entry in entries:
+        if entry["type"] != "files":
+            continue
+        kept = []
+        for row in entry["files"]:
+            path = run_dir / row["file"]
+            if path.is_file():
+                kept.append({**row, "sha256": sha256_file(path), "size": path.stat().st_size})
+        entry["files"] = kept
+
+
+def _sync_metadata(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """synthetic/metadata.jsonl rewritten from the (forged) outputs entries, captions taken
+    from the populations, and its hash in the outputs entry updated."""
+    from penumbra.pe.store import read_population
+
+    meta = run_dir / "synthetic" / "metadata.jsonl"
+    outputs = [e for e in entries if e["type"] == "outputs"]
+    if not meta.is_file() or not outputs:
+        return
+    listed = {row["file"]: row for e in outputs for row in e["files"]}
+    classes = entries[0].get("classes")
+    payloads: dict[str, str] = {}
+    for path in run_dir.rglob("population-*.parquet"):
+        rows = read_population(path)
+        payloads.update(zip(rows["id"], rows["payload"], strict=True))
+    lines = []
+    for line in meta.read_text().splitlines():
+        row = json.loads(line)
+        logged = listed.get("synthetic/" + row["file_name"])
+        if logged is None:
+            continue
+        row.update({"candidate_id": logged["candidate_id"], "iteration": logged["iteration"],
+                    "parent_chain": logged["lineage"]})  # fmt: skip
+        row["caption"] = payloads.get(row["candidate_id"], row.get("caption"))
+        if "label" in logged:
+            row["label"] = logged["label"]
+            row["class_name"] = classes[logged["label"]] if classes else None
+        lines.append(json.dumps(row) + "\n")
+    meta.write_text("".join(lines))
+    for row in listed.values():
+        if row["file"] == "synthetic/metadata.jsonl":
+            row["sha256"] = hashlib.sha256(meta.read_bytes()).hexdigest()

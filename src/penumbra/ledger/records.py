@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.ledger.log import Ledger, LedgerError
+from penumbra.ledger.tree import PublishedTree
 from penumbra.models.fingerprint import file_sha256
 from penumbra.pe.evolve import Release
 from penumbra.privacy.discrete import ACCOUNTANT
@@ -144,12 +145,21 @@ def release_fields(release: Release, k: int, label: int | None = None) -> dict[s
 class LedgerJournal:
     """The PE engine's `ReleaseJournal`: releases live in the signed ledger, written there
     before the release file, and are rebuilt from it when the file is gone. In a labelled run
-    each class has its own journal (`label`): its releases carry the class's label."""
+    each class has its own journal (`label`): its releases carry the class's label. With
+    `tree`, each new release is followed by the run folder's published tree as it is then."""
 
-    def __init__(self, ledger: Ledger, *, k: int, label: int | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        k: int,
+        label: int | None = None,
+        tree: PublishedTree | None = None,
+    ) -> None:
         self.ledger = ledger
         self.k = k
         self.label = label
+        self.tree = tree
 
     def _releases(self) -> list[tuple[int, dict[str, Any]]]:
         return [(i, e) for i, e in self.ledger.find("release") if e.get("label") == self.label]
@@ -203,6 +213,9 @@ class LedgerJournal:
                 )
             return
         self.ledger.append("release", fields)
+        if self.tree is not None:
+            where = "" if self.label is None else f"class {self.label} "
+            self.tree.record(self.ledger, f"{where}release {release.iteration}")
 
 
 def release_hook(ledger: Ledger, *, k: int) -> Callable[[Release], None]:

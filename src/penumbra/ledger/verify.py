@@ -42,6 +42,7 @@ from penumbra.ledger.merkle import (
     verify_inclusion,
 )
 from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
+from penumbra.ledger.tree import scan_tree
 from penumbra.ledger.verify_classes import (
     check_class_accounting,
     check_class_outputs,
@@ -49,6 +50,12 @@ from penumbra.ledger.verify_classes import (
     is_labelled,
 )
 from penumbra.ledger.verify_mpc import check_cosigners, check_rounds, spent_aborts
+from penumbra.ledger.verify_tree import (
+    check_output_rows,
+    check_release_files,
+    check_release_votes,
+    check_tree,
+)
 from penumbra.models.fingerprint import file_sha256
 from penumbra.privacy import discrete_gaussian_epsilon, gaussian_epsilon
 from penumbra.privacy.discrete import ACCOUNTANT as DISCRETE_ACCOUNTANT
@@ -327,6 +334,7 @@ def _check_releases(
         )
     per_iteration = []
     releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
+    integer = _accountant(entries)[1] == DISCRETE_ACCOUNTANT
     for t, (i, e) in enumerate(releases):
         label = entry_label(i, e)
         if e["iteration"] != t:
@@ -334,6 +342,7 @@ def _check_releases(
         if not (_close(e["sigma"], sigma) and _close(e["delta"], delta)):
             report.fail(label, "σ or δ differs from run_start")
         check_noise_seed(i, e, report)
+        check_release_votes(i, e, start.get("k", 1), report, integer=integer)
         steps = t + 1 + spent_aborts(entries, before=i)  # aborts after shares were out
         recomputed = epsilon_of(sigma, steps, delta)
         if not _close(e["cumulative_epsilon"], recomputed):
@@ -369,8 +378,9 @@ def _check_run_end(
             entry_label(i, end),
             f"claims ε spent = {end['epsilon_spent']:.6g}, recomputed {spent:.6g}",
         )
-    if i != len(entries) - 1:
-        report.fail(entry_label(i, end), "run_end is not the last entry")
+    after = [e.get("type") if e else None for e in entries[i + 1 :]]
+    if any(kind != "files" for kind in after):
+        report.fail(entry_label(i, end), "run_end is followed by entries other than files")
 
 
 def check_noise_seed(index: int, entry: dict[str, Any], report: VerifyReport) -> None:
@@ -453,7 +463,11 @@ def _check_outputs(
             )
 
 
-def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: VerifyReport) -> None:
+def _check_files(
+    run_dir: Path, entries: list[dict[str, Any] | None], report: VerifyReport
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The outputs entries' files (name → (entry index, row)) against the disk, and the DP
+    origin of every output."""
     listed: dict[str, tuple[int, dict[str, Any]]] = {}
     for i, e in enumerate(entries):
         if e and e.get("type") == "outputs":
@@ -478,6 +492,7 @@ def _check_files(run_dir: Path, entries: list[dict[str, Any] | None], report: Ve
         if "lineage" in row
     ][:3]
     report.receipt.update({"output_files": len(listed), "sample_lineage": samples})
+    return listed
 
 
 def verify_run(
@@ -521,5 +536,12 @@ def verify_run(
     _check_accounting(entries, report)
     check_cosigners(folder, entries, report, cosigners)
     check_rounds(entries, report, _accountant(entries)[0])
-    _check_files(run, entries, report)
+    listed = _check_files(run, entries, report)
+    # the outputs entries' files and everything in synthetic/ were checked above
+    outputs = {*listed, *(n for n in scan_tree(run).files if n.startswith("synthetic/"))}
+    check_tree(run, entries, report, checked=outputs)
+    payloads = check_release_files(run, entries, report)
+    start = entries[0] if entries and entries[0] and entries[0].get("type") == "run_start" else {}
+    classes = start.get("classes") if is_labelled(start) else None
+    check_output_rows(run, entries, listed, payloads, classes, report)
     return report

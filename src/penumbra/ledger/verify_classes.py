@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from penumbra.ledger.verify_tree import check_release_votes
 from penumbra.pe.classes import class_output_counts, class_weights
 from penumbra.privacy import discrete_gaussian_epsilon
 from penumbra.privacy.discrete import ACCOUNTANT as DISCRETE_ACCOUNTANT
@@ -256,6 +257,7 @@ def check_class_accounting(
         if not (_close(e.get("sigma"), sigma) and _close(e.get("delta"), delta)):
             report.fail(where, "σ or δ differs from run_start")
         check_noise_seed(i, e, report)
+        check_release_votes(i, e, k, report, integer=True)
         prefix = class_prefix(label)
         foreign = [c for c in e.get("selected_ids") or [] if not str(c).startswith(prefix)]
         if foreign:

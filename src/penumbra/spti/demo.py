@@ -73,6 +73,10 @@ def demo_config(epsilon: float) -> RunConfig:
 # 4000 of the 5000 pool images are the "private" set; the other 1000 are the held-out
 # non-members that the privacy audit compares against.
 DEMO_PRIVATE = 4000
+# Both sets sit inside the run's private/ (mode 0700), which is never published: a run folder
+# holds no private image outside it (verify checks every other file against the ledger).
+DEMO_SET = Path("private") / "demo_private"
+HOLDOUT_SET = Path("private") / "demo_holdout"
 
 
 def materialise_private(folder: Path, demo: DemoPrivateSet | None = None) -> None:
@@ -111,9 +115,7 @@ def class_mix_report(out: Path) -> dict[str, float]:
     from penumbra.pe.mechanism import apply_threshold
     from penumbra.pe.store import read_json, read_population
 
-    private_labels = np.array(
-        [row["label"] for row in read_imagefolder_metadata(out / "demo_private")]
-    )
+    private_labels = np.array([row["label"] for row in read_imagefolder_metadata(out / DEMO_SET)])
     target = class_mix(private_labels)
     synthetic = read_imagefolder_metadata(out / "synthetic")
     synth_labels = predict([Image.open(out / "synthetic" / m["file_name"]) for m in synthetic])
@@ -159,9 +161,9 @@ def dark_share_report(out: Path) -> dict[str, Any]:
         gaps = [abs(x - y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
         return max(gaps) if gaps else None
 
-    private, private_labels = mixes(out / "demo_private", classify=False)
+    private, private_labels = mixes(out / DEMO_SET, classify=False)
     synthetic, _ = mixes(out / "synthetic", classify=True)
-    held_out, _ = mixes(out / "demo_holdout", classify=False)
+    held_out, _ = mixes(out / HOLDOUT_SET, classify=False)
     weights = class_mix(private_labels)
     return {
         "private": dark(private),
@@ -182,10 +184,13 @@ def _demo_run(
 ) -> Run:
     """The demo sets materialised, then the run (resumed, with its own config, if started)."""
     resume = (out / "run.yaml").exists()
-    materialise_private(out / "demo_private")
-    materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
+    from penumbra.spti.private_embeddings import private_folder
+
+    private_folder(out)
+    materialise_private(out / DEMO_SET)
+    materialise_private(out / HOLDOUT_SET, demo_holdout_set(DEMO_PRIVATE))
     run = synthesize(
-        out / "demo_private", None if resume else config.privacy.epsilon, out=out,
+        out / DEMO_SET, None if resume else config.privacy.epsilon, out=out,
         config=None if resume else config, resume=resume, console=console,
         overrides=overrides,
     )  # fmt: skip
@@ -204,15 +209,13 @@ def run_labelled_demo(
     from penumbra.evaluate.run_eval import evaluate_run
     from penumbra.evaluate.tstr import confusion_picture, tstr
 
-    result = tstr(out / "synthetic", out / "demo_holdout", real_train=out / "demo_private")
+    result = tstr(out / "synthetic", out / HOLDOUT_SET, real_train=out / DEMO_SET)
     confusion_picture(result, out / TSTR_PICTURE)
     evaluation = evaluate_run(
-        out, holdout=out / "demo_holdout", classifier="builtin:fashion-classifier",
+        out, holdout=out / HOLDOUT_SET, classifier="builtin:fashion-classifier",
         extra={"tstr": result, "public_artifacts": {"tstr_confusion": TSTR_PICTURE.as_posix()}},
     )  # fmt: skip
-    from penumbra.report.html import write_report
-
-    write_report(out, renderer=demo_renderer(out))
+    _report(out)
     return run, evaluation
 
 
@@ -227,11 +230,18 @@ def run_demo(
     mix = class_mix_report(out)
     # aggregates (labelled not DP) in evaluation.json, the rest in private/evaluation.json
     evaluation = evaluate_run(
-        out, holdout=out / "demo_holdout", classifier="builtin:fashion-classifier",
+        out, holdout=out / HOLDOUT_SET, classifier="builtin:fashion-classifier",
         extra={"class_mix_total_variation_to_private": mix,
                "dark_share_within_class": dark_share_report(out)},
     )  # fmt: skip
+    _report(out)
+    return run, mix, evaluation
+
+
+def _report(out: Path) -> None:
+    """The report with the evaluation, both logged in the run's published tree."""
+    from penumbra.ledger.tree import record_published
     from penumbra.report.html import write_report
 
     write_report(out, renderer=demo_renderer(out))
-    return run, mix, evaluation
+    record_published(out, "evaluation")

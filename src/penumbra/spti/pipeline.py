@@ -360,11 +360,12 @@ def _run_stages(
         report = private_set.report
         del private_set, record.voter  # nothing below touches private data
         rows = stages.render_outputs(st, models, result, settings.seed, record.ledger)
-        stages.record_end(record.ledger, out, rows, result, run_delta)
-    from penumbra.report.html import write_report
+        stages.record_end(record, out, rows, result, run_delta)
+        from penumbra.report.html import write_report
 
-    with st.timed("report"):
-        report_path = write_report(out, renderer=renderer if cfg.voting == "image" else None)
+        with st.timed("report"):
+            report_path = write_report(out, renderer=renderer if cfg.voting == "image" else None)
+            record.tree.record(record.ledger, "report")
     hidden = cfg.privacy.public_n is not None
     return Run(
         run_dir=out, epsilon_spent=result.epsilon_spent, epsilon_target=cfg.privacy.epsilon,

@@ -9,6 +9,7 @@ any one of them with what the earlier ones returned. Only `embed_private_set` an
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +23,13 @@ from rich.progress import Progress
 from penumbra import __version__
 from penumbra.compute.engine import Engine, LocalEngine, ModelSpec, batched
 from penumbra.config import ContentCredentialsConfig, RunConfig, config_hash
-from penumbra.data.imagefolder import write_imagefolder
+from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.data.images import ReadReport
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import LedgerJournal, record_outputs, record_run_end, record_run_start
+from penumbra.ledger.tree import PublishedTree
 from penumbra.models.protocols import (
     Captioner,
     ImageEmbedder,
@@ -35,7 +37,7 @@ from penumbra.models.protocols import (
     TextEmbedder,
     TextGenerator,
 )
-from penumbra.pe.evolve import EvolveResult, EvolveSettings, NoisyVoter, evolve
+from penumbra.pe.evolve import EvolveResult, EvolveSettings, NoisyVoter, RunStateError, evolve
 from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer, generate_images
@@ -105,11 +107,13 @@ class PrivateSet:
 
 @dataclass
 class Record:
-    """The open ledger, the voter that answers for the private data, and the σ it uses."""
+    """The open ledger, the voter that answers for the private data, the σ it uses, and the
+    run folder's published tree (logged at every release and before run_end)."""
 
     ledger: Ledger
     voter: Any
     sigma: float
+    tree: PublishedTree
 
 
 def _load(st: Stages, uri: str, role: str, **extra: Any) -> Any:
@@ -213,8 +217,8 @@ def open_record(
         ledger = external.open_ledger(out, signing_key)
         voter = external.noisy_voter(settings, ledger, out)
         sigma = voter.sigma
-    refuse_rolled_back_ledger(out, ledger, cfg.pe.iterations)
-    return Record(ledger, voter, sigma)
+    refuse_rolled_back_ledger(out, ledger, cfg)
+    return Record(ledger, voter, sigma, PublishedTree(out))
 
 
 def record_start(
@@ -238,18 +242,36 @@ def record_start(
     )  # fmt: skip
 
 
-def refuse_rolled_back_ledger(out: Path, ledger: Ledger, iterations: int) -> None:
-    """A run whose outputs exist has logged all its releases, and a started run has a
-    run_start: anything less means the ledger was cut back or replaced, and resuming would
-    draw the missing releases a second time."""
-    finished = [p.name for p in (out / "synthetic", out / "report.html") if p.exists()]
-    logged = len(list(ledger.find("release")))
-    if finished and logged < iterations:
-        raise PenumbraError(
-            f"{out / 'ledger'}: {', '.join(finished)} exist but the ledger holds {logged} of "
-            f"{iterations} releases: it was cut back; restore it (penumbra verify) or start a "
-            "new run"
-        )
+def refuse_rolled_back_ledger(out: Path, ledger: Ledger, cfg: RunConfig) -> None:
+    """Every artefact of a release must have that release in the ledger, class by class: a
+    population made from release t's selection, a release file, and (for every class and
+    iteration) the outputs, `synthetic/` and the report. Anything less means the ledger was cut
+    back or replaced, and resuming would draw the missing releases a second time."""
+    finished = [p.name for p in (out / "synthetic", out / "report.html", out / "evaluation.json")
+                if p.exists()]  # fmt: skip
+    logged: dict[Any, set[Any]] = {}
+    for _, e in ledger.find("release"):
+        logged.setdefault(e.get("label"), set()).add(e.get("iteration"))
+    for label, folder in _pe_folders(out, cfg):
+        needed: dict[int, str] = {}
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                found = _ARTEFACT.fullmatch(path.name)
+                if found is not None:
+                    t = int(found.group(2)) - (found.group(1) == "population")
+                    if t >= 0:
+                        needed.setdefault(t, path.relative_to(out).as_posix())
+        if finished:
+            for t in range(cfg.pe.iterations):
+                needed.setdefault(t, finished[0])
+        missing = sorted(set(needed) - logged.get(label, set()))
+        if missing:
+            t = missing[0]
+            of = "" if label is None else f" of class {label}"
+            raise PenumbraError(
+                f"{out / 'ledger'}: {needed[t]} exists but the ledger holds no release {t}{of}: "
+                "it was cut back or replaced; restore it (penumbra verify) or start a new run"
+            )
     states = [out / "candidates" / "state.json", *(out / "candidates").glob("class-*/state.json")]
     if any(p.exists() for p in states) and not list(ledger.find("run_start")):
         raise PenumbraError(
@@ -257,6 +279,17 @@ def refuse_rolled_back_ledger(out: Path, ledger: Ledger, iterations: int) -> Non
             "has no run_start: the ledger was removed or replaced; restore it or start a "
             "new run"
         )
+
+
+_ARTEFACT = re.compile(r"(population|release)-(\d+)\.(?:parquet|json)")
+
+
+def _pe_folders(out: Path, cfg: RunConfig) -> list[tuple[int | None, Path]]:
+    """(class label or None, PE folder) of every PE the run runs."""
+    candidates = out / "candidates"
+    if cfg.data.labels is None or not cfg.data.classes:
+        return [(None, candidates)]
+    return [(c, candidates / f"class-{c:03d}") for c in range(len(cfg.data.classes))]
 
 
 def caption_renderer(st: Stages, models: Models, seed: int) -> CaptionRenderer | None:
@@ -317,7 +350,7 @@ def evolve_labelled(
             embeddings=private.embeddings, labels=labels,
             apis=[caption_api(st, models, [words.get(name, name)]) for name in classes],
             embed=_candidate_embedder(st, models, renderer), engine=st.engine,
-            metric=cfg.pe.metric, ledger=record.ledger,
+            metric=cfg.pe.metric, ledger=record.ledger, tree=record.tree,
             on_iteration=lambda done: st.progress.update(task, completed=done),
         )  # fmt: skip
 
@@ -344,7 +377,7 @@ def evolve_captions(
         return evolve(
             st.out / "candidates", random_api=api, variation_api=api, embed=embed,
             voter=record.voter, settings=settings,
-            journal=LedgerJournal(record.ledger, k=cfg.pe.k),
+            journal=LedgerJournal(record.ledger, k=cfg.pe.k, tree=record.tree),
             on_iteration=lambda done, total: st.progress.update(task, completed=done),
         )  # fmt: skip
 
@@ -380,12 +413,15 @@ def render_outputs(
     return [*rows, {"file": "synthetic/metadata.jsonl"}]
 
 
-def record_end(ledger: Ledger, out: Path, rows: list[dict[str, Any]], result: EvolveResult,
+def record_end(record: Record, out: Path, rows: list[dict[str, Any]], result: EvolveResult,
                delta: float) -> None:  # fmt: skip
-    """Every output file's hash with its lineage, then run_end (each once, also on resume)."""
+    """Every output file's hash with its lineage, the published tree, then run_end (each
+    once, also on resume)."""
+    ledger = record.ledger
     if not list(ledger.find("outputs")):
         record_outputs(ledger, out, rows)
     if not list(ledger.find("run_end")):
+        record.tree.record(ledger, "outputs")
         record_run_end(
             ledger, epsilon_spent=result.epsilon_spent, delta=delta,
             releases=len(result.releases), num_outputs=len(result.outputs["payload"]),
@@ -428,7 +464,8 @@ def final_render(
     imagefolder loader returns as columns."""
     target = out / "synthetic"
     if target.exists() and (target / "metadata.jsonl").exists():
-        return  # rendered before a crash: the folder only appears once complete
+        check_rendered(target, outputs)  # rendered before a crash, from these releases?
+        return  # the folder only appears once complete
     engine = engine if engine is not None else LocalEngine()
     captions = outputs["payload"]
     jobs = [(c, seed * 1_000_003 + j) for j, c in enumerate(captions)]  # output j's own seed
@@ -453,6 +490,21 @@ def final_render(
             progress.update(task, advance=len(images))
 
     write_imagefolder(target, items(), image_format=image_format, overwrite=True)
+
+
+def check_rendered(target: Path, outputs: dict[str, list[Any]]) -> None:
+    """An existing synthetic/ must be the render of the outputs the ledger's releases select
+    (same candidates, captions and labels, in order): otherwise it came from other releases,
+    and logging it under these would pass old outputs off as the new ones."""
+    rows = read_imagefolder_metadata(target)
+    have = [(r.get("candidate_id"), r.get("caption"), r.get("label")) for r in rows]
+    labels = outputs.get("label") or [None] * len(outputs["id"])
+    want = list(zip(outputs["id"], outputs["payload"], labels, strict=True))
+    if have != want:
+        raise RunStateError(
+            f"{target}: holds outputs of other releases than the ledger's (candidates or "
+            "captions differ): the run folder was modified; restore it or start a new run"
+        )
 
 
 def write_texts(out: Path, outputs: dict[str, list[Any]]) -> None:

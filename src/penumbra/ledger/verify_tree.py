@@ -1,0 +1,252 @@
+"""`penumbra verify`, the published tree: every file outside `private/` is one the ledger lists.
+
+The ledger's `files` entries (`ledger.tree`) fold into the tree penumbra wrote. Against it:
+a file on disk the tree lacks (an added "clean votes" file, a private image copied into
+`renders/`), a file whose SHA-256 differs (the exact N written into `report.html`), a listed file
+that is gone, a symlink or any other non-regular file anywhere in the tree, and a file in
+`ledger/` that is not part of a ledger all fail. Beyond the hashes, the files that restate the
+ledger must agree with it: each `release-NNN.json` with its release entry (noisy votes,
+selection, σ, k), each population with its release's `candidate_hash`, and
+`synthetic/metadata.jsonl` (or `texts.jsonl`) with the `outputs` entries: file, candidate,
+label, iteration, lineage, and the caption its candidate had in the hashed population.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from penumbra.ledger.tree import logged_tree, scan_tree, sha256_file
+from penumbra.pe.evolve import candidate_hash
+from penumbra.pe.store import read_population
+
+if TYPE_CHECKING:
+    from penumbra.ledger.verify import VerifyReport
+
+Entries = list[dict[str, Any] | None]
+_NUMBERED = re.compile(r"(release|population)-(\d+)\.(json|parquet)")
+_CLASS_FOLDER = re.compile(r"class-(\d+)")
+_LEDGER_FILES = frozenset({"entries.jsonl", "pubkey", "origin", "cosigners"})
+_RELEASE_FIELDS = ("candidate_hash", "sigma", "threshold", "cumulative_epsilon", "delta",
+                   "fixed_noise_seed", "accountant", "noisy_votes")  # fmt: skip
+
+
+def check_tree(
+    run_dir: Path, entries: Entries, report: VerifyReport, *, checked: Collection[str] = ()
+) -> None:
+    """Files on disk against the tree the ledger's `files` entries describe; `checked` files
+    (the outputs, whose entries were compared already) are not reported twice."""
+    scan = scan_tree(run_dir)
+    for name in scan.links:
+        report.fail(name, "a symlink in the published tree (it can reach private data)")
+    for name in scan.odd:
+        report.fail(name, "not a regular file (a published tree holds files and folders only)")
+    _check_ledger_folder(run_dir / "ledger", report)
+    if (run_dir / "private").exists():
+        report.receipt["private_note"] = (
+            "private/ is present: it is never part of what is published"
+        )
+    if not any(e and e.get("type") == "files" for e in entries):
+        report.fail(
+            "log",
+            "no files entries: the run's published tree (candidates/, renders/, report.html …) "
+            "is not signed (a run from an older penumbra); only its outputs can be checked",
+        )
+        return
+    tree = logged_tree(entries)
+    for name, path in scan.files.items():
+        row = tree.get(name)
+        if name in checked:
+            continue
+        if row is None:
+            report.fail(name, "not in the ledger's published tree (added after penumbra wrote it)")
+        elif sha256_file(path) != row["sha256"]:
+            report.fail(name, f"SHA-256 differs from the log (entry {row['entry']}): modified")
+    for name, row in tree.items():
+        if name not in scan.files and name not in scan.links and name not in checked:
+            report.fail(name, f"listed in entry {row['entry']} but missing")
+    report.receipt["published_files"] = len(tree)
+
+
+def _check_ledger_folder(folder: Path, report: VerifyReport) -> None:
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder.parent).as_posix()
+        if path.is_symlink():
+            report.fail(rel, "a symlink in the ledger folder")
+        elif not _ledger_part(path.relative_to(folder).as_posix(), path):
+            report.fail(rel, "not part of a penumbra ledger (added to the ledger folder)")
+
+
+def _ledger_part(name: str, path: Path) -> bool:
+    if name == "checkpoints":
+        return path.is_dir()
+    if name.startswith("checkpoints/"):
+        return path.is_file() and name.removeprefix("checkpoints/").isdigit()
+    return name in _LEDGER_FILES and path.is_file()
+
+
+def _released(entries: Entries) -> dict[tuple[Any, Any], tuple[int, dict[str, Any]]]:
+    """(class label or None, iteration) → (index, release entry)."""
+    found = {}
+    for i, e in enumerate(entries):
+        if e and e.get("type") == "release":
+            found[(e.get("label"), e.get("iteration"))] = (i, e)
+    return found
+
+
+def _folder_label(rel: str) -> Any:
+    parts = rel.split("/")
+    match = _CLASS_FOLDER.fullmatch(parts[-2]) if len(parts) >= 2 else None
+    return int(match[1]) if match else None
+
+
+def check_release_files(run_dir: Path, entries: Entries, report: VerifyReport) -> dict[str, str]:
+    """Each release file equals its ledger entry; each population hashes to its release's
+    `candidate_hash`. Returns candidate id → payload of the populations that do."""
+    released = _released(entries)
+    payloads: dict[str, str] = {}
+    for rel, path in scan_tree(run_dir).files.items():
+        match = _NUMBERED.fullmatch(rel.rsplit("/", 1)[-1])
+        if match is None or match[3] != ("json" if match[1] == "release" else "parquet"):
+            continue
+        label, t = _folder_label(rel), int(match[2])
+        found = released.get((label, t))
+        of = "" if label is None else f" of class {label}"
+        if found is None:
+            report.fail(rel, f"the ledger holds no release {t}{of}: not a logged DP release")
+            continue
+        index, entry = found
+        if match[1] == "release":
+            _compare_release(rel, path, index, entry, report)
+        else:
+            _check_population(rel, path, index, entry, payloads, report)
+    return payloads
+
+
+def _compare_release(
+    rel: str, path: Path, index: int, entry: dict[str, Any], report: VerifyReport
+) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ids = data["candidate_ids"]
+        differ = [key for key in _RELEASE_FIELDS if data.get(key) != entry.get(key)]
+        if data.get("noisy") != entry.get("noisy_histogram"):
+            differ.append("noisy votes")
+        if [ids[i] for i in data["selected"]] != entry.get("selected_ids"):
+            differ.append("selection")
+        if data.get("k") != entry.get("k") or data.get("iteration") != entry.get("iteration"):
+            differ.append("k or iteration")
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        report.fail(rel, "not a release file penumbra wrote (unreadable)")
+        return
+    if differ:
+        report.fail(rel, f"differs from its ledger entry {index}: {', '.join(differ)}")
+
+
+def _check_population(
+    rel: str,
+    path: Path,
+    index: int,
+    entry: dict[str, Any],
+    payloads: dict[str, str],
+    report: VerifyReport,
+) -> None:
+    try:
+        rows = read_population(path)
+    except Exception:  # pyarrow raises many kinds for a damaged file
+        report.fail(rel, "not a population file penumbra wrote (unreadable Parquet)")
+        return
+    if candidate_hash(rows["id"], rows["payload"]) != entry.get("candidate_hash"):
+        report.fail(rel, f"its candidates are not the ones release entry {index} voted on")
+        return
+    payloads.update(zip(rows["id"], rows["payload"], strict=True))
+
+
+def check_output_rows(
+    run_dir: Path,
+    entries: Entries,
+    listed: dict[str, tuple[int, dict[str, Any]]],
+    payloads: dict[str, str],
+    classes: list[str] | None,
+    report: VerifyReport,
+) -> None:
+    """synthetic/metadata.jsonl row by row against the `outputs` entries, and each caption
+    against its candidate's payload in the hashed population."""
+    meta = run_dir / "synthetic" / "metadata.jsonl"
+    if "synthetic/metadata.jsonl" not in listed or not meta.is_file():
+        return
+    expected = {name: row for name, (_, row) in listed.items() if "candidate_id" in row}
+    seen = set()
+    for number, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
+        where = f"synthetic/metadata.jsonl line {number}"
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            name = "synthetic/" + row["file_name"]
+        except (ValueError, KeyError, TypeError):
+            report.fail(where, "not a JSON row with a file_name")
+            continue
+        logged = expected.get(name)
+        if logged is None:
+            report.fail(where, f"{name} is not an output the ledger lists")
+            continue
+        seen.add(name)
+        _compare_row(where, row, logged, payloads, classes, report)
+    for name in sorted(set(expected) - seen):
+        report.fail(name, "an output the ledger lists has no row in synthetic/metadata.jsonl")
+
+
+def _compare_row(
+    where: str,
+    row: dict[str, Any],
+    logged: dict[str, Any],
+    payloads: dict[str, str],
+    classes: list[str] | None,
+    report: VerifyReport,
+) -> None:
+    pairs = [("candidate_id", "candidate_id"), ("iteration", "iteration"), ("label", "label"),
+             ("parent_chain", "lineage")]  # fmt: skip
+    differ = [key for key, mine in pairs if row.get(key) != logged.get(mine)]
+    label = row.get("label")
+    named = classes is not None and isinstance(label, int) and 0 <= label < len(classes)
+    if named and row.get("class_name") != classes[label]:  # type: ignore[index]
+        differ.append("class_name")
+    cid = row.get("candidate_id")
+    if isinstance(cid, str) and cid in payloads and row.get("caption") != payloads[cid]:
+        differ.append("caption (not its candidate's)")
+    if differ:
+        report.fail(where, f"differs from the ledger's outputs entry: {', '.join(differ)}")
+
+
+def check_release_votes(index: int, entry: dict[str, Any], k: Any, report: VerifyReport,
+                        *, integer: bool) -> None:  # fmt: skip
+    """A release's k is run_start's, and its histogram is its integer noisy votes / √k (the
+    votes are what the accountant's sensitivity is about). `integer`: the run releases
+    integer votes (single holder, discrete Gaussian), so they must be there."""
+    where = f"entry {index} (release, iteration {entry.get('iteration')})"
+    if entry.get("k", k) != k:
+        report.fail(where, f"k={entry.get('k')!r} differs from run_start's k={k!r}")
+        return
+    votes, histogram = entry.get("noisy_votes"), entry.get("noisy_histogram")
+    if votes is None:
+        if integer:
+            report.fail(where, "no integer noisy_votes: the release cannot be checked")
+        return
+    ok = isinstance(votes, list) and isinstance(histogram, list) and len(votes) == len(histogram)
+    if ok and isinstance(k, int) and k >= 1:
+        assert isinstance(votes, list) and isinstance(histogram, list)
+        root = math.sqrt(k)
+        ok = all(
+            isinstance(v, int) and not isinstance(v, bool) and isinstance(h, int | float)
+            and math.isclose(h, v / root, rel_tol=1e-12, abs_tol=1e-12)
+            for v, h in zip(votes, histogram, strict=True)
+        )  # fmt: skip
+    if not ok:
+        report.fail(where, "noisy_histogram is not its integer noisy_votes / √k")
