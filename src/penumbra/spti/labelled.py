@@ -228,6 +228,7 @@ def evolve_classes(
     metric: str,
     ledger: Any,
     on_iteration: Any,
+    tree: Any = None,
 ) -> EvolveResult:
     """PE for every class in lock-step (`pe.lockstep`), in candidates/class-NNN/; the outputs,
     class by class, with their `label`. Each class's voter holds only that class's private
@@ -238,7 +239,7 @@ def evolve_classes(
         voter = engine.voter(members, k=settings.k, metric=metric) if len(members) else _no_votes
         jobs.append(EvolveJob(
             folder / f"class-{c:03d}", class_settings(settings, plan, c), apis[c], apis[c],
-            voter, LedgerJournal(ledger, k=settings.k, label=c),
+            voter, LedgerJournal(ledger, k=settings.k, label=c, tree=tree),
         ))  # fmt: skip
     results = evolve_together(
         jobs, embed=embed, generate_many=generate_together(apis),
