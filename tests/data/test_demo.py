@@ -68,6 +68,7 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     """The demo's class-mix table reaches evaluation.json only through evaluate_run, which
     keeps aggregates (labelled not DP) at the run root and the rest under private/."""
     import penumbra.evaluate.run_eval as run_eval
+    import penumbra.ledger.tree as tree
     import penumbra.report.html as report_html
     from penumbra.spti import demo
 
@@ -80,6 +81,7 @@ def test_demo_evaluation_goes_through_evaluate_run_with_its_class_mix(
     monkeypatch.setattr(demo, "dark_share_report", lambda out: {"max_gap": 0.1})
     monkeypatch.setattr(demo, "demo_renderer", lambda out: None)
     monkeypatch.setattr(report_html, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(tree, "record_published", lambda *a, **k: [])
 
     def fake_evaluate_run(out: Path, **kwargs: object) -> dict[str, object]:
         calls.update(kwargs)
@@ -103,6 +105,7 @@ def test_labelled_demo_is_a_labelled_run_evaluated_by_tstr_on_held_out_images(
     images, and its picture and aggregates reach evaluation.json through evaluate_run."""
     import penumbra.evaluate.run_eval as run_eval
     import penumbra.evaluate.tstr as tstr_module
+    import penumbra.ledger.tree as tree
     import penumbra.report.html as report_html
     from penumbra.data.imagefolder import read_imagefolder_metadata
     from penumbra.spti import demo
@@ -122,16 +125,17 @@ def test_labelled_demo_is_a_labelled_run_evaluated_by_tstr_on_held_out_images(
     monkeypatch.setattr(demo, "Run", str)
     monkeypatch.setattr(demo, "demo_renderer", lambda out: None)
     monkeypatch.setattr(report_html, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(tree, "record_published", lambda *a, **k: [])
     result = {"synthetic": {"accuracy": 0.7}, "real_same_number": {"accuracy": 0.8}}
     monkeypatch.setattr(tstr_module, "tstr", lambda *a, **k: seen.update(tstr=(a, k)) or result)
     monkeypatch.setattr(tstr_module, "confusion_picture", lambda r, path: seen.update(png=path))
     monkeypatch.setattr(run_eval, "evaluate_run", lambda out, **k: seen.update(eval=k) or k)
     _run, evaluation = demo.run_labelled_demo(tmp_path, epsilon=1.0, console=None)
-    rows = read_imagefolder_metadata(tmp_path / "demo_holdout")
+    rows = read_imagefolder_metadata(tmp_path / "private" / "demo_holdout")
     assert all(r["class_name"] == demo.CLASS_WORDS[r["label"]] for r in rows)
     args, kwargs = seen["tstr"]  # type: ignore[misc]
-    assert args == (tmp_path / "synthetic", tmp_path / "demo_holdout")
-    assert kwargs["real_train"] == tmp_path / "demo_private"
+    assert args == (tmp_path / "synthetic", tmp_path / "private" / "demo_holdout")
+    assert kwargs["real_train"] == tmp_path / "private" / "demo_private"
     assert seen["png"] == tmp_path / demo.TSTR_PICTURE
     assert evaluation["extra"] == {
         "tstr": result, "public_artifacts": {"tstr_confusion": "evaluation/tstr_confusion.png"}
@@ -158,8 +162,8 @@ def test_dark_share_report_sees_the_private_skew(tmp_path: Path) -> None:
     from penumbra.spti.demo import dark_share_report, materialise_private
 
     private = demo_private_set(400, seed=1)
-    materialise_private(tmp_path / "demo_private", private)
-    materialise_private(tmp_path / "demo_holdout", demo_holdout_set(4000))
+    materialise_private(tmp_path / "private" / "demo_private", private)
+    materialise_private(tmp_path / "private" / "demo_holdout", demo_holdout_set(4000))
     items = [(image, {"caption": "copy"}) for image in private.images]
     write_imagefolder(tmp_path / "synthetic", items, overwrite=True)
     copied = dark_share_report(tmp_path)

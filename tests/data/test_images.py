@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from penumbra.data import ReadReport, iter_images, list_image_files, read_image
+from penumbra.data import (
+    ReadReport,
+    find_identical_copies,
+    images,
+    iter_images,
+    list_image_files,
+    read_image,
+    scan_image_files,
+)
 from penumbra.errors import DataError
 
 
@@ -137,3 +145,117 @@ def test_reading_streams_one_image_at_a_time(tmp_path: Path) -> None:
     next(stream)
     assert report.read == 1  # nothing beyond the first image has been decoded yet
     assert len(list(stream)) == 2 and report.read == 3
+
+
+def _photo(path: Path, seed: int) -> None:
+    """A small PNG whose pixels (and so bytes) differ by seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (6, 6, 3), np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def _rel(root: Path, files: list[Path]) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in files]
+
+
+def test_a_symlink_and_a_hard_link_to_one_image_list_it_once(tmp_path: Path) -> None:
+    _photo(tmp_path / "a" / "x.png", 0)
+    _photo(tmp_path / "a" / "y.png", 1)
+    (tmp_path / "b").mkdir()
+    os.symlink(tmp_path / "a" / "x.png", tmp_path / "b" / "soft.png")
+    os.link(tmp_path / "a" / "y.png", tmp_path / "b" / "hard.png")
+    assert _rel(tmp_path, list_image_files(tmp_path)) == ["a/x.png", "a/y.png"]
+    listing = scan_image_files(tmp_path)
+    assert {_rel(tmp_path, [k])[0]: _rel(tmp_path, v) for k, v in listing.aliases.items()} == {
+        "a/x.png": ["b/soft.png"],
+        "a/y.png": ["b/hard.png"],
+    }
+    assert len(list(iter_images(tmp_path))) == 2
+
+
+def test_twelve_images_and_two_links_are_twelve_files(tmp_path: Path) -> None:
+    for i in range(12):
+        _photo(tmp_path / f"{i:02d}.png", i)
+    os.symlink(tmp_path / "03.png", tmp_path / "zz-soft.png")
+    os.link(tmp_path / "07.png", tmp_path / "zz-hard.png")
+    assert _rel(tmp_path, list_image_files(tmp_path)) == [f"{i:02d}.png" for i in range(12)]
+
+
+def test_the_first_path_in_sorted_order_is_kept(tmp_path: Path) -> None:
+    _photo(tmp_path / "m" / "x.png", 0)
+    os.link(tmp_path / "m" / "x.png", tmp_path / "b.png")  # sorts first: kept
+    os.symlink(tmp_path / "m" / "x.png", tmp_path / "z.png")
+    listing = scan_image_files(tmp_path)
+    assert _rel(tmp_path, listing.files) == ["b.png"]
+    assert _rel(tmp_path, listing.aliases[tmp_path / "b.png"]) == ["m/x.png", "z.png"]
+
+
+def test_a_symlink_leaving_the_folder_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "private", tmp_path / "elsewhere"
+    _photo(root / "a.png", 0)
+    _photo(outside / "b.png", 1)
+    os.symlink(outside / "b.png", root / "b.png")
+    with pytest.raises(DataError) as caught:
+        list_image_files(root)
+    (line,) = caught.value.problems
+    assert "\n" not in line
+    assert str(root / "b.png") in line and str(outside.resolve() / "b.png") in line
+    assert "outside the private folder" in line
+
+
+def test_a_symlinked_folder_leaving_the_folder_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "private", tmp_path / "elsewhere"
+    _photo(root / "a.png", 0)
+    _photo(outside / "b.png", 1)
+    os.symlink(outside, root / "more")
+    with pytest.raises(DataError, match=r"more: a symlink to .*elsewhere, outside") as caught:
+        list_image_files(root)
+    assert len(caught.value.problems) == 1 and "\n" not in caught.value.problems[0]
+
+
+def test_a_root_that_is_a_symlink_is_fine(tmp_path: Path) -> None:
+    _photo(tmp_path / "real" / "a.png", 0)
+    os.symlink(tmp_path / "real" / "a.png", tmp_path / "real" / "b.png")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    assert _rel(tmp_path / "link", list_image_files(tmp_path / "link")) == ["a.png"]
+
+
+def test_a_symlinked_folder_inside_the_root_does_not_duplicate(tmp_path: Path) -> None:
+    _photo(tmp_path / "a" / "x.png", 0)
+    _photo(tmp_path / "a" / "sub" / "y.png", 1)
+    os.symlink(tmp_path / "a", tmp_path / "b")  # walked after a
+    os.symlink(tmp_path / "a", tmp_path / "0-first")  # walked before a
+    listing = scan_image_files(tmp_path)
+    assert _rel(tmp_path, listing.files) == ["0-first/sub/y.png", "0-first/x.png"]
+    assert _rel(tmp_path, listing.aliases[tmp_path / "0-first" / "x.png"]) == ["a/x.png", "b/x.png"]
+
+
+def test_identical_copies_are_found_and_only_they(tmp_path: Path) -> None:
+    _photo(tmp_path / "a.png", 0)
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "b.png").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, not a copy
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a-copy.png").write_bytes(data)
+    (tmp_path / "d.png").write_bytes(data)
+    os.link(tmp_path / "b.png", tmp_path / "hard.png")  # a link is the same file, no copy
+    Image.new("RGB", (30, 30), "white").save(tmp_path / "unique.png")
+    files = [*list_image_files(tmp_path), tmp_path / "hard.png"]
+    assert find_identical_copies(files) == [
+        [tmp_path / "a.png", tmp_path / "c" / "a-copy.png", tmp_path / "d.png"]
+    ]
+
+
+def test_a_file_of_unique_size_is_never_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _photo(tmp_path / "a.png", 0)
+    Image.new("RGB", (30, 30), "white").save(tmp_path / "b.png")
+    hashed: list[Path] = []
+
+    def spy(path: Path) -> bytes:
+        hashed.append(path)
+        return b""
+
+    monkeypatch.setattr(images, "_digest", spy)
+    assert find_identical_copies(list_image_files(tmp_path)) == []
+    assert hashed == []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from penumbra.data.images import list_image_files
+from penumbra.data.images import list_image_files, scan_image_files
 from penumbra.data.labels import detect_label_source, read_labels
 from penumbra.errors import DataError
 
@@ -97,3 +99,77 @@ def test_metadata_labels_need_the_file(tmp_path: Path) -> None:
     _png(tmp_path / "a.png")
     with pytest.raises(DataError, match=r"metadata\.jsonl: missing; --labels metadata needs"):
         read_labels(tmp_path, list_image_files(tmp_path), "metadata")
+
+
+def _photo(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (6, 6, 3), np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def _two_classes(root: Path) -> None:
+    """24 images, 12 per class folder, each its own file."""
+    for c in range(2):
+        for i in range(12):
+            _photo(root / f"class{c}" / f"{i:02d}.png", 12 * c + i)
+
+
+def test_an_image_linked_into_a_second_class_is_refused(tmp_path: Path) -> None:
+    _two_classes(tmp_path)
+    os.symlink(tmp_path / "class0" / "00.png", tmp_path / "class1" / "s1.png")
+    os.symlink(tmp_path / "class0" / "01.png", tmp_path / "class1" / "s2.png")
+    os.link(tmp_path / "class0" / "02.png", tmp_path / "class1" / "h1.png")
+    assert len(list_image_files(tmp_path)) == 24
+    with pytest.raises(DataError, match="one image is counted once and in one class only") as e:
+        read_labels(tmp_path, list_image_files(tmp_path), "folders")
+    (line,) = e.value.problems
+    assert "\n" not in line
+    assert "class0/00.png (class 'class0') and class1/s1.png (class 'class1')" in line
+
+
+def test_the_hard_link_alone_is_refused_too(tmp_path: Path) -> None:
+    _two_classes(tmp_path)
+    os.link(tmp_path / "class0" / "02.png", tmp_path / "class1" / "h1.png")
+    listing = scan_image_files(tmp_path)
+    with pytest.raises(DataError, match=r"class0/02\.png .* and class1/h1\.png .*remove one"):
+        read_labels(tmp_path, listing.files, "folders", aliases=listing.aliases)
+
+
+def test_a_folder_linked_into_a_second_class_is_refused(tmp_path: Path) -> None:
+    _two_classes(tmp_path)
+    os.symlink(tmp_path / "class1", tmp_path / "class0" / "more")
+    with pytest.raises(DataError, match=r"class0/more/00\.png \(class 'class0'\) and class1/00"):
+        read_labels(tmp_path, list_image_files(tmp_path), "folders")
+
+
+def test_links_within_one_class_count_once(tmp_path: Path) -> None:
+    _two_classes(tmp_path)
+    os.symlink(tmp_path / "class0" / "00.png", tmp_path / "class0" / "s1.png")
+    os.symlink(tmp_path / "class0" / "01.png", tmp_path / "class0" / "s2.png")
+    os.link(tmp_path / "class0" / "02.png", tmp_path / "class0" / "h1.png")
+    labels = read_labels(tmp_path, list_image_files(tmp_path), "folders")
+    assert len(labels.labels) == 24 and labels.counts() == [12, 12]
+    assert len(set(labels.relpaths)) == 24
+
+
+def test_metadata_rows_of_one_file_must_agree(tmp_path: Path) -> None:
+    _photo(tmp_path / "a.png", 0)
+    _photo(tmp_path / "b.png", 1)
+    os.link(tmp_path / "a.png", tmp_path / "c.png")
+    rows: list[dict[str, object]] = [
+        {"file_name": "a.png", "label": "cat"},
+        {"file_name": "b.png", "label": "dog"},
+    ]
+    _metadata(tmp_path, [*rows, {"file_name": "c.png", "label": "cat"}])
+    assert read_labels(tmp_path, list_image_files(tmp_path), "metadata").counts() == [1, 1]
+    _metadata(tmp_path, [*rows, {"file_name": "c.png", "label": "dog"}])
+    with pytest.raises(DataError, match=r"a\.png \(class 'cat'\) and c\.png \(class 'dog'\)"):
+        read_labels(tmp_path, list_image_files(tmp_path), "metadata")
+
+
+def test_a_link_listed_twice_is_refused(tmp_path: Path) -> None:
+    _photo(tmp_path / "ant" / "a.png", 0)
+    os.link(tmp_path / "ant" / "a.png", tmp_path / "ant" / "b.png")
+    files = [tmp_path / "ant" / "a.png", tmp_path / "ant" / "b.png"]
+    with pytest.raises(DataError, match=r"ant/a\.png and ant/b\.png are one file"):
+        read_labels(tmp_path, files, "folders")

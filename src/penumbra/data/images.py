@@ -7,10 +7,12 @@ caller asks for it, so a million-image folder never sits in memory.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,35 +48,120 @@ class ImageRecord:
     image: Image.Image
 
 
-def list_image_files(root: Path | str, *, allow_empty: bool = False) -> list[Path]:
-    """Image files under root, recursively, sorted; follows symlinks but never loops."""
+@dataclass(frozen=True)
+class ImageListing:
+    """The image files of a folder, each file once, and the other paths that reach each one.
+
+    One image is one file (DESIGN.md invariant 11): a symlink or hard link to it is the same
+    image, so it is listed, embedded and counted once. `aliases` keeps the other paths because
+    a caller reading labels must see them: one file under two class folders would otherwise be
+    labelled by whichever path sorts first."""
+
+    files: list[Path]  # sorted by relative path; the first path of each file
+    aliases: dict[Path, list[Path]]  # a listed file -> its other paths (only files that have any)
+
+
+def scan_image_files(root: Path | str, *, allow_empty: bool = False) -> ImageListing:
+    """Image files under root, recursively, each file once (by device and inode), with the
+    other paths reaching it. Follows symlinks inside the folder, skips cycles, and refuses one
+    that leaves it: a link outside would pull in an image the holder never put in the private
+    folder (or, for a folder, a whole tree)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: folder does not exist; check the path")
     if not root.is_dir():
         raise DataError(f"{root}: is not a folder; give the folder that holds the images")
-    seen: set[tuple[int, int]] = set()
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in seen:
-            dirnames[:] = []  # a symlink cycle back into a folder already walked
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                found.append(path)
-    found.sort(key=lambda p: p.relative_to(root).as_posix())
-    if not found and not allow_empty:
+    by_key: dict[tuple[int, int], list[tuple[str, Path]]] = {}
+    for relpath, path, key in _walk(root):
+        by_key.setdefault(key, []).append((relpath, path))
+    groups = sorted(sorted(paths) for paths in by_key.values())
+    files = [group[0][1] for group in groups]
+    aliases = {group[0][1]: [path for _, path in group[1:]] for group in groups if len(group) > 1}
+    if not files and not allow_empty:
         raise DataError(
             f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
             "check the folder"
         )
-    return found
+    return ImageListing(files, aliases)
+
+
+def list_image_files(root: Path | str, *, allow_empty: bool = False) -> list[Path]:
+    """Image files under root, recursively, sorted, each file once (see `scan_image_files`)."""
+    return scan_image_files(root, allow_empty=allow_empty).files
+
+
+def _walk(root: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:
+    """(relative path, path, (device, inode)) of every image path under root. A folder is
+    walked again when reached by another path (its files' other paths matter for labels), but
+    never inside itself (a symlink cycle)."""
+    real_root = os.path.realpath(root)
+    top = os.stat(root)
+    stack = [(root, "", frozenset({(top.st_dev, top.st_ino)}))]
+    while stack:
+        folder, prefix, ancestors = stack.pop()
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue  # an unreadable folder, as os.walk skips it
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = folder / name
+            st = _stat_inside(path, real_root)
+            if st is None:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if stat.S_ISDIR(st.st_mode):
+                if key not in ancestors:
+                    stack.append((path, f"{prefix}{name}/", ancestors | {key}))
+            elif stat.S_ISREG(st.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
+                yield f"{prefix}{name}", path, key
+
+
+def _stat_inside(path: Path, real_root: str) -> os.stat_result | None:
+    """The stat of what `path` reaches; None for a broken link or a link to a non-image file;
+    DataError for a link to a folder or an image outside the real root."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISLNK(st.st_mode):
+            return st
+        st = os.stat(path)
+    except OSError:
+        return None  # a broken link, or a file gone since the listing
+    wanted = stat.S_ISDIR(st.st_mode) or path.suffix.lower() in IMAGE_SUFFIXES
+    target = os.path.realpath(path)
+    if wanted and os.path.commonpath([real_root, target]) != real_root:
+        raise DataError(
+            f"{path}: a symlink to {target}, outside the private folder {real_root}; copy the "
+            "image(s) into the folder or remove the link"
+        )
+    return st if wanted else None
+
+
+def find_identical_copies(files: Sequence[Path]) -> list[list[Path]]:
+    """Groups of files (two or more each) with identical bytes at different inodes.
+
+    penumbra counts them as different images (one file is one image), yet they are one person's
+    photo twice, so the holder should remove all but one. Cheap: only files whose size another
+    file shares are hashed."""
+    by_size: dict[int, list[Path]] = {}
+    seen: set[tuple[int, int]] = set()
+    for path in files:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            by_size.setdefault(st.st_size, []).append(path)
+    by_digest: dict[bytes, list[Path]] = {}
+    for same_size in by_size.values():
+        if len(same_size) > 1:
+            for path in same_size:
+                by_digest.setdefault(_digest(path), []).append(path)
+    return sorted(sorted(group) for group in by_digest.values() if len(group) > 1)
+
+
+def _digest(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

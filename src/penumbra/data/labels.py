@@ -9,11 +9,12 @@ by naming them. Which image carries which label is private, like the image itsel
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from penumbra.data.images import scan_image_files
 from penumbra.errors import DataError
 
 LabelSource = Literal["folders", "metadata"]
@@ -41,23 +42,73 @@ def read_labels(
     files: Sequence[Path],
     source: LabelSource,
     classes: Sequence[str] | None = None,
+    *,
+    aliases: Mapping[Path, Sequence[Path]] | None = None,
 ) -> Labels:
     """The class of every file in `files` (all under `root`), in their order.
 
     With `classes` (the public list from the config) every label must be one of them (an
     integer label is an index into it); without, the classes are the sorted folder names, the
     sorted label strings, or 0..max of integer labels named by a `class_name` column when there
-    is one. Anything missing or ambiguous is a DataError naming the file (and line)."""
+    is one. Anything missing or ambiguous is a DataError naming the file (and line).
+
+    `aliases` (from `scan_image_files` of the same root; scanned here when not given) are the
+    other paths of each file: one image is in one class only (DESIGN.md invariant 11), so a
+    file whose paths carry two different labels is refused rather than labelled by whichever
+    path sorts first."""
     root = Path(root)
+    if aliases is None:
+        aliases = scan_image_files(root, allow_empty=True).aliases
+    relpaths = [path.relative_to(root).as_posix() for path in files]
+    groups = _alias_groups(root, relpaths, aliases)
     if source == "folders":
-        raw: list[str | int] = [_folder_label(root, path) for path in files]
+        raw: list[str | int] = [
+            _one_label(root, {m: _folder_label(root, root / m) for m in groups[rel]})
+            for rel in relpaths
+        ]
         names: dict[int, str] = {}
     elif source == "metadata":
-        raw, names = _metadata_labels(root, files)
+        raw, names = _metadata_labels(root, relpaths, groups)
     else:
         raise DataError(f"labels: {source!r} is not a label source; use folders or metadata")
     indexed = _index(raw, names, classes, root, source)
-    return replace(indexed, relpaths=[path.relative_to(root).as_posix() for path in files])
+    return replace(indexed, relpaths=relpaths)
+
+
+def _alias_groups(
+    root: Path, relpaths: Sequence[str], aliases: Mapping[Path, Sequence[Path]]
+) -> dict[str, list[str]]:
+    """Every path of each file in `relpaths`, that file's own path first."""
+    member_of: dict[str, list[str]] = {}
+    for kept, others in aliases.items():
+        group = [p.relative_to(root).as_posix() for p in (kept, *others)]
+        for member in group:
+            member_of[member] = group
+    groups: dict[str, list[str]] = {}
+    first: dict[str, str] = {}
+    for rel in relpaths:
+        group = member_of.get(rel, [rel])
+        if group[0] in first:
+            raise DataError(
+                f"{root}: {first[group[0]]} and {rel} are one file (a link) listed twice; one "
+                "image is counted once: list each file once"
+            )
+        first[group[0]] = rel
+        groups[rel] = [rel, *(m for m in group if m != rel)]
+    return groups
+
+
+def _one_label(root: Path, found: dict[str, str | int]) -> str | int:
+    """The one label of a file from the labels of its paths (its own path first)."""
+    (path, label), *others = found.items()
+    for other, other_label in others:
+        if other_label != label:
+            raise DataError(
+                f"{root}: {path} (class {label!r}) and {other} (class {other_label!r}) are one "
+                "file (a link); one image is counted once and in one class only; remove one "
+                "of the paths"
+            )
+    return label
 
 
 def detect_label_source(root: Path) -> LabelSource:
@@ -87,7 +138,9 @@ def _folder_label(root: Path, path: Path) -> str:
     return parts[0]
 
 
-def _metadata_labels(root: Path, files: Sequence[Path]) -> tuple[list[str | int], dict[int, str]]:
+def _metadata_labels(
+    root: Path, relpaths: Sequence[str], groups: Mapping[str, Sequence[str]]
+) -> tuple[list[str | int], dict[int, str]]:
     path = root / METADATA
     if not path.is_file():
         raise DataError(
@@ -126,13 +179,13 @@ def _metadata_labels(root: Path, files: Sequence[Path]) -> tuple[list[str | int]
                 )
             by_file[Path(row["file_name"]).as_posix()] = label
     raw: list[str | int] = []
-    for file in files:
-        rel = file.relative_to(root).as_posix()
-        if rel not in by_file:
+    for rel in relpaths:
+        rows = {m: by_file[m] for m in groups[rel] if m in by_file}
+        if not rows:
             raise DataError(
                 f"{path}: no row for {rel}; add one with its label, or move the file out"
             )
-        raw.append(by_file[rel])
+        raw.append(_one_label(root, rows))
     kinds = {type(v) for v in raw}
     if len(kinds) > 1:
         raise DataError(f"{path}: labels mix numbers and names; use one kind for every row")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from penumbra.config import RunConfig
-from penumbra.data.images import ReadReport, list_image_files
+from penumbra.data.images import ReadReport, scan_image_files
 from penumbra.data.labels import Labels, read_labels
 from penumbra.errors import ConfigError, DataError
 from penumbra.ledger.records import LedgerJournal, record_class_counts
@@ -70,9 +70,13 @@ def check_labelled_config(cfg: RunConfig, external: bool) -> None:
 
 def read_private_labels(cfg: RunConfig, source: Path) -> Labels:
     """Labels of every private image file (before any is embedded: a bad label fails fast).
-    Resolves `data.classes` in `cfg` from the folders or label values when not given."""
+    Resolves `data.classes` in `cfg` from the folders or label values when not given. A file
+    reachable under two labels (links) is refused: one image is in one class only."""
     assert cfg.data.labels is not None
-    labels = read_labels(source, list_image_files(source), cfg.data.labels, cfg.data.classes)
+    listing = scan_image_files(source)
+    labels = read_labels(
+        source, listing.files, cfg.data.labels, cfg.data.classes, aliases=listing.aliases
+    )
     if cfg.data.classes is None:
         cfg.data.classes = labels.classes
     fractions = cfg.output.class_fractions
