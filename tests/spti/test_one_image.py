@@ -66,3 +66,44 @@ def test_the_cli_refuses_in_one_line_and_exit_2(
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "class1/link-a.png" in err and "in one class only" in err
     assert not (tmp_path / "out" / "ledger").exists()
+
+
+def test_unlabelled_links_are_embedded_once(tmp_path: Path) -> None:
+    """In an unlabelled run the two paths of one file would shift its nearest bin by 2."""
+    from penumbra.models import load
+    from penumbra.spti.private_embeddings import embed_private_images
+
+    root = _set(tmp_path / "images", into="class1")
+    embedder = load("builtin:effnet-lite0", role="image-embedder")
+    embeddings, report = embed_private_images(
+        root, tmp_path / "run", voting="image", image_embedder=embedder,  # type: ignore[arg-type]
+        captioner=None, text_embedder=None, max_pixels=10**6,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert len(embeddings) == 24 and report.read == 24
+
+
+def test_identical_copies_are_warned_about_inside_private(tmp_path: Path) -> None:
+    """Byte-identical files at two paths are two images to penumbra: the holder is told, and
+    the paths (which can name people) are written under private/ only."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from penumbra.spti.pipeline import _warn_identical_copies
+
+    root = tmp_path / "images"
+    for i in range(4):
+        _photo(root / f"{i}.png", i)
+    (root / "copy-of-1.png").write_bytes((root / "1.png").read_bytes())
+    out = tmp_path / "run"
+    (out / "private").mkdir(parents=True)
+    text = StringIO()
+    _warn_identical_copies(out, root, Console(file=text, width=400))
+    assert "warning: 1 private file(s) are byte-identical copies" in text.getvalue()
+    listed = (out / "private" / "identical-copies.txt").read_text().split()
+    assert sorted(Path(p).name for p in listed) == ["1.png", "copy-of-1.png"]
+    assert "copy-of-1" not in text.getvalue()
+    (root / "copy-of-1.png").unlink()
+    quiet = StringIO()
+    _warn_identical_copies(tmp_path / "run2", root, Console(file=quiet))
+    assert quiet.getvalue() == ""

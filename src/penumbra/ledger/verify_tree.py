@@ -137,7 +137,7 @@ def _compare_release(
         ids = data["candidate_ids"]
         differ = [key for key in _RELEASE_FIELDS if data.get(key) != entry.get(key)]
         if data.get("noisy") != entry.get("noisy_histogram"):
-            differ.append("noisy votes")
+            differ.append("noisy (the histogram)")
         if [ids[i] for i in data["selected"]] != entry.get("selected_ids"):
             differ.append("selection")
         if data.get("k") != entry.get("k") or data.get("iteration") != entry.get("iteration"):

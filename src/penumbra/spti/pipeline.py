@@ -160,6 +160,28 @@ def _remember_source(out: Path, source: Path) -> None:
     atomic_write_bytes(out / "private" / "source.json", payload)
 
 
+def _warn_identical_copies(out: Path, source: Path, console: Console | None) -> None:
+    """Byte-identical private files at different paths count as different images (one image
+    is one file); they are most likely one person's photo twice, whose ε is then that of two
+    images. Say so, with the paths under private/ only (a file name can name a person)."""
+    from penumbra.data.images import find_identical_copies, list_image_files
+    from penumbra.durable import atomic_write_bytes
+
+    copies = find_identical_copies(list_image_files(source))
+    if not copies:
+        return
+    lines = ["\t".join(str(p) for p in group) for group in copies]
+    atomic_write_bytes(out / "private" / "identical-copies.txt", "\n".join(lines).encode() + b"\n")
+    if console is not None:
+        extra = sum(len(group) - 1 for group in copies)
+        console.print(
+            f"warning: {extra} private file(s) are byte-identical copies of another and count "
+            "as separate images (an image present twice has the ε of two); the groups are in "
+            f"{out / 'private' / 'identical-copies.txt'}: remove the copies and start again",
+            highlight=False,
+        )
+
+
 def recommended_population(
     n_accounted: int, sigma: float, *, most: int, votes_over_sigma: float = 2.0
 ) -> int:
@@ -341,6 +363,8 @@ def _run_stages(
             write_config(cfg, out / "run.yaml")
             if external is None:
                 _remember_source(out, source)
+                if cfg.modality == "image":
+                    _warn_identical_copies(out, source, console)
         stages.load_generators(st, models)
         record = stages.open_record(
             st, private_set, settings, plan.sigma, external=external, signing_key=signing_key
