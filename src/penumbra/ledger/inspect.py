@@ -56,6 +56,9 @@ def summary_rows(run_dir: Path) -> list[tuple[int, str, str]]:
             text = f"{len(counts)} classes, noisy counts {counts}, ε so far {eps:.4g}"
         elif kind == "outputs":
             text = f"{len(e['files'])} file(s)"
+        elif kind == "files":
+            gone = f", {len(e.get('removed') or [])} removed" if e.get("removed") else ""
+            text = f"published tree at {e.get('stage')}: {len(e.get('files') or [])} file(s){gone}"
         elif kind == "run_end":
             text = f"ε spent {e['epsilon_spent']:.4g}, {e['num_outputs']} outputs"
         elif kind == "mpc_setup":
