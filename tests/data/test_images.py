@@ -259,3 +259,22 @@ def test_a_file_of_unique_size_is_never_hashed(
     monkeypatch.setattr(images, "_digest", spy)
     assert find_identical_copies(list_image_files(tmp_path)) == []
     assert hashed == []
+
+
+def test_a_symlink_farm_is_refused_not_walked_forever(tmp_path: Path) -> None:
+    """Second review: folders each holding two links to the one below took exponential time
+    (16 levels: 44 s for one image). Past 64 paths to one folder the listing refuses."""
+    from penumbra.data.images import MAX_PATHS_TO_A_FOLDER
+
+    root = tmp_path / "private"
+    bottom = root / "level-00"
+    bottom.mkdir(parents=True)
+    Image.new("RGB", (4, 4), "white").save(bottom / "a.png")
+    for level in range(1, 12):
+        folder = root / f"level-{level:02d}"
+        folder.mkdir()
+        for name in ("left", "right"):
+            (folder / name).symlink_to(root / f"level-{level - 1:02d}")
+    assert MAX_PATHS_TO_A_FOLDER == 64
+    with pytest.raises(DataError, match="paths under .* reach this folder through symlinks"):
+        scan_image_files(root)

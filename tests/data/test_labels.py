@@ -173,3 +173,19 @@ def test_a_link_listed_twice_is_refused(tmp_path: Path) -> None:
     files = [tmp_path / "ant" / "a.png", tmp_path / "ant" / "b.png"]
     with pytest.raises(DataError, match=r"ant/a\.png and ant/b\.png are one file"):
         read_labels(tmp_path, files, "folders")
+
+
+def test_one_file_name_on_two_rows_with_two_labels_is_refused(tmp_path: Path) -> None:
+    """Second review: the last of two rows for one file won silently (counts [11, 13])."""
+    _photo(tmp_path / "a.png", 0)
+    _photo(tmp_path / "b.png", 1)
+    rows: list[dict[str, object]] = [
+        {"file_name": "a.png", "label": "cat"},
+        {"file_name": "b.png", "label": "dog"},
+        {"file_name": "./a.png", "label": "dog"},
+    ]
+    _metadata(tmp_path, rows)
+    with pytest.raises(DataError, match=r"metadata.jsonl:3: ./a\.png is labelled 'dog' here"):
+        read_labels(tmp_path, list_image_files(tmp_path), "metadata")
+    _metadata(tmp_path, [*rows[:2], {"file_name": "./a.png", "label": "cat"}])  # agrees: fine
+    assert read_labels(tmp_path, list_image_files(tmp_path), "metadata").counts() == [1, 1]

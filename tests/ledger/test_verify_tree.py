@@ -275,3 +275,99 @@ def test_labelled_release_file_moved_to_another_class(labelled: Path, tmp_path: 
     a.write_bytes(b.read_bytes())
     failures = _failures(run)
     assert any(f.startswith("pe/class-0/release-002.json: SHA-256 differs") for f in failures)
+
+
+# The second attack review of issue 24 (findings 2, 4, 6, 7, 8 at the ledger level).
+
+
+def test_an_entry_with_fields_penumbra_never_writes_fails(run: Path) -> None:
+    entries = read_entries(run)
+    release = next(e for e in entries if e["type"] == "release")
+    release["clean_votes"] = [12, 0, 0, 0]
+    entries.insert(-1, {"schema": 1, "type": "note", "text": "N=24 private files"})
+    resign(run, entries)
+    failures = _failures(run)
+    assert any("fields penumbra never writes: clean_votes" in f for f in failures)
+    assert any("of kind 'note', which penumbra never writes" in f for f in failures)
+
+
+def test_a_removed_name_that_was_never_published_fails(run: Path) -> None:
+    entries = read_entries(run)
+    entries.append({"schema": 1, "type": "files", "stage": "report", "files": [],
+                    "removed": ["private/JohnDoe_HIV.png"]})  # fmt: skip
+    resign(run, entries, consistent=False)
+    assert any("removes 'private/JohnDoe_HIV.png'" in f for f in _failures(run))
+
+
+def test_a_symlinked_ledger_or_private_folder_fails(run: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere"
+    shutil.move(run / "ledger", moved)
+    (run / "ledger").symlink_to(moved)
+    assert any(f.startswith("ledger: a symlink") for f in _failures(run))
+
+
+def test_ledger_origin_and_pubkey_carry_nothing_else(run: Path) -> None:
+    key = (run / "ledger" / "pubkey").read_text().strip()
+    with (run / "ledger" / "origin").open("a") as f:
+        f.write("N=24 bag/0003.png\n")
+    (run / "ledger" / "pubkey").write_text(key + "\nJohn Doe, HIV+\n")
+    report = verify_run(run, pubkey=key)
+    failures = [str(f) for f in report.failures]
+    assert any(f.startswith("ledger/origin: differs") for f in failures)
+    assert any(f.startswith("ledger/pubkey: is not the key") for f in failures)
+
+
+def test_metadata_rows_carry_only_what_penumbra_writes(run: Path) -> None:
+    meta = run / "synthetic" / "metadata.jsonl"
+    rows = [json.loads(line) for line in meta.read_text().splitlines()]
+    rows[0]["source"] = "bag/0003.png"
+    rows.append(dict(rows[1]))
+    meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    entries = read_entries(run)
+    resign(run, entries)  # the forger re-hashes metadata.jsonl
+    failures = _failures(run)
+    assert any("fields penumbra never writes: source" in f for f in failures)
+    assert any("a second row for synthetic/000001.png" in f for f in failures)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["metadata-bytes", "pubkey-bytes", "superscript-checkpoint", "checkpoint-folder",
+     "removed-not-a-list", "release-label-list"],
+)  # fmt: skip
+def test_crafted_input_is_a_failure_not_a_crash(run: Path, damage: str) -> None:
+    """Each of these raised inside verify (UnicodeDecodeError, ValueError, IsADirectoryError,
+    TypeError) instead of reporting a failure."""
+    folder = run / "ledger"
+    if damage == "metadata-bytes":
+        with (run / "synthetic" / "metadata.jsonl").open("ab") as f:
+            f.write(b"\xff\xfe{\n")
+    elif damage == "pubkey-bytes":
+        (folder / "pubkey").write_bytes(b"\xff\xfe")
+    elif damage == "superscript-checkpoint":
+        newest = max((folder / "checkpoints").iterdir())
+        shutil.copy(newest, folder / "checkpoints" / "²")
+    elif damage == "checkpoint-folder":
+        (folder / "checkpoints" / "00000099").mkdir()
+    else:
+        entries = read_entries(run)
+        if damage == "removed-not-a-list":
+            next(e for e in entries if e["type"] == "files")["removed"] = 5
+        else:
+            next(e for e in entries if e["type"] == "release")["label"] = [0]
+        resign(run, entries, consistent=False)
+    assert _failures(run)
+
+
+def test_record_published_signs_only_what_penumbra_just_wrote(run: Path) -> None:
+    """Second review, finding 1: logging an evaluation signed every file in the folder, so a
+    private image dropped into renders/ after the run verified once `--evaluate` ran."""
+    _private_images(run / "renders" / "leak")
+    (run / "evaluation.json").write_text("{}")
+    before = read_entries(run)
+    with pytest.raises(TreeError, match="renders/leak/patient-0.png.*and 2 more"):
+        record_published(run, "evaluation")
+    assert read_entries(run) == before  # nothing signed
+    shutil.rmtree(run / "renders" / "leak")
+    record_published(run, "evaluation")
+    assert verify_run(run).ok

@@ -9,7 +9,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from penumbra.cli import main
 from penumbra.data import demo_private_set
@@ -85,6 +87,12 @@ def _refused(run: Path, capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
+def _private_image(path: Path) -> None:
+    """A stand-in for a private image: any PNG penumbra did not write."""
+    pixels = np.random.default_rng(7).integers(0, 255, (28, 28), dtype=np.uint8)
+    Image.fromarray(pixels).resize((256, 256)).save(path)
+
+
 def test_finished_labelled_run_verifies(finished: Path) -> None:
     report = verify_run(finished)
     assert report.ok, report.failures
@@ -149,3 +157,62 @@ def test_kept_synthetic_must_be_the_render_of_the_logged_releases(copy: Path) ->
     with pytest.raises(RunStateError, match="holds outputs of other releases"):
         check_rendered(copy / "synthetic", outputs)
     assert isinstance(RunStateError("x"), PenumbraError)
+
+
+def test_a_file_dropped_into_a_finished_run_is_refused_not_signed(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Second review, finding 1: a resume signed every file it found into the published
+    tree, so a private image in renders/ or a "clean votes" file verified after one resume."""
+    _private_image(copy / "candidates" / "leaked.png")
+    (copy / "candidates" / "clean.json").write_text('{"clean_votes": [0, 12, 0, 1]}')
+    err = _refused(copy, capsys)
+    assert "not a file penumbra wrote for this run" in err and "clean.json" in err
+    assert not verify_run(copy).ok
+
+
+def test_a_dropped_render_is_made_again_not_signed(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """renders/ is a cache: an unlisted file there is removed, never signed."""
+    leaked = copy / "renders" / "leaked.png"
+    leaked.write_bytes((copy / "synthetic" / "000000.png").read_bytes() + b"private")
+    assert main(["synthesize", "--resume", str(copy)]) == 0
+    assert not leaked.exists()
+    assert verify_run(copy).ok
+
+
+def test_entries_appended_by_hand_are_refused_not_signed(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Second review, finding 2: every entry after the newest checkpoint was signed on the
+    next open, so a hand-appended entry holding private data verified after one resume."""
+    from penumbra.ledger.log import canonical
+
+    entries = _entries(copy)
+    forged = {"index": len(entries), "schema": 1, "type": "files", "stage": "report",
+              "files": [], "removed": [], "private_files": ["bag/0003.png"]}  # fmt: skip
+    path = copy / "ledger" / "entries.jsonl"
+    with path.open("ab") as f:
+        f.write(canonical(forged) + b"\n")
+    assert "never writes: private_files" in _refused(copy, capsys)
+    second = {**forged, "index": len(entries) + 1}
+    second.pop("private_files")
+    with path.open("ab") as f:
+        f.write(canonical(second) + b"\n")
+    assert "2 entries after the newest signed checkpoint" in _refused(copy, capsys)
+
+
+def test_synthetic_before_its_outputs_are_logged_is_rendered_again(copy: Path) -> None:
+    """Second review, finding 3: with no outputs entry (a crash after the final render) the
+    kept synthetic/ was trusted by its metadata, so a private image written over an output
+    was logged as that output. Now it is rendered again from the logged releases."""
+    original = (copy / "synthetic" / "000000.png").read_bytes()
+    cut = next(i for i, e in enumerate(_entries(copy)) if e["type"] == "outputs")
+    _cut_back(copy, cut)
+    (copy / "report.html").unlink()
+    _private_image(copy / "synthetic" / "000000.png")
+    assert main(["synthesize", "--resume", str(copy)]) == 0
+    assert (copy / "synthetic" / "000000.png").read_bytes() == original
+    report = verify_run(copy)
+    assert report.ok, report.failures

@@ -90,6 +90,9 @@ def list_image_files(root: Path | str, *, allow_empty: bool = False) -> list[Pat
     return scan_image_files(root, allow_empty=allow_empty).files
 
 
+MAX_PATHS_TO_A_FOLDER = 64  # symlinked paths to one folder before the listing refuses
+
+
 def _walk(root: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:
     """(relative path, path, (device, inode)) of every image path under root. A folder is
     walked again when reached by another path (its files' other paths matter for labels), but
@@ -97,6 +100,7 @@ def _walk(root: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:
     real_root = os.path.realpath(root)
     top = os.stat(root)
     stack = [(root, "", frozenset({(top.st_dev, top.st_ino)}))]
+    walks: dict[tuple[int, int], int] = {}
     while stack:
         folder, prefix, ancestors = stack.pop()
         try:
@@ -113,6 +117,12 @@ def _walk(root: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:
             key = (st.st_dev, st.st_ino)
             if stat.S_ISDIR(st.st_mode):
                 if key not in ancestors:
+                    walks[key] = walks.get(key, 0) + 1
+                    if walks[key] > MAX_PATHS_TO_A_FOLDER:  # a link farm: paths double per level
+                        raise DataError(
+                            f"{path}: more than {MAX_PATHS_TO_A_FOLDER} paths under {root} reach "
+                            "this folder through symlinks; remove the links (keep one path)"
+                        )
                     stack.append((path, f"{prefix}{name}/", ancestors | {key}))
             elif stat.S_ISREG(st.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
                 yield f"{prefix}{name}", path, key

@@ -177,7 +177,13 @@ def _metadata_labels(
                     f"{where}: class_name {name!r} differs from {names[label]!r} given earlier "
                     f"for label {label}; one name per class"
                 )
-            by_file[Path(row["file_name"]).as_posix()] = label
+            key = Path(row["file_name"]).as_posix()
+            if key in by_file and by_file[key] != label:
+                raise DataError(
+                    f"{where}: {row['file_name']} is labelled {label!r} here and "
+                    f"{by_file[key]!r} on an earlier row; one label per image"
+                )
+            by_file[key] = label
     raw: list[str | int] = []
     for rel in relpaths:
         rows = {m: by_file[m] for m in groups[rel] if m in by_file}

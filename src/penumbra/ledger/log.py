@@ -33,6 +33,7 @@ from penumbra.ledger.note import (
     sign_checkpoint,
     verify_signed_note,
 )
+from penumbra.ledger.schema import entry_problem
 
 SCHEMA_VERSION = 1
 KEY_NAME = "penumbra-run"
@@ -124,10 +125,10 @@ class Ledger:
         """Refuse to continue a log that lost or changed entries since its newest signed
         checkpoint: a resumed run decides from the log whether noise was already drawn.
         One trailing entry without a checkpoint (a crash between the two writes) is signed now."""
-        files = sorted(p for p in (self.dir / "checkpoints").glob("*") if p.name.isdigit())
+        files = sorted(p for p in (self.dir / "checkpoints").glob("*") if is_checkpoint_name(p))
         if not files:
             if self.size == 1:  # died between the first append and its checkpoint
-                self.checkpoint()
+                self._sign_trailing(0)
             elif self.size:
                 raise LedgerError(
                     f"{self.entries_path}: {self.size} entries but no signed checkpoint; the "
@@ -151,7 +152,25 @@ class Ledger:
                 f"{newest.name} was signed; the run cannot be resumed safely (run penumbra verify)"
             )
         if cp.size < self.size:
-            self.checkpoint()
+            self._sign_trailing(cp.size)
+
+    def _sign_trailing(self, signed: int) -> None:
+        """Sign the one entry a crash can leave after the newest checkpoint, if it is one
+        penumbra writes. More than one, or one with fields penumbra never writes, was appended
+        by hand: signing it would publish whatever it holds under the run's key."""
+        if self.size - signed > 1:
+            raise LedgerError(
+                f"{self.entries_path}: {self.size - signed} entries after the newest signed "
+                f"checkpoint ({signed}); a crash leaves at most one, so they were appended by "
+                "hand: restore the log (run penumbra verify) or start a new run"
+            )
+        problem = entry_problem(self._entries[signed])
+        if problem is not None:
+            raise LedgerError(
+                f"{self.entries_path}: entry {signed} (not yet signed) is {problem}: it was "
+                "appended by hand; restore the log (run penumbra verify) or start a new run"
+            )
+        self.checkpoint()
 
     @property
     def size(self) -> int:
@@ -181,6 +200,11 @@ class Ledger:
         path = self.dir / "checkpoints" / f"{self.size:08d}"
         _atomic_text(path, sign_checkpoint(cp, [self.signer]))
         return path
+
+
+def is_checkpoint_name(path: Path) -> bool:
+    """A checkpoint file's name: ASCII digits only ('²' is a digit to str.isdigit), a file."""
+    return path.name.isascii() and path.name.isdigit() and path.is_file()
 
 
 def _signer(run: Path, signing_key: Path | None) -> Signer:

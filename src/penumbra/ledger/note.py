@@ -137,7 +137,9 @@ def parse_signed_note(text: str) -> tuple[Checkpoint, list[tuple[str, bytes, byt
     if len(lines) < 3:
         raise NoteError("checkpoint body needs origin, size and root lines")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+    if not (size_text.isascii() and size_text.isdigit()) or (
+        size_text.startswith("0") and size_text != "0"
+    ):
         raise NoteError(f"checkpoint size {size_text!r} is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)

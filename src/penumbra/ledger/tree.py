@@ -156,10 +156,31 @@ class PublishedTree:
         return indices
 
 
-def record_published(run_dir: Path | str, stage: str, *, signing_key: Path | None = None
-                     ) -> list[int]:  # fmt: skip
-    """Log what penumbra just wrote into a run (a report, an evaluation) in the run's ledger,
-    signed with the run's key. Refuses a run whose key is not at hand rather than making one."""
+def unlogged_files(
+    run_dir: Path, entries: Iterable[dict[str, Any] | None], tree: PublishedTree | None = None
+) -> list[str]:
+    """Published files the logged tree does not list with their current hash and size."""
+    logged = logged_tree(entries)
+    now = (tree or PublishedTree(run_dir)).current()
+    return sorted(
+        rel for rel, meta in now.items()
+        if (logged.get(rel, {}).get("sha256"), logged.get(rel, {}).get("size"))
+        != (meta["sha256"], meta["size"])
+    )  # fmt: skip
+
+
+def record_published(
+    run_dir: Path | str,
+    stage: str,
+    *,
+    signing_key: Path | None = None,
+    written: Iterable[str] = ("report.html", "evaluation.json"),
+) -> list[int]:
+    """Log what penumbra just wrote into a run (`written`: a report, an evaluation, names or
+    folders ending in "/") in the
+    run's ledger, signed with the run's key. Refuses a run whose key is not at hand rather
+    than making one, and a run holding any other file the ledger does not list as it is:
+    signing now would publish whatever was put there since the run ended."""
     from penumbra.ledger.log import Ledger, ledger_dir
 
     run = Path(run_dir)
@@ -171,4 +192,17 @@ def record_published(run_dir: Path | str, stage: str, *, signing_key: Path | Non
             "--signing-key so the files written now can be listed in its ledger"
         )
     ledger = Ledger.open(run, signing_key=signing_key)
-    return PublishedTree(run).record(ledger, stage)
+    tree = PublishedTree(run)
+    mine = tuple(written)  # a name, or a folder ending in "/"
+    strangers = [
+        f for f in unlogged_files(run, ledger.entries(), tree)
+        if not any(f == w or (w.endswith("/") and f.startswith(w)) for w in mine)
+    ]  # fmt: skip
+    if strangers:
+        more = f" (and {len(strangers) - 1} more)" if len(strangers) > 1 else ""
+        raise TreeError(
+            f"{run / strangers[0]}{more}: added or changed since the run logged its files; "
+            "penumbra will not sign it into the published tree: remove it or restore the run "
+            "folder (penumbra verify names every such file)"
+        )
+    return tree.record(ledger, stage)

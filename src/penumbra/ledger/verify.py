@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.errors import PenumbraError
-from penumbra.ledger.log import LedgerError, canonical, ledger_dir, read_entry_lines
+from penumbra.ledger.log import (
+    LedgerError,
+    canonical,
+    is_checkpoint_name,
+    ledger_dir,
+    read_entry_lines,
+)
 from penumbra.ledger.merkle import (
     consistency_proof_from_hashes,
     inclusion_proof_from_hashes,
@@ -42,6 +48,7 @@ from penumbra.ledger.merkle import (
     verify_inclusion,
 )
 from penumbra.ledger.note import Checkpoint, NoteError, parse_vkey, verify_signed_note
+from penumbra.ledger.schema import entry_problem
 from penumbra.ledger.tree import scan_tree
 from penumbra.ledger.verify_classes import (
     check_class_accounting,
@@ -169,6 +176,11 @@ def _load_entries(
             report.fail(f"entry {i}", "not a JSON object")
             entries.append(None)
             continue
+        problem = entry_problem(entry)
+        if problem is not None:  # a channel for data penumbra never logs, or a crafted shape
+            report.fail(f"entry {i}", problem)
+            entries.append(None)
+            continue
         if canonical(entry) != line:
             report.fail(f"entry {i}", "not in canonical JSON form (edited by hand?)")
         if entry.get("index") != i:
@@ -185,7 +197,7 @@ def _check_checkpoints(
     except NoteError as e:
         report.fail("public key", str(e))
         return None
-    files = sorted(p for p in (folder / "checkpoints").glob("*") if p.name.isdigit())
+    files = sorted(p for p in (folder / "checkpoints").glob("*") if is_checkpoint_name(p))
     if not files:
         report.fail("ledger/checkpoints", "no signed checkpoint")
         return None
@@ -414,7 +426,7 @@ def _output_ids(
         report.receipt["outputs_note"] = "texts.jsonl missing or modified: outputs not counted"
         return None
     ids = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -495,6 +507,10 @@ def _check_files(
     return listed
 
 
+def _read_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
 def verify_run(
     run_dir: Path | str,
     *,
@@ -515,8 +531,10 @@ def verify_run(
         raise PenumbraError(f"{run}: not a penumbra run directory (no ledger/entries.jsonl)")
     report = VerifyReport(str(run), signer_authenticated=pubkey is not None)
     key_file = folder / "pubkey"
-    own_key = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else ""
+    own_key = _read_text(key_file).strip() if key_file.is_file() else ""
     vkey = pubkey.strip() if pubkey is not None else own_key
+    if own_key != vkey:  # the folder's copy must be the key (one line), not a message
+        report.fail("ledger/pubkey", "is not the key given with --pubkey (a replaced key?)")
     report.receipt["public_key"] = vkey
     report.receipt["public_key_source"] = (
         "given (--pubkey)"
@@ -526,6 +544,9 @@ def verify_run(
     lines, entries = _load_entries(entries_path, report)
     hashes = [leaf_hash(line) for line in lines]
     latest = _check_checkpoints(folder, vkey, hashes, report)
+    origin = folder / "origin"
+    if latest is not None and origin.is_file() and _read_text(origin).strip() != latest.origin:
+        report.fail("ledger/origin", "differs from the origin the checkpoints sign")
     if latest is not None:
         report.receipt["checkpoint"] = {
             "origin": latest.origin,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from penumbra.ledger.log import is_checkpoint_name
 from penumbra.ledger.note import NoteError, parse_vkey, verify_signed_note
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def check_cosigners(
                 f"the run names {sorted(_norm(k) for k in logged)}",
             )
     report.cosigners_authenticated = bool(given)
-    files = sorted(p for p in (folder / "checkpoints").glob("*") if p.name.isdigit())
+    files = sorted(p for p in (folder / "checkpoints").glob("*") if is_checkpoint_name(p))
     for vkey in keys:
         try:
             verifier = parse_vkey(vkey)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 Entries = list[dict[str, Any] | None]
 _NUMBERED = re.compile(r"(release|population)-(\d+)\.(json|parquet)")
 _CLASS_FOLDER = re.compile(r"class-(\d+)")
+_META_KEYS = frozenset({"file_name", "caption", "iteration", "candidate_id", "parent_chain",
+                        "label", "class_name"})  # fmt: skip
 _LEDGER_FILES = frozenset({"entries.jsonl", "pubkey", "origin", "cosigners"})
 _RELEASE_FIELDS = ("candidate_hash", "sigma", "threshold", "cumulative_epsilon", "delta",
                    "fixed_noise_seed", "accountant", "noisy_votes")  # fmt: skip
@@ -45,7 +47,12 @@ def check_tree(
         report.fail(name, "a symlink in the published tree (it can reach private data)")
     for name in scan.odd:
         report.fail(name, "not a regular file (a published tree holds files and folders only)")
+    for name in ("ledger", "private"):
+        if (run_dir / name).is_symlink():
+            report.fail(name, "a symlink (penumbra writes a folder here; a link can reach data "
+                              "outside the run)")  # fmt: skip
     _check_ledger_folder(run_dir / "ledger", report)
+    _check_removed(entries, report)
     if (run_dir / "private").exists():
         report.receipt["private_note"] = (
             "private/ is present: it is never part of what is published"
@@ -72,6 +79,20 @@ def check_tree(
     report.receipt["published_files"] = len(tree)
 
 
+def _check_removed(entries: Entries, report: VerifyReport) -> None:
+    """A `files` entry removes only files the tree listed before it: a name that was never
+    published (a private file name) has no business in the log."""
+    listed: set[str] = set()
+    for index, entry in enumerate(entries):
+        if not entry or entry.get("type") != "files":
+            continue
+        for name in entry.get("removed") or []:
+            if name not in listed:
+                report.fail(f"entry {index}", f"removes {name!r}, which no entry before it listed")
+            listed.discard(name)
+        listed.update(row["file"] for row in entry.get("files") or [])
+
+
 def _check_ledger_folder(folder: Path, report: VerifyReport) -> None:
     if not folder.is_dir() or folder.is_symlink():
         return
@@ -87,7 +108,8 @@ def _ledger_part(name: str, path: Path) -> bool:
     if name == "checkpoints":
         return path.is_dir()
     if name.startswith("checkpoints/"):
-        return path.is_file() and name.removeprefix("checkpoints/").isdigit()
+        number = name.removeprefix("checkpoints/")
+        return path.is_file() and number.isascii() and number.isdigit()
     return name in _LEDGER_FILES and path.is_file()
 
 
@@ -183,7 +205,8 @@ def check_output_rows(
         return
     expected = {name: row for name, (_, row) in listed.items() if "candidate_id" in row}
     seen = set()
-    for number, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
+    text = meta.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         where = f"synthetic/metadata.jsonl line {number}"
         if not line.strip():
             continue
@@ -197,6 +220,12 @@ def check_output_rows(
         if logged is None:
             report.fail(where, f"{name} is not an output the ledger lists")
             continue
+        if name in seen:
+            report.fail(where, f"a second row for {name}")
+            continue
+        extra = sorted(set(row) - _META_KEYS)
+        if extra:
+            report.fail(where, f"fields penumbra never writes: {', '.join(extra[:5])}")
         seen.add(name)
         _compare_row(where, row, logged, payloads, classes, report)
     for name in sorted(set(expected) - seen):

@@ -39,6 +39,7 @@ from penumbra.models.protocols import (
 )
 from penumbra.pe.evolve import EvolveResult, EvolveSettings, NoisyVoter, RunStateError, evolve
 from penumbra.privacy.discrete import ACCOUNTANT
+from penumbra.spti.leftovers import clear_unlogged
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer, generate_images
 from penumbra.spti.text_api import LLMCaptionAPI
@@ -218,6 +219,7 @@ def open_record(
         voter = external.noisy_voter(settings, ledger, out)
         sigma = voter.sigma
     refuse_rolled_back_ledger(out, ledger, cfg)
+    clear_unlogged(out, ledger)  # nothing the ledger cannot vouch for gets signed below
     return Record(ledger, voter, sigma, PublishedTree(out))
 
 
