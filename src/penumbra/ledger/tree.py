@@ -174,7 +174,7 @@ def record_published(
     stage: str,
     *,
     signing_key: Path | None = None,
-    written: Iterable[str] = ("report.html", "evaluation.json"),
+    written: Iterable[str] = ("report.html", "evaluation.json", "evaluation/"),
 ) -> list[int]:
     """Log what penumbra just wrote into a run (`written`: a report, an evaluation, names or
     folders ending in "/") in the

@@ -244,4 +244,6 @@ def _report(out: Path) -> None:
     from penumbra.report.html import write_report
 
     write_report(out, renderer=demo_renderer(out))  # may render a top candidate anew
-    record_published(out, "evaluation", written=("report.html", "evaluation.json", "renders/"))
+    record_published(
+        out, "evaluation", written=("report.html", "evaluation.json", "evaluation/", "renders/")
+    )

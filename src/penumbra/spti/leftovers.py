@@ -25,7 +25,7 @@ from penumbra.ledger.tree import unlogged_files
 _PE_FILE = re.compile(
     r"candidates/(?:class-(\d+)/)?(?:(state)\.json|(release)-\d+\.json|population-(\d+)\.parquet)"
 )
-_REMADE = ("renders/", "cache/")
+_REMADE = ("renders/", "cache/", "evaluation/")
 _REMADE_FILES = frozenset({"report.html", "evaluation.json"})
 
 
