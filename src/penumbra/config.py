@@ -231,6 +231,12 @@ class OutputConfig(Section):
         description="how the final set is drawn from the last DP histogram: proportional "
         "(largest-remainder shares of num_images), sample (draws ∝ votes) or rank",
     )
+    final: Literal["variations", "draws"] = Field(
+        "variations",
+        description="the final set: variations (PE's final population: each output one fresh "
+        "LLM variation of a parent drawn from the last DP histogram, so outputs are distinct) "
+        "or draws (the selected captions themselves, repeats rendered with other seeds)",
+    )
     image_size: int = Field(256, ge=8, le=4096, description="side of the square output images")
     image_format: Literal["png", "jpg", "webp"] = "png"
     content_credentials: ContentCredentialsConfig | None = Field(

@@ -63,15 +63,18 @@ CLASSES = ("cats", "dogs", "owls")
 CLASS_SIZES = (1100, 600, 300)  # disjoint slices of the toy private points
 
 
-def _settings() -> EvolveSettings:
-    return toy.settings(iterations=3, num_outputs=6, noise_seed=None)
+def _settings(final: str = "draws") -> EvolveSettings:
+    return toy.settings(iterations=3, num_outputs=6, noise_seed=None, final=final)
 
 
-def build_run(run_dir: Path, *, signing_key: Path | None = None, texts: bool = False) -> Path:
-    settings = _settings()
+def build_run(
+    run_dir: Path, *, signing_key: Path | None = None, texts: bool = False, final: str = "draws"
+) -> Path:
+    """A finished toy run; `final: variations` makes its outputs a final population."""
+    settings = _settings(final)
     private = toy.private_points()
     ledger = Ledger.open(run_dir, signing_key=signing_key)
-    _start(ledger, settings, len(private), plan_run(settings, len(private)).sigma)
+    _start(ledger, settings, len(private), plan_run(settings, len(private)).sigma, final=final)
     api = toy.Points()
     result = evolve(
         run_dir / "pe",
@@ -91,7 +94,7 @@ def _start(
     settings: EvolveSettings,
     n_private: int,
     sigma: float,
-    **extra: Any,  # k, accountant
+    **extra: Any,  # k, accountant, classes, final
 ) -> None:
     record_run_start(
         ledger,
@@ -161,18 +164,23 @@ def _finish(
 
 
 def build_labelled_run(
-    run_dir: Path, *, fractions: dict[str, float] | None = None, num_outputs: int = 8
+    run_dir: Path,
+    *,
+    fractions: dict[str, float] | None = None,
+    num_outputs: int = 8,
+    final: str = "draws",
 ) -> Path:
     """Three classes of toy points around different centres, 3 releases each. Without
     `fractions` the class counts are a DP release (extra = 1) that allocates the outputs."""
-    base = _settings()
+    base = _settings(final)
     extra = 0 if fractions is not None else 1
     points = toy.private_points(sum(CLASS_SIZES))
     bounds = np.cumsum((0, *CLASS_SIZES))
     private = [points[a:b] + 3.0 * c for c, (a, b) in enumerate(itertools.pairwise(bounds))]
     sigma = discrete_gaussian_sigma(base.epsilon, base.delta, base.iterations, base.k, extra=extra)
     ledger = Ledger.open(run_dir)
-    _start(ledger, base, len(points), sigma, classes=CLASSES, class_fractions=fractions)
+    _start(ledger, base, len(points), sigma, classes=CLASSES, class_fractions=fractions,
+           final=final)  # fmt: skip
     if fractions is None:
         clean = np.asarray(CLASS_SIZES, dtype=np.int64)
         noise = sampling_sigma(sigma, base.k)

@@ -264,3 +264,41 @@ def test_final_set_is_drawn_in_proportion_to_the_last_release(tmp_path: Path) ->
     ids = read_population(tmp_path / "population-004.parquet")["id"]
     counts = [outputs["id"].count(cid) for cid in ids]
     assert counts == expected.tolist() and sum(counts) == 200
+
+
+def test_final_population_is_one_fresh_variation_of_each_drawn_parent(tmp_path: Path) -> None:
+    """Issue 25 item 1: the outputs are distinct variations, their parents drawn ∝ the last
+    noisy histogram (the draws of `final: draws`, one parent per output, in order)."""
+    draws = toy.run(tmp_path / "draws", num_outputs=200, threshold=2.0)
+    outputs = toy.run(tmp_path / "final", num_outputs=200, threshold=2.0, final="variations")
+    final = read_population(tmp_path / "final" / "population-005.parquet")
+    assert outputs["id"] == final["id"] and outputs["payload"] == final["payload"]
+    assert final["parent_id"] == draws["id"]  # the same DP draws, now parents
+    assert len(set(outputs["payload"])) == 200 < 2 * len(set(draws["payload"])) + 200
+    assert len(set(draws["payload"])) < 60
+    for cid, chain, parent in zip(outputs["id"], outputs["lineage"], final["parent_id"],
+                                  strict=True):  # fmt: skip
+        assert chain[:2] == [cid, parent] and chain[-1].startswith("0-")
+    assert set(outputs["iteration"]) == {5}
+    # post-processing only: no release of its own, no ε
+    assert not (tmp_path / "final" / "release-005.json").exists()
+    # a variation moves each parent a little, it does not replace it
+    parents = dict(zip(draws["id"], toy.parse(draws["payload"]), strict=False))
+    moved = np.linalg.norm(
+        toy.parse(outputs["payload"]) - np.array([parents[p] for p in final["parent_id"]]), axis=1
+    )
+    assert 0 < moved.mean() < 2.0
+
+
+def test_final_population_is_reused_on_resume_and_needs_its_release(tmp_path: Path) -> None:
+    first = toy.run(tmp_path, iterations=3, final="variations")
+    assert toy.run(tmp_path, iterations=3, final="variations") == first
+    (tmp_path / "release-002.json").unlink()
+    with pytest.raises(RunStateError, match="later iterations exist"):
+        toy.run(tmp_path, iterations=3, final="variations")
+
+
+def test_plan_counts_the_final_variations() -> None:
+    base = toy.settings(iterations=2, population=(10,), num_outputs=50)
+    varied = toy.settings(iterations=2, population=(10,), num_outputs=50, final="variations")
+    assert plan_run(varied, 1000).variation_calls == plan_run(base, 1000).variation_calls + 50

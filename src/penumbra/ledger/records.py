@@ -52,6 +52,7 @@ def record_run_start(
     remote_private: Sequence[str] = (),
     classes: Sequence[str] | None = None,
     class_fractions: dict[str, float] | None = None,
+    final: str = "draws",
 ) -> int:
     """The run's public parameters. With `public_n` the exact N is left out (only the bound is
     public); `remote_private` names the opted-in endpoints that receive private data.
@@ -77,6 +78,8 @@ def record_run_start(
         "seed_commitment": seed_commitment(seed),
         "fixed_noise_seed": fixed_noise_seed,
     }
+    if final != "draws":  # outputs are a final population of variations (`verify` checks it)
+        fields["final"] = final
     if classes is not None:
         fields.update(
             {

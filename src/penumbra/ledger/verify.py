@@ -60,7 +60,10 @@ from penumbra.ledger.verify_mpc import check_cosigners, check_rounds, spent_abor
 from penumbra.ledger.verify_tree import (
     check_output_rows,
     check_release_files,
+    final_population,
+    outputs_as_parents,
     check_release_votes,
+    check_final_lineage,
     check_tree,
 )
 from penumbra.models.fingerprint import file_sha256
@@ -442,20 +445,22 @@ def _check_outputs(
     entries: list[dict[str, Any] | None],
     listed: dict[str, tuple[int, dict[str, Any]]],
     report: VerifyReport,
+    final: dict[str, tuple[str, str]] | None,
 ) -> None:
-    """Every output is a candidate the last release (of its class) selected; as many as
-    run_end says."""
+    """Every output is a candidate the last release (of its class) selected, or one variation
+    of such a candidate in the final population (`final`); as many as run_end says."""
     outputs = _output_ids(run_dir, listed, report)
     if outputs is None:
         return
+    chosen = outputs_as_parents(outputs, final, report)  # what the last release selected
     releases = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "release"]
     start = entries[0] if entries and entries[0] and entries[0].get("type") == "run_start" else {}
     if is_labelled(start):
-        check_class_outputs(entries, start, outputs, report)
+        check_class_outputs(entries, start, chosen, report)
     elif releases:
         i, last = releases[-1]
         selected = set(last.get("selected_ids") or [])
-        for where, cid, _ in outputs:
+        for where, cid, _ in chosen:
             if cid not in selected:
                 report.fail(
                     where,
@@ -476,7 +481,10 @@ def _check_outputs(
 
 
 def _check_files(
-    run_dir: Path, entries: list[dict[str, Any] | None], report: VerifyReport
+    run_dir: Path,
+    entries: list[dict[str, Any] | None],
+    report: VerifyReport,
+    final: dict[str, tuple[str, str]] | None,
 ) -> dict[str, tuple[int, dict[str, Any]]]:
     """The outputs entries' files (name → (entry index, row)) against the disk, and the DP
     origin of every output."""
@@ -497,7 +505,7 @@ def _check_files(
             name = path.relative_to(run_dir).as_posix()
             if path.is_file() and name not in listed:
                 report.fail(name, "in synthetic/ but not in the log (added after the run)")
-    _check_outputs(run_dir, entries, listed, report)
+    _check_outputs(run_dir, entries, listed, report, final)
     samples = [
         {"file": name, **{k: row[k] for k in _LINEAGE if k in row}}
         for name, (_, row) in list(listed.items())
@@ -557,11 +565,14 @@ def verify_run(
     _check_accounting(entries, report)
     check_cosigners(folder, entries, report, cosigners)
     check_rounds(entries, report, _accountant(entries)[0])
-    listed = _check_files(run, entries, report)
+    final = final_population(run, entries, report)
+    listed = _check_files(run, entries, report, final)
     # the outputs entries' files and everything in synthetic/ were checked above
     outputs = {*listed, *(n for n in scan_tree(run).files if n.startswith("synthetic/"))}
     check_tree(run, entries, report, checked=outputs)
     payloads = check_release_files(run, entries, report)
+    payloads.update({cid: caption for cid, (_, caption) in (final or {}).items()})
+    check_final_lineage(listed, final, report)
     start = entries[0] if entries and entries[0] and entries[0].get("type") == "run_start" else {}
     classes = start.get("classes") if is_labelled(start) else None
     check_output_rows(run, entries, listed, payloads, classes, report)

@@ -140,6 +140,8 @@ def check_release_files(run_dir: Path, entries: Entries, report: VerifyReport) -
         label, t = _folder_label(rel), int(match[2])
         found = released.get((label, t))
         of = "" if label is None else f" of class {label}"
+        if found is None and match[1] == "population" and t == final_iteration(entries):
+            continue  # the final population: `final_population` checks it
         if found is None:
             report.fail(rel, f"the ledger holds no release {t}{of}: not a logged DP release")
             continue
@@ -169,6 +171,96 @@ def _compare_release(
         return
     if differ:
         report.fail(rel, f"differs from its ledger entry {index}: {', '.join(differ)}")
+
+
+def final_iteration(entries: Entries) -> int | None:
+    """The number of the final population's file (T), where the run made one (run_start
+    `final: variations`); None where the outputs are the last release's own draws."""
+    start = entries[0] if entries and entries[0] else {}
+    if start.get("type") != "run_start" or start.get("final") != "variations":
+        return None
+    iterations = start.get("iterations")
+    return iterations if isinstance(iterations, int) and iterations >= 1 else None
+
+
+def final_population(
+    run_dir: Path, entries: Entries, report: VerifyReport
+) -> dict[str, tuple[str, str]] | None:
+    """The final population (candidate id → (parent id, caption)) of every class, where the
+    run made one; None where it did not. Its parents must be exactly the last release's
+    selection, in order: each output is one variation of one selected parent, so the mix of
+    parents is the DP histogram's and nothing else."""
+    t = final_iteration(entries)
+    if t is None:
+        return None
+    found: dict[str, tuple[str, str]] = {}
+    released = _released(entries)
+    for rel, path in scan_tree(run_dir).files.items():
+        match = _NUMBERED.fullmatch(rel.rsplit("/", 1)[-1])
+        if match is None or match[1] != "population" or int(match[2]) != t:
+            continue
+        label = _folder_label(rel)
+        if (label, t - 1) not in released:
+            of = "" if label is None else f" of class {label}"
+            report.fail(rel, f"a final population, but the ledger holds no release {t - 1}{of}")
+            continue
+        index, entry = released[(label, t - 1)]
+        try:
+            rows = read_population(path)
+            parents, ids, captions = rows["parent_id"], rows["id"], rows["payload"]
+        except Exception:  # pyarrow raises many kinds for a damaged file
+            report.fail(rel, "not a population file penumbra wrote (unreadable Parquet)")
+            continue
+        if list(parents) != list(entry.get("selected_ids") or []):
+            report.fail(
+                rel,
+                f"its parents are not the candidates release entry {index} selected, in "
+                "order: the final population must be one variation of each selected parent",
+            )
+            continue
+        found.update(zip(ids, zip(parents, captions, strict=True), strict=True))
+    return found
+
+
+def outputs_as_parents(
+    outputs: list[tuple[str, Any, Any]],
+    final: dict[str, tuple[str, str]] | None,
+    report: VerifyReport,
+) -> list[tuple[str, Any, Any]]:
+    """(where, candidate id, label) of each output, with a final-population candidate
+    replaced by its parent, which is what the last release selected. An output that is no
+    final candidate, or the same final candidate twice, fails here."""
+    if final is None:
+        return outputs
+    kept, seen = [], set()
+    for where, cid, label in outputs:
+        if cid not in final:
+            report.fail(where, f"candidate {cid!r} is not in the run's final population")
+        elif cid in seen:
+            report.fail(where, f"candidate {cid!r} is output twice: final outputs are distinct")
+        else:
+            seen.add(cid)
+            kept.append((where, final[cid][0], label))
+    return kept
+
+
+def check_final_lineage(
+    listed: dict[str, tuple[int, dict[str, Any]]],
+    final: dict[str, tuple[str, str]] | None,
+    report: VerifyReport,
+) -> None:
+    """Each output of a final population descends, in the ledger's lineage, from the parent
+    its final population names."""
+    if not final:
+        return
+    for name, (_, row) in sorted(listed.items()):
+        cid = row.get("candidate_id")
+        if cid not in final:
+            continue
+        lineage = row.get("lineage")
+        if not isinstance(lineage, list) or lineage[:2] != [cid, final[cid][0]]:
+            report.fail(name, f"its lineage does not run from {cid!r} to its parent "
+                              f"{final[cid][0]!r} in the final population")  # fmt: skip
 
 
 def _check_population(

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -117,6 +117,11 @@ class EvolveSettings:
     # made before the loop is one more composition at the same noise (`extra` = 1).
     id_prefix: str = ""
     extra: int = 0
+    # The final set: "draws" are the last release's selected candidates themselves (repeats
+    # rendered with other seeds); "variations" is a final population, as in PE and SPTI: one
+    # fresh variation of each selected parent (post-processing of DP captions, no ε), so
+    # num_outputs outputs are num_outputs distinct samples.
+    final: Literal["draws", "variations"] = "draws"
 
     def sizes(self) -> list[int]:
         if len(self.population) == 1:
@@ -239,6 +244,8 @@ def plan_run(
     )
     sizes = settings.sizes()
     variation_calls = sum(sizes[1:]) + settings.lookahead * sum(sizes)
+    if settings.final == "variations":
+        variation_calls += settings.num_outputs
     embeddings = sum(sizes) * max(1, settings.lookahead)
     per_candidate = n_private / max(sizes)
     seconds = (
@@ -324,7 +331,8 @@ class _Loop:
         path = self.folder / "state.json"
         settings = {k: v for k, v in asdict(self.s).items() if k != "noise_seed"}
         settings["population"] = list(self.s.population)
-        for name, unset in (("id_prefix", ""), ("extra", 0)):  # as runs before labels wrote it
+        # as runs before labels (and before final populations) wrote it
+        for name, unset in (("id_prefix", ""), ("extra", 0), ("final", "draws")):
             if settings[name] == unset:
                 del settings[name]
         state: dict[str, Any] = {
@@ -350,6 +358,10 @@ class _Loop:
         else:
             write_json(path, state)
 
+    def size(self, t: int) -> int:
+        """Population t's size; t == iterations is the final population (one per output)."""
+        return self.s.num_outputs if t == self.s.iterations else self.sizes[t]
+
     def population(self, t: int, previous: Release | None) -> dict[str, list[Any]]:
         path = self.folder / f"population-{t:03d}.parquet"
         if path.exists():
@@ -361,7 +373,7 @@ class _Loop:
     def request(self, t: int, previous: Release | None) -> PopulationRequest:
         """What population t needs from the random or variation API (public randomness only):
         apart from the API call itself, so that several loops can share one call."""
-        size = self.sizes[t]
+        size = self.size(t)
         if t == 0:
             seed = _seed(self.s.seed, 0, "random")
             return PopulationRequest("random", seed, count=size, parents=[""] * size,
@@ -370,7 +382,7 @@ class _Loop:
         prev = read_population(self.folder / f"population-{t - 1:03d}.parquet")
         chosen = previous.selected
         kept: list[int] = []
-        if self.s.keep_selected:
+        if self.s.keep_selected and t < self.s.iterations:
             kept = list(dict.fromkeys(chosen))[:size]
         fill = size - len(kept)
         sources = [chosen[i % len(chosen)] for i in range(fill)]
@@ -387,7 +399,7 @@ class _Loop:
     ) -> dict[str, list[Any]]:
         """Population t from its request and what the API wrote, durably before any use."""
         payloads = request.kept + list(generated)
-        size = self.sizes[t]
+        size = self.size(t)
         if len(payloads) != size:
             raise RuntimeError(f"iteration {t}: expected {size} candidates, got {len(payloads)}")
         rows: dict[str, list[Any]] = {
@@ -549,8 +561,18 @@ def evolve(
 def finish(
     loop: _Loop, rows: dict[str, list[Any]], last: Release, releases: list[Release]
 ) -> EvolveResult:
-    """The outputs the last release selected, with their lineage, and the ε spent."""
+    """The outputs (the last release's selection, or one fresh variation of each selected
+    candidate: the final population), with their lineage, and the ε spent."""
     outputs: dict[str, list[Any]] = {name: [] for name in ("id", "payload", "iteration", "lineage")}
+    if loop.s.final == "variations":
+        final = loop.population(loop.s.iterations, last)
+        lineage = _lineage(loop.folder, loop.s.iterations + 1)
+        for cid, payload in zip(final["id"], final["payload"], strict=True):
+            outputs["id"].append(cid)
+            outputs["payload"].append(payload)
+            outputs["iteration"].append(loop.s.iterations)
+            outputs["lineage"].append(lineage[cid])
+        return EvolveResult(outputs, releases, loop.sigma, loop.spent(loop.s.iterations))
     lineage = _lineage(loop.folder, loop.s.iterations)
     for i in last.selected:
         cid = rows["id"][i]

@@ -106,6 +106,15 @@ def evolve_together(
             done += 1
             if on_iteration is not None:
                 on_iteration(done, steps * len(jobs))
+    finals = [(i, loop.request(steps, previous[i])) for i, loop in enumerate(loops)
+              if loop.s.final == "variations"
+              and not (loop.folder / f"population-{steps:03d}.parquet").exists()]  # fmt: skip
+    if finals:  # every class's final population in one model call, as the iterations' are
+        made = (generate_many(finals) if generate_many is not None
+                else [generate(r, loops[i].random_api, loops[i].variation_api)
+                      for i, r in finals])  # fmt: skip
+        for (i, request), payloads in zip(finals, made, strict=True):
+            loops[i].write_population(steps, request, payloads)
     return [
         finish(loop, rows[i], previous[i], releases[i])  # type: ignore[arg-type]
         for i, loop in enumerate(loops)

@@ -189,6 +189,10 @@ def _pe_section(
             for p, c, i in zip(paths, captions, order, strict=True)
         )
         parts.append("</div>")
+    final = folder / f"population-{len(releases):03d}.parquet"  # the final population, if any
+    if releases and final.is_file():
+        rows = read_population(final)
+        payloads.update(zip(rows["id"], rows["payload"], strict=True))
     return parts
 
 
@@ -237,7 +241,11 @@ def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> P
     synthetic = run_dir / "synthetic"
     if (synthetic / "metadata.jsonl").exists():
         meta = read_imagefolder_metadata(synthetic)
-        parts.append(f"<h2>Synthetic images ({len(meta)})</h2><div class='grid'>")
+        distinct = len({m.get("caption") for m in meta})
+        parts.append(
+            f"<h2>Synthetic images ({len(meta)}, {distinct} distinct captions)</h2>"
+            "<div class='grid'>"
+        )
         shown = _by_class(meta, 96)
         parts.extend(_cell(synthetic / m["file_name"], m["caption"], _class_note(m)) for m in shown)
         parts.append("</div><h2>Lineage of a few outputs</h2><ul>")

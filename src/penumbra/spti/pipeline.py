@@ -235,6 +235,7 @@ def preflight(
         threshold=config.pe.threshold,
         selection=config.pe.selection,
         output_selection=config.output.selection,
+        final=config.output.final,
         seed=config.seed if config.seed is not None else 0,
         k=config.pe.k,
         extra=extra,

@@ -240,7 +240,7 @@ def record_start(
         k=cfg.pe.k, accountant=str(getattr(record.voter, "accountant", ACCOUNTANT)),
         public_n=cfg.privacy.public_n, remote_private=remote_private,
         classes=cfg.data.classes if cfg.data.labels is not None else None,
-        class_fractions=cfg.output.class_fractions,
+        class_fractions=cfg.output.class_fractions, final=cfg.output.final,
     )  # fmt: skip
 
 
