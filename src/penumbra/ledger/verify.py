@@ -58,13 +58,13 @@ from penumbra.ledger.verify_classes import (
 )
 from penumbra.ledger.verify_mpc import check_cosigners, check_rounds, spent_aborts
 from penumbra.ledger.verify_tree import (
+    check_final_lineage,
     check_output_rows,
     check_release_files,
+    check_release_votes,
+    check_tree,
     final_population,
     outputs_as_parents,
-    check_release_votes,
-    check_final_lineage,
-    check_tree,
 )
 from penumbra.models.fingerprint import file_sha256
 from penumbra.privacy import discrete_gaussian_epsilon, gaussian_epsilon
