@@ -637,6 +637,13 @@ def _print_run(run: object) -> None:
     table.add_row("synthetic images", f"{run.num_images} in {run.run_dir / 'synthetic'}")
     for stage, seconds in run.stage_seconds.items():
         table.add_row(f"time: {stage}", f"{seconds:.1f} s")
+    if run.captions.get("prompts"):
+        c = run.captions
+        table.add_row(
+            "LLM captions",
+            f"{int(c['prompts'])} written, {c['retried_share']:.0%} needed a retry, "
+            f"{c['fell_back_share']:.0%} fell back to their parent or subject",
+        )
     for model in run.models:
         table.add_row(f"model: {model['role']}", model["uri"])
     table.add_row("report", str(run.report))

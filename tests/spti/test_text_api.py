@@ -158,3 +158,17 @@ def test_variation_keeps_its_parents_category() -> None:
         "black ankle boots",
         "a plain grey t-shirt",
     ]
+
+
+def test_retries_and_fallbacks_are_counted() -> None:
+    """Issue 25 item 3: the share of captions that needed a retry is reported."""
+
+    def reply(prompt: str, seed: int) -> str:
+        return "a red car on the road" if "boots" in prompt else "a green silk dress"
+
+    api = _api(ScriptedLLM(reply), categories=CATEGORIES)
+    api.vary(["black ankle boots", "a red dress", "a blue dress"], seed=1)
+    # the boots prompt is retried twice and falls back; the second dress reply is a
+    # duplicate of the first, retried, and accepted on the last attempt
+    assert api.stats.as_dict() == {"prompts": 3, "retried": 2, "fell_back": 1,
+                                   "retried_share": 0.6667, "fell_back_share": 0.3333}  # fmt: skip

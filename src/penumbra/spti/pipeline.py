@@ -76,6 +76,8 @@ class Run:
     report: Path
     stage_seconds: dict[str, float] = field(default_factory=dict)
     models: list[dict[str, str]] = field(default_factory=list)
+    # LLM prompts of this process, and how many needed a retry or fell back
+    captions: dict[str, float] = field(default_factory=dict)
 
 
 def _progress(console: Console | None) -> Progress:
@@ -399,6 +401,7 @@ def _run_stages(
         n_private=None if hidden else n_accounted,
         skipped_private=None if hidden else (len(report.skipped) if report is not None else 0),
         report=report_path, stage_seconds=st.times, models=models.identities,
+        captions=st.captions.as_dict(),
     )  # fmt: skip
 
 

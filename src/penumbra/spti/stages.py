@@ -42,7 +42,7 @@ from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.leftovers import clear_unlogged
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer, generate_images
-from penumbra.spti.text_api import LLMCaptionAPI
+from penumbra.spti.text_api import CaptionStats, LLMCaptionAPI
 
 
 class ExternalVoting(Protocol):
@@ -70,6 +70,7 @@ class Stages:
     progress: Progress
     times: dict[str, float] = field(default_factory=dict)
     engine: Engine = field(default_factory=LocalEngine)
+    captions: CaptionStats = field(default_factory=CaptionStats)  # over every caption API
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -318,6 +319,7 @@ def caption_api(st: Stages, models: Models, categories: list[str]) -> LLMCaption
         temperature=cfg.prompts.temperature, retries=cfg.prompts.retries,
         categories=categories, attributes=cfg.prompts.attributes,
         steer=cfg.prompts.steer, keep_attributes=cfg.prompts.keep_attributes,
+        stats=st.captions,
     )  # fmt: skip
 
 

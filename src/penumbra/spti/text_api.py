@@ -94,6 +94,27 @@ def mentions(caption: str, heads: list[str]) -> bool:
 
 
 @dataclass
+class CaptionStats:
+    """How often the LLM's first reply was not a usable caption: prompts sent, prompts that
+    needed at least one retry, and prompts that fell back (a variation keeps its parent, a
+    random prompt its subject) after the retry budget. Public: prompts are public text."""
+
+    prompts: int = 0
+    retried: int = 0
+    fell_back: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        n = max(self.prompts, 1)
+        return {
+            "prompts": self.prompts,
+            "retried": self.retried,
+            "fell_back": self.fell_back,
+            "retried_share": round(self.retried / n, 4),
+            "fell_back_share": round(self.fell_back / n, 4),
+        }
+
+
+@dataclass
 class Prompts:
     """Prompts for the LLM, what each falls back to after the retries, and the word groups a
     reply must name (None: any clean reply)."""
@@ -131,8 +152,10 @@ class LLMCaptionAPI:
         attributes: list[str] | None = None,
         steer: str = "",
         keep_attributes: bool = False,
+        stats: CaptionStats | None = None,
     ) -> None:
         self.generator = generator
+        self.stats = stats if stats is not None else CaptionStats()
         self.domain = domain
         self.random_template = random_template
         self.examples = list(examples or [])
@@ -165,6 +188,8 @@ class LLMCaptionAPI:
             todo = [i for i, c in enumerate(out) if c is None]
             if not todo:
                 break
+            if attempt == 1:
+                self.stats.retried += len(todo)
             replies = self.generator.generate(
                 [prompts[i] for i in todo],
                 max_new_tokens=self.max_new_tokens,
@@ -182,6 +207,8 @@ class LLMCaptionAPI:
                 if caption is not None and (caption.lower() not in seen or attempt == self.retries):
                     out[i] = caption
                     seen.add(caption.lower())
+        self.stats.prompts += len(prompts)
+        self.stats.fell_back += sum(c is None for c in out)
         return [c if c is not None else fallbacks[i] for i, c in enumerate(out)]
 
     def random(self, count: int, *, seed: int) -> list[str]:
