@@ -122,6 +122,7 @@ def test_synthetic_alone_is_an_artefact_of_every_release(
     last = max(e["index"] for e in entries if e["type"] == "release" and e["label"] == 1)
     _cut_back(copy, last)
     (copy / "candidates" / "class-001" / "release-001.json").unlink()
+    (copy / "candidates" / "class-001" / "population-002.parquet").unlink()  # the final one
     (copy / "report.html").unlink()
     assert "synthetic exists" in _refused(copy, capsys)
 

@@ -199,13 +199,15 @@ def test_private_texts_aug_pe(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         json.loads(line) for line in (out / "synthetic" / "texts.jsonl").read_text().splitlines()
     ]
     assert len(rows) == 4 and all(r["text"] and r["parent_chain"] for r in rows)
-    # complete texts, drawn in proportion to the last release (largest remainder)
+    # complete texts, each a variation of a parent drawn in proportion to the last release
+    # (largest remainder): the final population
     from penumbra.pe.mechanism import apply_threshold, apportion
 
     last = json.loads(sorted((out / "candidates").glob("release-*.json"))[-1].read_text())
     shares = apportion(apply_threshold(np.array(last["noisy"]), last["threshold"]), 4)
-    drawn = [sum(r["candidate_id"] == cid for r in rows) for cid in last["candidate_ids"]]
+    drawn = [sum(r["parent_chain"][1] == cid for r in rows) for cid in last["candidate_ids"]]
     assert drawn == shares.tolist()
+    assert len({r["candidate_id"] for r in rows}) == 4
     assert all(r["text"].split()[-1].lower() not in ("a", "the", "with", "and") for r in rows)
     assert verify_run(out).ok
     for path in _files_outside_private(out):
