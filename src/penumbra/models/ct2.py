@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.errors import ModelError
-from penumbra.models.protocols import Role
+from penumbra.models.protocols import Role, check_generation
 
 RUNTIME = "ctranslate2-int8"
 
@@ -123,10 +123,7 @@ class CT2TextGenerator:
     ) -> list[str]:
         import ctranslate2
 
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        check_generation(max_new_tokens, temperature)
         if not prompts:
             return []
         ctranslate2.set_random_seed(seed if seed is not None else int.from_bytes(os.urandom(4)))

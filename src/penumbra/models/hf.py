@@ -18,7 +18,7 @@ from penumbra.errors import ModelError
 from penumbra.models.device import default_device
 from penumbra.models.fingerprint import fingerprint_dir, fingerprint_text
 from penumbra.models.hf_source import HFSource, hub_offline
-from penumbra.models.protocols import Role
+from penumbra.models.protocols import Role, check_generation
 
 T = TypeVar("T")
 
@@ -94,10 +94,7 @@ class HFTextGenerator:
         temperature: float,
         seed: int | None,
     ) -> list[str]:
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        check_generation(max_new_tokens, temperature)
         outputs: list[str] = []
         device = self._model.device
         for index, batch in enumerate(batched(prompts, self.batch_size)):

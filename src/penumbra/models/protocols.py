@@ -89,3 +89,11 @@ class ImageVariator(ImageGenerator, Protocol):
     ) -> list[Image.Image]:
         """One variation per image; strength in (0, 1]: how far from the original."""
         ...
+
+
+def check_generation(max_new_tokens: int, temperature: float) -> None:
+    """The arguments every TextGenerator refuses alike."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
