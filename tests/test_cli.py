@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,25 @@ def test_console_script_exit_code_and_no_traceback(tmp_path) -> None:
     assert proc.stderr.strip() == (
         "error: config: pe.k: Input should be greater than or equal to 1 (got 0)"
     )
+
+
+def test_every_command_summary_is_one_line() -> None:
+    """`penumbra --help` showed the evaluate and demo summaries broken mid-sentence ("class /
+    mix"): the docstrings' hard line breaks reached Rich (issue 26)."""
+    import typer.main
+
+    from penumbra.cli import app
+
+    def commands(group: Any) -> list[tuple[str, Any]]:
+        found = []
+        for name, command in group.commands.items():
+            found.append((name, command))
+            if hasattr(command, "commands"):
+                found += [(f"{name} {sub}", c) for sub, c in commands(command)]
+        return found
+
+    found = commands(typer.main.get_command(app))
+    assert len(found) >= 20  # the groups' subcommands too
+    for name, command in found:
+        summary = (command.short_help or command.help or "").strip().split("\n\n")[0]
+        assert summary and "\n" not in summary, f"penumbra {name}: {summary!r}"

@@ -528,8 +528,10 @@ def evaluate_command(
     ] = None,
     ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
-    """Fidelity metrics (Fréchet distance/FID, KID, precision/recall, density/coverage, class
-    mix) and, with --holdout, an empirical privacy audit; with --tstr, train-on-synthetic /
+    """Fidelity, class mix, a privacy audit (--holdout) and TSTR accuracy (--tstr) of a set.
+
+    Fidelity metrics: Fréchet distance/FID, KID, precision/recall, density/coverage and the
+    class mix; with --holdout, an empirical privacy audit; with --tstr, train-on-synthetic /
     test-on-real accuracy (uses the reference images and labels).
 
     --reference, --private and --holdout are treated as private data: every number is
@@ -671,8 +673,10 @@ def demo(
     ] = False,
     ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
-    """The whole method offline on a laptop CPU: skewed Fashion-MNIST "private" set, builtin
-    models, penumbra's own text-to-image model; a verifiable run with a report."""
+    """The whole method offline on a laptop CPU, ending in a verifiable run with a report.
+
+    A skewed Fashion-MNIST "private" set, the builtin models and penumbra's own text-to-image
+    model."""
     from penumbra.spti.demo import run_demo
 
     if labelled:

@@ -109,9 +109,10 @@ def register(app: typer.Typer) -> None:
         ] = 10,
         ray: Annotated[str | None, RAY_FILES_OPTION] = None,
     ) -> None:
-        """Mask faces (CenterFace) in images and videos; report residual faces a second
-        detector (MTCNN) still finds in the output. Metadata is not copied; audio only with
-        --keep-audio."""
+        """Mask faces in images and videos, and report faces a second detector still finds.
+
+        CenterFace masks; MTCNN looks for residual faces in the output. Metadata is not
+        copied; audio only with --keep-audio."""
         from rich.console import Console
         from rich.progress import (
             BarColumn,
