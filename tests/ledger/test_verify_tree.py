@@ -233,7 +233,10 @@ def test_metadata_caption_that_is_not_its_candidates(run: Path) -> None:
 def test_metadata_candidate_swapped(run: Path) -> None:
     meta = run / "synthetic" / "metadata.jsonl"
     rows = [json.loads(line) for line in meta.read_text().splitlines()]
-    rows[0]["candidate_id"], rows[1]["candidate_id"] = rows[1]["candidate_id"], "2-0"
+    # another candidate of the last population: with fresh noise rows 0 and 1 may be draws
+    # of one candidate, and "2-0" may be row 0's own, so pick one that surely differs
+    first = rows[0]["candidate_id"]
+    rows[0]["candidate_id"] = "2-1" if first == "2-0" else "2-0"
     meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
     failures = _failures(run)
     assert failures[0].startswith("synthetic/metadata.jsonl: SHA-256 differs from the log")
