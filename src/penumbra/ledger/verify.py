@@ -65,6 +65,7 @@ from penumbra.ledger.verify_tree import (
     check_tree,
     final_population,
     outputs_as_parents,
+    read_text,
 )
 from penumbra.models.fingerprint import file_sha256
 from penumbra.privacy import discrete_gaussian_epsilon, gaussian_epsilon
@@ -429,7 +430,7 @@ def _output_ids(
         report.receipt["outputs_note"] = "texts.jsonl missing or modified: outputs not counted"
         return None
     ids = []
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -515,10 +516,6 @@ def _check_files(
     return listed
 
 
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", errors="replace")
-
-
 def verify_run(
     run_dir: Path | str,
     *,
@@ -539,7 +536,7 @@ def verify_run(
         raise PenumbraError(f"{run}: not a penumbra run directory (no ledger/entries.jsonl)")
     report = VerifyReport(str(run), signer_authenticated=pubkey is not None)
     key_file = folder / "pubkey"
-    own_key = _read_text(key_file).strip() if key_file.is_file() else ""
+    own_key = read_text(key_file).strip() if key_file.is_file() else ""
     vkey = pubkey.strip() if pubkey is not None else own_key
     if own_key != vkey:  # the folder's copy must be the key (one line), not a message
         report.fail("ledger/pubkey", "is not the key given with --pubkey (a replaced key?)")
@@ -553,7 +550,7 @@ def verify_run(
     hashes = [leaf_hash(line) for line in lines]
     latest = _check_checkpoints(folder, vkey, hashes, report)
     origin = folder / "origin"
-    if latest is not None and origin.is_file() and _read_text(origin).strip() != latest.origin:
+    if latest is not None and origin.is_file() and read_text(origin).strip() != latest.origin:
         report.fail("ledger/origin", "differs from the origin the checkpoints sign")
     if latest is not None:
         report.receipt["checkpoint"] = {
@@ -565,12 +562,13 @@ def verify_run(
     _check_accounting(entries, report)
     check_cosigners(folder, entries, report, cosigners)
     check_rounds(entries, report, _accountant(entries)[0])
-    final = final_population(run, entries, report)
+    scan = scan_tree(run)  # the folder, walked once for the checks below
+    final = final_population(run, entries, report, scan=scan)
     listed = _check_files(run, entries, report, final)
     # the outputs entries' files and everything in synthetic/ were checked above
-    outputs = {*listed, *(n for n in scan_tree(run).files if n.startswith("synthetic/"))}
-    check_tree(run, entries, report, checked=outputs)
-    payloads = check_release_files(run, entries, report)
+    outputs = {*listed, *(n for n in scan.files if n.startswith("synthetic/"))}
+    check_tree(run, entries, report, checked=outputs, scan=scan)
+    payloads = check_release_files(run, entries, report, scan=scan)
     payloads.update({cid: caption for cid, (_, caption) in (final or {}).items()})
     check_final_lineage(listed, final, report)
     start = entries[0] if entries and entries[0] and entries[0].get("type") == "run_start" else {}

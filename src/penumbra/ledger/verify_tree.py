@@ -20,7 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from penumbra.ledger.tree import logged_tree, scan_tree, sha256_file
+from penumbra.ledger.tree import Scan, logged_tree, scan_tree, sha256_file
 from penumbra.pe.evolve import candidate_hash
 from penumbra.pe.store import read_population
 
@@ -37,12 +37,23 @@ _RELEASE_FIELDS = ("candidate_hash", "sigma", "threshold", "cumulative_epsilon",
                    "fixed_noise_seed", "accountant", "noisy_votes")  # fmt: skip
 
 
+def read_text(path: Path) -> str:
+    """A file's text, undecodable bytes replaced: crafted bytes make a failure, not a crash."""
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
 def check_tree(
-    run_dir: Path, entries: Entries, report: VerifyReport, *, checked: Collection[str] = ()
+    run_dir: Path,
+    entries: Entries,
+    report: VerifyReport,
+    *,
+    checked: Collection[str] = (),
+    scan: Scan | None = None,
 ) -> None:
     """Files on disk against the tree the ledger's `files` entries describe; `checked` files
-    (the outputs, whose entries were compared already) are not reported twice."""
-    scan = scan_tree(run_dir)
+    (the outputs, whose entries were compared already) are not reported twice. `scan`: the
+    folder as already walked."""
+    scan = scan or scan_tree(run_dir)
     for name in scan.links:
         report.fail(name, "a symlink in the published tree (it can reach private data)")
     for name in scan.odd:
@@ -128,12 +139,14 @@ def _folder_label(rel: str) -> Any:
     return int(match[1]) if match else None
 
 
-def check_release_files(run_dir: Path, entries: Entries, report: VerifyReport) -> dict[str, str]:
+def check_release_files(
+    run_dir: Path, entries: Entries, report: VerifyReport, *, scan: Scan | None = None
+) -> dict[str, str]:
     """Each release file equals its ledger entry; each population hashes to its release's
     `candidate_hash`. Returns candidate id → payload of the populations that do."""
     released = _released(entries)
     payloads: dict[str, str] = {}
-    for rel, path in scan_tree(run_dir).files.items():
+    for rel, path in (scan or scan_tree(run_dir)).files.items():
         match = _NUMBERED.fullmatch(rel.rsplit("/", 1)[-1])
         if match is None or match[3] != ("json" if match[1] == "release" else "parquet"):
             continue
@@ -184,7 +197,7 @@ def final_iteration(entries: Entries) -> int | None:
 
 
 def final_population(
-    run_dir: Path, entries: Entries, report: VerifyReport
+    run_dir: Path, entries: Entries, report: VerifyReport, *, scan: Scan | None = None
 ) -> dict[str, tuple[str, str]] | None:
     """The final population (candidate id → (parent id, caption)) of every class, where the
     run made one; None where it did not. Its parents must be exactly the last release's
@@ -195,7 +208,7 @@ def final_population(
         return None
     found: dict[str, tuple[str, str]] = {}
     released = _released(entries)
-    for rel, path in scan_tree(run_dir).files.items():
+    for rel, path in (scan or scan_tree(run_dir)).files.items():
         match = _NUMBERED.fullmatch(rel.rsplit("/", 1)[-1])
         if match is None or match[1] != "population" or int(match[2]) != t:
             continue
@@ -297,8 +310,7 @@ def check_output_rows(
         return
     expected = {name: row for name, (_, row) in listed.items() if "candidate_id" in row}
     seen = set()
-    text = meta.read_bytes().decode("utf-8", errors="replace")
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(read_text(meta).splitlines(), 1):
         where = f"synthetic/metadata.jsonl line {number}"
         if not line.strip():
             continue

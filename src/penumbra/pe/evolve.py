@@ -563,23 +563,18 @@ def finish(
 ) -> EvolveResult:
     """The outputs (the last release's selection, or one fresh variation of each selected
     candidate: the final population), with their lineage, and the ε spent."""
-    outputs: dict[str, list[Any]] = {name: [] for name in ("id", "payload", "iteration", "lineage")}
     if loop.s.final == "variations":
         final = loop.population(loop.s.iterations, last)
+        ids, payloads = list(final["id"]), list(final["payload"])
+        iterations = [loop.s.iterations] * len(ids)
         lineage = _lineage(loop.folder, loop.s.iterations + 1)
-        for cid, payload in zip(final["id"], final["payload"], strict=True):
-            outputs["id"].append(cid)
-            outputs["payload"].append(payload)
-            outputs["iteration"].append(loop.s.iterations)
-            outputs["lineage"].append(lineage[cid])
-        return EvolveResult(outputs, releases, loop.sigma, loop.spent(loop.s.iterations))
-    lineage = _lineage(loop.folder, loop.s.iterations)
-    for i in last.selected:
-        cid = rows["id"][i]
-        outputs["id"].append(cid)
-        outputs["payload"].append(rows["payload"][i])
-        outputs["iteration"].append(rows["iteration"][i])
-        outputs["lineage"].append(lineage[cid])
+    else:
+        ids = [rows["id"][i] for i in last.selected]
+        payloads = [rows["payload"][i] for i in last.selected]
+        iterations = [rows["iteration"][i] for i in last.selected]
+        lineage = _lineage(loop.folder, loop.s.iterations)
+    outputs: dict[str, list[Any]] = {"id": ids, "payload": payloads, "iteration": iterations,
+                                     "lineage": [lineage[cid] for cid in ids]}  # fmt: skip
     return EvolveResult(outputs, releases, loop.sigma, loop.spent(loop.s.iterations))
 
 

@@ -80,6 +80,20 @@ def evolve_together(
     rows: list[dict[str, list[Any]]] = [{} for _ in jobs]
     releases: list[list[Release]] = [[] for _ in jobs]
     done = 0
+
+    def make(
+        pending: list[tuple[int, PopulationRequest]], t: int
+    ) -> dict[int, dict[str, list[Any]]]:
+        """Population t of each pending job, from one model call, written durably."""
+        if not pending:
+            return {}
+        if generate_many is not None:
+            made = generate_many(pending)
+        else:
+            made = [generate(r, loops[i].random_api, loops[i].variation_api) for i, r in pending]
+        return {i: loops[i].write_population(t, request, payloads)
+                for (i, request), payloads in zip(pending, made, strict=True)}  # fmt: skip
+
     for t in range(steps):
         pending: list[tuple[int, PopulationRequest]] = []
         for i, loop in enumerate(loops):
@@ -88,14 +102,8 @@ def evolve_together(
                 rows[i] = read_population(path)
             else:
                 pending.append((i, loop.request(t, previous[i])))
-        if pending:
-            if generate_many is not None:
-                made = generate_many(pending)
-            else:
-                made = [generate(r, loops[i].random_api, loops[i].variation_api)
-                        for i, r in pending]  # fmt: skip
-            for (i, request), payloads in zip(pending, made, strict=True):
-                rows[i] = loops[i].write_population(t, request, payloads)
+        for i, made in make(pending, t).items():
+            rows[i] = made
         fresh = [i for i, loop in enumerate(loops)
                  if not (loop.folder / f"release-{t:03d}.json").exists()]  # fmt: skip
         if prefetch is not None and fresh:
@@ -106,15 +114,10 @@ def evolve_together(
             done += 1
             if on_iteration is not None:
                 on_iteration(done, steps * len(jobs))
-    finals = [(i, loop.request(steps, previous[i])) for i, loop in enumerate(loops)
-              if loop.s.final == "variations"
-              and not (loop.folder / f"population-{steps:03d}.parquet").exists()]  # fmt: skip
-    if finals:  # every class's final population in one model call, as the iterations' are
-        made = (generate_many(finals) if generate_many is not None
-                else [generate(r, loops[i].random_api, loops[i].variation_api)
-                      for i, r in finals])  # fmt: skip
-        for (i, request), payloads in zip(finals, made, strict=True):
-            loops[i].write_population(steps, request, payloads)
+    # every class's final population in one model call, as the iterations' are
+    make([(i, loop.request(steps, previous[i])) for i, loop in enumerate(loops)
+          if loop.s.final == "variations"
+          and not (loop.folder / f"population-{steps:03d}.parquet").exists()], steps)  # fmt: skip
     return [
         finish(loop, rows[i], previous[i], releases[i])  # type: ignore[arg-type]
         for i, loop in enumerate(loops)

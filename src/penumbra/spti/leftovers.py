@@ -20,7 +20,7 @@ from pathlib import Path
 
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
-from penumbra.ledger.tree import unlogged_files
+from penumbra.ledger.tree import PublishedTree, unlogged_files
 
 _PE_FILE = re.compile(
     r"candidates/(?:class-(\d+)/)?(?:(state)\.json|(release)-\d+\.json|population-(\d+)\.parquet)"
@@ -29,14 +29,14 @@ _REMADE = ("renders/", "cache/", "evaluation/")
 _REMADE_FILES = frozenset({"report.html", "evaluation.json"})
 
 
-def clear_unlogged(out: Path, ledger: Ledger) -> list[str]:
+def clear_unlogged(out: Path, ledger: Ledger, tree: PublishedTree | None = None) -> list[str]:
     """Remove what the run makes again, refuse what it cannot vouch for (module docstring);
     returns the removed paths."""
     released = {(e.get("label"), e.get("iteration")) for _, e in ledger.find("release")}
     outputs_logged = any(True for _ in ledger.find("outputs"))
     remove: list[str] = []
     refused: list[str] = []
-    for rel in unlogged_files(out, ledger.entries()):
+    for rel in unlogged_files(out, ledger.entries(), tree):
         pe = _PE_FILE.fullmatch(rel)
         if (
             rel in _REMADE_FILES

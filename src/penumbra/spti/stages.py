@@ -220,8 +220,9 @@ def open_record(
         voter = external.noisy_voter(settings, ledger, out)
         sigma = voter.sigma
     refuse_rolled_back_ledger(out, ledger, cfg)
-    clear_unlogged(out, ledger)  # nothing the ledger cannot vouch for gets signed below
-    return Record(ledger, voter, sigma, PublishedTree(out))
+    tree = PublishedTree(out)  # its hashes, taken once here, serve the first record below
+    clear_unlogged(out, ledger, tree)  # nothing the ledger cannot vouch for gets signed below
+    return Record(ledger, voter, sigma, tree)
 
 
 def record_start(
