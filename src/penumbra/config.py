@@ -139,6 +139,43 @@ class PromptsConfig(Section):
         "description only.\nDescription: {caption}\nNew description:",
         min_length=1,
     )
+    slots: dict[str, list[str]] | None = Field(
+        None,
+        description="slot-form captions (spti.slot_api): public words per slot, in caption "
+        "order ('' lets a caption leave the slot out), e.g. {tone: [dark, light], fit: ['', "
+        "slim]}; captions are a template holding an article, one word per slot and a category, "
+        "and a variation changes one slot, the LLM picking the word (constrained decoding). "
+        "Needs categories (or a labelled run) and a local text generator",
+    )
+    templates: list[str] = Field(
+        default_factory=lambda: ["a photo of {item}", "{item}", "a picture of {item}"],
+        min_length=1,
+        description="slot form: public caption templates, each holding {item} once",
+    )
+    slot_variation: str = Field(
+        "Here is a description of {domain}: {caption}. Suggest a different {slot} for it. "
+        "Reply with the {slot} only.",
+        min_length=1,
+        description="slot form: the LLM's prompt to pick a slot's new word ({caption}, {slot})",
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _one_item(cls, value: list[str]) -> list[str]:
+        if any(t.count("{item}") != 1 for t in value):
+            raise ValueError("every template must hold {item} exactly once")
+        return value
+
+    @field_validator("slots")
+    @classmethod
+    def _words_in_slots(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, words in (value or {}).items():
+            if not any(w.strip() for w in words):
+                raise ValueError(f"slot {name!r} needs at least one word")
+            if len(set(words)) != len(words):
+                raise ValueError(f"slot {name!r} lists a word twice")
+        return value
+
     max_words: int = Field(12, ge=3, le=200)
     max_new_tokens: int = Field(32, ge=4, le=1024)
     temperature: float = Field(0.9, ge=0.0, le=2.0)

@@ -36,6 +36,12 @@ TINY = [
 ]
 
 
+SLOTS = [
+    "prompts.slots={tone: ['', dark, light], fit: ['', slim, wide]}",
+    "prompts.categories=[coat, dress, bag, pair of trousers]",
+]
+
+
 @pytest.fixture(scope="module")
 def private_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_private_set(40, seed=2).write(tmp_path_factory.mktemp("private") / "images")
@@ -56,6 +62,7 @@ def test_tiny_run_verifies_and_leaks_nothing(
 
         cert, key = make_test_signer(tmp_path / "signer")
         extra = [f"output.content_credentials.cert={cert}", f"output.content_credentials.key={key}"]
+        extra += SLOTS  # slot-form captions (the demo's); text voting keeps free-form captions
     run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}", *extra])
     assert isinstance(run, Run) and run.iterations == 2 and run.num_images == 4
     if voting == "image":
@@ -68,6 +75,14 @@ def test_tiny_run_verifies_and_leaks_nothing(
             text = json.dumps(store)
             assert "trainedAlgorithmicMedia" in text and "thumbnail" not in text.lower()
     assert run.epsilon_spent <= 8.0
+    if voting == "image":  # every caption is of the slot form, none needed a retry
+        from penumbra.spti.slot_api import SlotForm
+
+        form = SlotForm((("tone", ("", "dark", "light")), ("fit", ("", "slim", "wide"))),
+                        ("a photo of {item}", "{item}", "a picture of {item}"))  # fmt: skip
+        rows = [json.loads(line) for line in (out / "synthetic" / "metadata.jsonl").open()]
+        for row in rows:
+            form.parse(row["caption"], ["coat", "dress", "bag", "pair of trousers"])
     report = verify_run(out)
     assert report.ok, report.failures
     from datasets import load_dataset

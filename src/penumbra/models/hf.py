@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from penumbra.errors import ModelError
+from penumbra.models.constrained import choose_options
 from penumbra.models.device import default_device
 from penumbra.models.fingerprint import fingerprint_dir, fingerprint_text
 from penumbra.models.hf_source import HFSource, hub_offline
@@ -122,6 +123,25 @@ class HFTextGenerator:
                 for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             )
         return outputs
+
+    def choose(
+        self,
+        prompts: list[str],
+        options: list[list[str]],
+        *,
+        reply_prefixes: list[str] | None = None,
+        temperature: float,
+        seed: int | None,
+    ) -> list[int]:
+        """The option each prompt's reply continues `reply_prefixes[i]` with, sampled from the
+        model restricted to the options (`models.constrained`): well-formed by construction."""
+        check_generation(1, temperature)
+        prefixes = reply_prefixes or [""] * len(prompts)
+        texts = [self._format(p) + r.rstrip() for p, r in zip(prompts, prefixes, strict=True)]
+        return choose_options(
+            self._model, self._tokenizer, texts, options,
+            temperature=temperature, seed=seed, batch_size=self.batch_size,
+        )  # fmt: skip
 
 
 def load_causal_lm(

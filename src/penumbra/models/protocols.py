@@ -48,6 +48,24 @@ class TextGenerator(Model, Protocol):
 
 
 @runtime_checkable
+class OptionChooser(Protocol):
+    """A text generator that can answer with one of a list of options (constrained decoding):
+    what slot-form captions need (`spti.slot_api`). Local models only."""
+
+    def choose(
+        self,
+        prompts: list[str],
+        options: list[list[str]],
+        *,
+        reply_prefixes: list[str] | None = None,
+        temperature: float,
+        seed: int | None,
+    ) -> list[int]:
+        """Per prompt, the index of the option the model's reply (after its prefix) is."""
+        ...
+
+
+@runtime_checkable
 class TextEmbedder(Model, Protocol):
     def embed(self, texts: list[str]) -> np.ndarray:
         """float32 array of shape [len(texts), d]."""

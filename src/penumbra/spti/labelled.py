@@ -34,7 +34,8 @@ from penumbra.pe.lockstep import EvolveJob, GenerateMany, evolve_together
 from penumbra.pe.mechanism import add_discrete_gaussian_noise
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma, vote_noise_source
 from penumbra.privacy.discrete import ACCOUNTANT
-from penumbra.spti.text_api import LLMCaptionAPI, Prompts
+from penumbra.spti.slot_api import SlotCaptionAPI
+from penumbra.spti.text_api import LLMCaptionAPI
 
 COUNTS_NOISE_TAG = 1_000_003  # the count release's noise stream (tests with fixed noise only)
 
@@ -191,21 +192,19 @@ def _no_votes(candidates: np.ndarray) -> np.ndarray:
     return np.zeros(len(candidates), dtype=np.float64)
 
 
-def generate_together(apis: Sequence[LLMCaptionAPI]) -> GenerateMany:
+def generate_together(apis: Sequence[LLMCaptionAPI | SlotCaptionAPI]) -> GenerateMany:
     """The classes' population requests of one iteration as ONE batch of LLM prompts (each
     class's prompts name its own words): an LLM call costs nearly the same for 15 prompts as
     for 150, so ten classes cost about one."""
 
     def many(pending: Sequence[tuple[int, PopulationRequest]]) -> list[list[str]]:
-        parts: list[Prompts] = []
+        parts: list[Any] = []  # one API kind's requests (Prompts or SlotRequests) add up
         for i, request in pending:
             api = apis[i]
-            if request.count == 0:
-                parts.append(Prompts([], []))
-            elif request.kind == "random":
+            if request.kind == "random":
                 parts.append(api.random_prompts(request.count, seed=request.seed))
             else:
-                parts.append(api.vary_prompts(request.payloads))
+                parts.append(api.vary_prompts(request.payloads if request.count else []))
         seeds = [request.seed for _, request in pending]
         seed = int(np.random.SeedSequence(seeds).generate_state(1)[0] >> 1)
         combined = sum(parts[1:], parts[0])
@@ -226,7 +225,7 @@ def evolve_classes(
     settings: EvolveSettings,
     embeddings: np.ndarray,
     labels: np.ndarray,
-    apis: Sequence[LLMCaptionAPI],
+    apis: Sequence[LLMCaptionAPI | SlotCaptionAPI],
     embed: Any,
     engine: Any,
     metric: str,

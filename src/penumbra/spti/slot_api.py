@@ -1,0 +1,222 @@
+"""PE's random and variation APIs over slot-form captions: a public template holding an
+article, one public word per slot (a tone, a fit, a pattern...) and a public category, e.g.
+"a photo of a dark slim coat".
+
+Why not free text: the builtin 135M LLM writes a free caption in ~0.5 s and most first replies
+are broken or off the domain ("SmolLAM: Navy boots", "The image above uses...") and need a
+retry (bench/RESULTS.md). Here a variation changes ONE slot of its parent, and the LLM only
+picks the new word among the slot's public options (`models.constrained`: its own distribution
+restricted to the options), so every caption is well-formed by construction, a reply costs a
+few tokens, and the category never drifts. The random API needs no LLM at all: categories in
+equal shares and every slot's options uniformly, so the first population covers the vocabulary
+instead of what the LLM writes most readily. Everything here is public text (invariant 4):
+the config's words, and parents that are themselves outputs of this API chosen through DP
+releases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from penumbra.errors import PenumbraError
+from penumbra.models.protocols import OptionChooser
+from penumbra.spti.text_api import CaptionStats
+
+
+class SlotFormError(PenumbraError):
+    """A caption that is not of the run's slot form (another config's population?)."""
+
+
+def _article(phrase: str) -> str:
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    template: int
+    words: tuple[str, ...]  # one per slot; "" where the slot is left out
+    category: str
+
+
+@dataclass(frozen=True)
+class SlotForm:
+    """The caption grammar: `templates` (each holds {item}), `slots` in caption order (name,
+    options; "" lets a caption leave the slot out) and the categories, which end the item."""
+
+    slots: tuple[tuple[str, tuple[str, ...]], ...]
+    templates: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.templates or any(t.count("{item}") != 1 for t in self.templates):
+            raise ValueError("every caption template must hold {item} once")
+        for name, options in self.slots:
+            if not [o for o in options if o.strip()]:
+                raise ValueError(f"slot {name!r} needs at least one word")
+
+    def caption(self, parsed: Parsed) -> str:
+        phrase = " ".join([w for w in parsed.words if w] + [parsed.category])
+        return self.templates[parsed.template].format(item=f"{_article(phrase)} {phrase}")
+
+    def parse(self, caption: str, categories: Sequence[str]) -> Parsed:
+        """The template, words and category of a caption this form wrote; SlotFormError if
+        it wrote no such caption."""
+        for t in sorted(range(len(self.templates)), key=lambda i: -len(self.templates[i])):
+            before, after = self.templates[t].split("{item}")
+            match = re.fullmatch(re.escape(before) + r"an? (.+)" + re.escape(after), caption)
+            if match is None:
+                continue
+            parsed = self._parse_item(match.group(1), categories, t)
+            if parsed is not None and self.caption(parsed) == caption:
+                return parsed
+        raise SlotFormError(
+            f"caption {caption!r} is not of this run's slot form (prompts.slots/templates and "
+            "categories): a population written under another config cannot be varied here"
+        )
+
+    def _parse_item(self, item: str, categories: Sequence[str], template: int) -> Parsed | None:
+        ends = [c for c in categories if item == c or item.endswith(" " + c)]
+        if not ends:
+            return None
+        category = max(ends, key=len)
+        rest = item[: len(item) - len(category)].strip()
+        words = []
+        for _, options in self.slots:
+            word = next(
+                (
+                    o
+                    for o in sorted(options, key=len, reverse=True)
+                    if o and (rest == o or rest.startswith(o + " "))
+                ),
+                None,
+            )
+            if word is None:
+                if "" not in options:
+                    return None
+                word = ""
+            words.append(word)
+            rest = rest[len(word) :].strip()
+        return None if rest else Parsed(template, tuple(words), category)
+
+
+@dataclass
+class SlotRequests:
+    """Captions asked of the APIs, in order: finished ones (random) and parents to vary. Several
+    classes' requests add up into one batch (`spti.labelled.generate_together`)."""
+
+    done: list[str | None] = field(default_factory=list)
+    parents: list[Parsed | None] = field(default_factory=list)
+
+    def __add__(self, other: SlotRequests) -> SlotRequests:
+        return SlotRequests(self.done + other.done, self.parents + other.parents)
+
+    @property
+    def prompts(self) -> list[str | None]:
+        return self.done  # its length is the number of captions asked (generate_together)
+
+
+class SlotCaptionAPI:
+    """PE's random API (uniform over the vocabulary) and variation API (one slot changed, the
+    new word picked by the LLM among the slot's options)."""
+
+    def __init__(
+        self,
+        chooser: OptionChooser,
+        form: SlotForm,
+        *,
+        domain: str,
+        categories: list[str],
+        prompt: str,
+        temperature: float,
+        stats: CaptionStats | None = None,
+    ) -> None:
+        if not categories:
+            raise ValueError("slot-form captions need categories (prompts.categories)")
+        self.chooser = chooser
+        self.form = form
+        self.domain = domain
+        self.categories = list(categories)
+        self.prompt = prompt
+        self.temperature = temperature
+        self.stats = stats if stats is not None else CaptionStats()
+
+    def random(self, count: int, *, seed: int) -> list[str]:
+        return self.complete(self.random_prompts(count, seed=seed), seed)
+
+    def vary(self, payloads: list[str], *, seed: int) -> list[str]:
+        return self.complete(self.vary_prompts(payloads), seed)
+
+    def random_prompts(self, count: int, *, seed: int) -> SlotRequests:
+        rng = np.random.default_rng(seed)
+        order = [self.categories[int(i)] for i in rng.permutation(len(self.categories))]
+        picked = [order[i % len(order)] for i in range(count)]
+        rng.shuffle(picked)
+        done: list[str | None] = []
+        for category in picked:
+            template = int(rng.integers(len(self.form.templates)))
+            words = tuple(
+                options[int(rng.integers(len(options)))] for _, options in self.form.slots
+            )
+            done.append(self.form.caption(Parsed(template, words, category)))
+        return SlotRequests(done, [None] * count)
+
+    def vary_prompts(self, payloads: list[str]) -> SlotRequests:
+        parents: list[Parsed | None] = [self.form.parse(p, self.categories) for p in payloads]
+        return SlotRequests([None] * len(payloads), parents)
+
+    def complete(self, requests: SlotRequests, seed: int) -> list[str]:
+        """Every finished caption as is; every parent with one slot (or its template) changed.
+        Which slot, and whether an optional slot is dropped, is public randomness from `seed`;
+        the new word is the LLM's choice among the slot's other options, in one batch."""
+        rng = np.random.default_rng(seed)
+        out: list[str | None] = list(requests.done)
+        asks: list[tuple[int, Parsed, int, list[str]]] = []  # (row, parent, slot, options)
+        n_choices = len(self.form.slots) + (len(self.form.templates) > 1)
+        for row, parent in enumerate(requests.parents):
+            if parent is None:
+                continue
+            which = int(rng.integers(n_choices))
+            if which == len(self.form.slots):  # another template, same item
+                others = [t for t in range(len(self.form.templates)) if t != parent.template]
+                changed = Parsed(
+                    others[int(rng.integers(len(others)))], parent.words, parent.category
+                )
+                out[row] = self.form.caption(changed)
+                continue
+            options = [o for o in self.form.slots[which][1] if o != parent.words[which]]
+            words = [o for o in options if o]
+            if not words or ("" in options and rng.random() < 1 / len(options)):
+                out[row] = self.form.caption(_with_word(parent, which, ""))
+            else:
+                asks.append((row, parent, which, words))
+        if asks:
+            prompts = [
+                self.prompt.format(
+                    domain=self.domain, caption=self.form.caption(p), slot=self.form.slots[s][0]
+                )
+                for _, p, s, _ in asks
+            ]
+            prefixes = [f"New {self.form.slots[s][0]}:" for _, _, s, _ in asks]
+            picks = self.chooser.choose(
+                prompts,
+                [words for *_, words in asks],
+                reply_prefixes=prefixes,
+                temperature=self.temperature,
+                seed=seed,
+            )
+            for (row, parent, slot, words), pick in zip(asks, picks, strict=True):
+                out[row] = self.form.caption(_with_word(parent, slot, words[pick]))
+        self.stats.prompts += len(out)
+        captions = [c for c in out if c is not None]
+        if len(captions) != len(out):
+            raise RuntimeError("a slot request got no caption")
+        return captions
+
+
+def _with_word(parent: Parsed, slot: int, word: str) -> Parsed:
+    words = list(parent.words)
+    words[slot] = word
+    return Parsed(parent.template, tuple(words), parent.category)

@@ -1,0 +1,101 @@
+"""Slot-form captions: the grammar round-trips, the random API covers the vocabulary, and a
+variation (the shipped LLM choosing the word) changes exactly one slot of its parent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from penumbra.models import load
+from penumbra.spti.slot_api import Parsed, SlotCaptionAPI, SlotForm, SlotFormError
+from penumbra.spti.text_api import CaptionStats
+
+CATEGORIES = ["t-shirt", "shirt", "pair of trousers", "ankle boot", "pair of ankle boots", "bag"]
+FORM = SlotForm(
+    (
+        ("tone", ("", "dark", "dark grey", "grey", "light", "white")),
+        ("fit", ("", "slim", "wide")),
+        ("pattern", ("plain", "patterned")),
+    ),
+    ("a photo of {item}", "{item}", "an image of {item} on black"),
+)
+PROMPT = "Here is a description of {domain}: {caption}. Suggest a different {slot} for it."
+
+
+def _api(chooser: Any = None, stats: CaptionStats | None = None) -> SlotCaptionAPI:
+    return SlotCaptionAPI(
+        chooser, FORM, domain="a clothing item", categories=CATEGORIES, prompt=PROMPT,
+        temperature=0.9, stats=stats,
+    )  # fmt: skip
+
+
+def test_every_caption_parses_back_to_its_slots() -> None:
+    seen = set()
+    for t in range(3):
+        for tone in FORM.slots[0][1]:
+            for fit in FORM.slots[1][1]:
+                for category in CATEGORIES:
+                    parsed = Parsed(t, (tone, fit, "patterned"), category)
+                    caption = FORM.caption(parsed)
+                    assert FORM.parse(caption, CATEGORIES) == parsed, caption
+                    seen.add(caption)
+    assert len(seen) == 3 * 6 * 3 * len(CATEGORIES)  # no two slot choices print alike
+    assert FORM.caption(Parsed(1, ("", "", "plain"), "ankle boot")) == "a plain ankle boot"
+    assert FORM.caption(Parsed(2, ("", "", "plain"), "ankle boot")).startswith("an image of a ")
+
+
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "a photo of a red coat",  # not a category
+        "a photo of a navy plain bag",  # not a tone
+        "a plain dark bag",  # slots out of order
+        "a photo of dark plain bag",  # no article
+        "a dark bag",  # the pattern slot cannot be left out
+        "Here is a dark plain bag",  # not a template
+    ],
+)
+def test_a_caption_of_another_form_is_refused(caption: str) -> None:
+    with pytest.raises(SlotFormError, match="not of this run's slot form"):
+        FORM.parse(caption, CATEGORIES)
+
+
+def test_a_bad_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="hold \\{item\\} once"):
+        SlotForm((("tone", ("dark",)),), ("a photo",))
+    with pytest.raises(ValueError, match="slot 'tone' needs at least one word"):
+        SlotForm((("tone", ("",)),), ("{item}",))
+    with pytest.raises(ValueError, match="need categories"):
+        SlotCaptionAPI(None, FORM, domain="x", categories=[], prompt=PROMPT, temperature=1.0)  # type: ignore[arg-type]
+
+
+def test_the_random_api_covers_categories_in_equal_shares_without_the_llm() -> None:
+    api = _api(chooser=None)  # the random API never calls the LLM
+    captions = api.random(60, seed=4)
+    assert captions == api.random(60, seed=4)
+    parsed = [FORM.parse(c, CATEGORIES) for c in captions]
+    assert Counter(p.category for p in parsed) == {c: 10 for c in CATEGORIES}
+    assert {p.words[0] for p in parsed} == set(FORM.slots[0][1])
+    assert {p.template for p in parsed} == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_a_variation_changes_one_slot_and_keeps_the_category() -> None:
+    stats = CaptionStats()
+    api = _api(load("builtin:smollm2-135m"), stats)
+    parents = api.random(48, seed=1)
+    children = api.vary(parents, seed=2)
+    assert children == api.vary(parents, seed=2)
+    assert stats.prompts == 48 * 3 and stats.retried == 0 and stats.fell_back == 0
+    changed = Counter()
+    for parent, child in zip(parents, children, strict=True):
+        p, c = FORM.parse(parent, CATEGORIES), FORM.parse(child, CATEGORIES)
+        assert c.category == p.category
+        diffs = [i for i in range(3) if p.words[i] != c.words[i]] + (
+            ["template"] if p.template != c.template else []
+        )
+        assert len(diffs) == 1, (parent, child)
+        changed[diffs[0]] += 1
+    assert set(changed) == {0, 1, 2, "template"}  # every slot is varied
