@@ -21,29 +21,36 @@ DEMO_CONFIG = {
     "domain": "a photo of a clothing item",
     "voting": "image",
     "seed": 0,
-    # population: the pre-flight's N/2σ (257 at ε = 1), capped at 60 so that the whole demo
-    # stays within ~10 minutes on 2 cores (the LLM writes every candidate). Parents are drawn
-    # in proportion to the votes, as in the PE paper, so the population gathers where the
-    # private data is dense.
-    "pe": {"iterations": 5, "population": "auto", "max_population": 60, "k": 1,
+    # population: the pre-flight's N/2σ (257 at ε = 1: each candidate expects 2σ votes),
+    # capped at 300 so that a large ε stays within the demo's ~10 minutes on 2 cores. Parents
+    # are drawn in proportion to the votes, as in the PE paper, so the population gathers
+    # where the private data is dense.
+    "pe": {"iterations": 5, "population": "auto", "max_population": 300, "k": 1,
            "selection": "proportional", "metric": "l2"},
     # unit-length EffNet features plus an 8×8 grid of grey levels: ImageNet features alone
     # barely see how dark an item is (see EffNetImageEmbedder)
     "models": {"options": {"builtin:effnet-lite0": {"tone_grid": 8, "tone_weight": 2.0}}},
-    # public words only (the Fashion-MNIST class names and common colour words): they steer
-    # the random API over the whole domain and keep variations on it (invariant 4)
+    # Slot-form captions (spti.slot_api), public words only (the Fashion-MNIST class names,
+    # common tone, fit and pattern words, catalogue phrasings; invariant 4): the random API
+    # covers them uniformly, a variation changes one slot and the LLM picks its word among
+    # the options, so no caption is malformed and a variation costs a few tokens (free-form
+    # captions: bench/RESULTS.md, "LLM").
     "prompts": {
         "categories": ["t-shirt", "pair of trousers", "pullover", "dress", "coat",
                        "pair of sandals", "shirt", "pair of sneakers", "bag",
                        "pair of ankle boots"],
-        "attributes": ["black", "dark grey", "grey", "white", "light grey", "beige", "brown",
-                       "navy", "red", "patterned"],
+        "slots": {"style": ["", "classic", "casual", "modern", "stylish"],
+                  "tone": ["", "dark", "light", "black", "white", "grey"],
+                  "fit": ["", "slim", "wide"],
+                  "pattern": ["", "plain", "patterned"]},
+        "templates": ["a photo of {item}", "{item}", "a picture of {item}",
+                      "product photo of {item}", "an image of {item}",
+                      "{item} on a black background"],
     },
-    # final: draws, not the pipeline's default final population of variations: 1000 LLM
-    # variations (68% of first replies need a retry) took the demo from ~4 to 21 minutes on
-    # 2 cores (bench/RESULTS.md), past its 10-minute budget, until the LLM path is faster
+    # final: a final population, as in PE: each output a fresh variation of a parent drawn
+    # in proportion to the last release (1000 distinct-ish captions, no privacy cost)
     "output": {"num_images": 1000, "image_size": 32, "selection": "proportional",
-               "final": "draws"},
+               "final": "variations"},
 }  # fmt: skip
 
 
@@ -54,15 +61,13 @@ CLASS_WORDS: list[str] = list(DEMO_CONFIG["prompts"]["categories"])  # type: ign
 
 def labelled_demo_config(epsilon: float) -> RunConfig:
     """The demo as a labelled run: one PE per class, outputs per class from DP class counts.
-    Per-class populations are N_c/2σ from the noisy counts (about 15 for the small classes at
-    ε = 1), capped at 10 (each candidate then expects ≥ 3σ votes); the LLM gets one retry
-    (a caption that misses its class falls back to "<tone> <class>", which the builtin
-    generator draws well) and 20 new tokens (captions are ≤ 12 words). The classes' LLM calls
-    share one batch per iteration (`pe.lockstep`): about 5 minutes on 2 cores."""
+    Per-class populations are N_c/2σ from the noisy counts (about 26 per class at ε = 1, so
+    each candidate expects 2σ votes), capped at 30; each class's captions are slot-form
+    captions of its own class word. The classes' LLM calls share one batch per iteration
+    (`pe.lockstep`)."""
     data = json.loads(json.dumps(DEMO_CONFIG))
     data["prompts"].pop("categories")
-    data["prompts"].update({"retries": 1, "max_new_tokens": 20})
-    data["pe"]["max_population"] = 10
+    data["pe"]["max_population"] = 30
     data["data"] = {"labels": "metadata", "classes": CLASS_WORDS}
     data["privacy"] = {"epsilon": epsilon}
     return RunConfig.model_validate(data)
