@@ -18,6 +18,7 @@ from penumbra.pe.evolve import EvolveSettings, Plan, RunStateError
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma
 from penumbra.spti.labelled import release_class_counts
 from penumbra.spti.pipeline import Run, synthesize
+from penumbra.spti.slot_api import SlotForm
 
 TINY = [
     "pe.iterations=2",
@@ -174,7 +175,8 @@ def test_public_fractions_and_metadata_labels(metadata_set: Path, tmp_path: Path
     fractions = "{pair of trousers: 0.5, pair of sandals: 0.25, bag: 0.25}"
     run = synthesize(
         metadata_set, 8.0, out=out,
-        overrides=[*TINY, "data.labels=metadata", f"output.class_fractions={fractions}"],
+        overrides=[*TINY, "data.labels=metadata", f"output.class_fractions={fractions}",
+                   "prompts.slots={tone: ['', dark, light]}"],  # the labelled demo's form
     )  # fmt: skip
     assert isinstance(run, Run)
     entries = _releases(out)
@@ -188,6 +190,10 @@ def test_public_fractions_and_metadata_labels(metadata_set: Path, tmp_path: Path
     # labels keep the input's numbers: 0 trousers, 1 sandals, 2 bag; 7 = 1 each + 4 ∝ fractions
     assert entries[0]["classes"] == ["pair of trousers", "pair of sandals", "bag"]
     assert [sum(1 for m in meta if m["label"] == c) for c in range(3)] == [3, 2, 2]
+    form = SlotForm((("tone", ("", "dark", "light")),),
+                    ("a photo of {item}", "{item}", "a picture of {item}"))  # fmt: skip
+    for m in meta:  # slot-form captions, each about its own class's words
+        assert form.parse(m["caption"], [entries[0]["classes"][m["label"]]])
     assert main(["verify", str(out), "--trust-run-key"]) == 0
 
 

@@ -99,3 +99,37 @@ def test_a_variation_changes_one_slot_and_keeps_the_category() -> None:
         assert len(diffs) == 1, (parent, child)
         changed[diffs[0]] += 1
     assert set(changed) == {0, 1, 2, "template"}  # every slot is varied
+
+
+def test_slot_config_errors_are_one_line_before_anything_runs(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from penumbra.cli import main
+    from penumbra.data import demo_private_set
+
+    private = demo_private_set(6, seed=0).write(tmp_path / "images")
+    args = ["synthesize", "--private", str(private), "--epsilon", "4"]
+    slots = ["--set", "prompts.slots={tone: [dark, light]}"]
+    assert main([*args, "--out", str(tmp_path / "a"), *slots]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "prompts.slots needs prompts.categories" in err
+    assert not (tmp_path / "a").exists()
+    bad = ["--set", "prompts.templates=[a photo]"]
+    assert main([*args, "--out", str(tmp_path / "b"), *slots, *bad]) == 2
+    assert "prompts.templates" in capsys.readouterr().err
+
+
+def test_a_generator_that_cannot_choose_is_refused_by_name() -> None:
+    from penumbra.config import RunConfig
+    from penumbra.errors import ConfigError
+    from penumbra.spti.slot_api import check_slot_generator
+
+    remote = load("openai:m@http://127.0.0.1:9/v1", role="text-generator", max_retries=0)
+    cfg = RunConfig.model_validate(
+        {"prompts": {"slots": {"tone": ["dark"]}, "categories": ["coat"]},
+         "models": {"text_generator": "openai:m@http://127.0.0.1:9/v1"}}
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="openai:m@.* cannot choose among options"):
+        check_slot_generator(cfg, remote)
+    cfg.prompts.slots = None
+    assert check_slot_generator(cfg, remote) is None

@@ -17,6 +17,7 @@ unless privacy.allow_remote_private says so (recorded in the ledger).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -67,6 +68,7 @@ class ModelWorker:
             "name": str(getattr(model, "name", "")),
             "role": str(getattr(model, "role", "")),
             "pid": str(os.getpid()),
+            "can_choose": "yes" if callable(getattr(model, "choose", None)) else "",
         }
 
     def run(self, spec: ModelSpec | None, fn: Callable[[Any, Any], Any], batch: Any) -> Any:
@@ -101,6 +103,8 @@ class RayModel:
         self.name = info["name"]
         self.role = info["role"]
         self._next = 0
+        if info.get("can_choose"):  # constrained decoding (models.protocols.OptionChooser)
+            self.choose = functools.partial(self._call, "choose")
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         actors = self._engine.pool(self.spec, size=1)

@@ -55,6 +55,7 @@ from penumbra.spti.labelled import (
     embedded_labels,
     read_private_labels,
 )
+from penumbra.spti.slot_api import check_slot_config
 from penumbra.spti.stages import ExternalVoting, Stages
 
 __all__ = ["ExternalVoting", "Run", "preflight", "resolve_run_config", "synthesize"]
@@ -319,6 +320,7 @@ def synthesize(
     # Before any model is loaded: private data may not leave the machine without an opt-in.
     remote_private = require_local_private(cfg) if external is None else []
     check_labelled_config(cfg, external is not None)
+    check_slot_config(cfg)
     labels = read_private_labels(cfg, source) if cfg.data.labels is not None else None
     engine = open_engine(cfg.compute, private_dir=out / "private")
     try:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from penumbra.errors import PenumbraError
+from penumbra.config import RunConfig
+from penumbra.errors import ConfigError, PenumbraError
 from penumbra.models.protocols import OptionChooser
 from penumbra.spti.text_api import CaptionStats
 
@@ -220,3 +221,46 @@ def _with_word(parent: Parsed, slot: int, word: str) -> Parsed:
     words = list(parent.words)
     words[slot] = word
     return Parsed(parent.template, tuple(words), parent.category)
+
+
+def check_slot_config(cfg: RunConfig) -> None:
+    """Before anything is read: slot-form captions need their categories (a labelled run's
+    class words are its categories)."""
+    if cfg.prompts.slots is None:
+        return
+    if not cfg.prompts.categories and cfg.data.labels is None:
+        raise ConfigError(
+            "prompts.slots needs prompts.categories (the public category words that end each "
+            "caption), or a labelled run (--labels)"
+        )
+    if cfg.modality != "image":
+        raise ConfigError("prompts.slots: slot-form captions are for image runs; remove it")
+
+
+def check_slot_generator(cfg: RunConfig, generator: object) -> OptionChooser | None:
+    """Once the LLM is loaded, before the run's ledger exists: it must choose among options."""
+    if cfg.prompts.slots is None:
+        return None
+    if not isinstance(generator, OptionChooser):
+        raise ConfigError(
+            f"prompts.slots: {cfg.models.text_generator} cannot choose among options "
+            "(constrained decoding); use a local text generator (builtin:smollm2-135m with "
+            "runtime transformers, or hf:...) or remove prompts.slots"
+        )
+    return generator
+
+
+def slot_caption_api(
+    cfg: RunConfig, generator: object, categories: list[str], stats: CaptionStats
+) -> SlotCaptionAPI:
+    """The run's slot-form caption APIs, from its public words and prompt."""
+    chooser = check_slot_generator(cfg, generator)
+    assert chooser is not None
+    form = SlotForm(
+        tuple((name, tuple(words)) for name, words in (cfg.prompts.slots or {}).items()),
+        tuple(cfg.prompts.templates),
+    )
+    return SlotCaptionAPI(
+        chooser, form, domain=cfg.domain, categories=categories,
+        prompt=cfg.prompts.slot_variation, temperature=cfg.prompts.temperature, stats=stats,
+    )  # fmt: skip

@@ -26,7 +26,7 @@ from penumbra.config import ContentCredentialsConfig, RunConfig, config_hash
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.data.images import ReadReport
 from penumbra.durable import atomic_write_bytes
-from penumbra.errors import ConfigError, PenumbraError
+from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import LedgerJournal, record_outputs, record_run_end, record_run_start
 from penumbra.ledger.tree import PublishedTree
@@ -34,7 +34,6 @@ from penumbra.models.protocols import (
     Captioner,
     ImageEmbedder,
     ImageGenerator,
-    OptionChooser,
     TextEmbedder,
     TextGenerator,
 )
@@ -43,7 +42,7 @@ from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.leftovers import clear_unlogged
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer, generate_images
-from penumbra.spti.slot_api import SlotCaptionAPI, SlotForm
+from penumbra.spti.slot_api import SlotCaptionAPI, check_slot_generator, slot_caption_api
 from penumbra.spti.text_api import CaptionStats, LLMCaptionAPI
 
 
@@ -171,6 +170,7 @@ def load_generators(st: Stages, models: Models) -> None:
         if models.captioner is not None:
             named.append(("captioner", cfg.models.captioner, models.captioner))
     models.identities = [{"role": r, "uri": u, "fingerprint": m.fingerprint} for r, u, m in named]
+    check_slot_generator(cfg, models.text_generator)
 
 
 def embed_private_set(
@@ -319,21 +319,7 @@ def caption_api(
     cfg = st.cfg
     assert models.text_generator is not None
     if cfg.prompts.slots is not None:
-        if not isinstance(models.text_generator, OptionChooser):
-            raise ConfigError(
-                f"prompts.slots: {models.text_generator.name} cannot choose among options "
-                "(constrained decoding); use a local text generator (builtin:smollm2-135m with "
-                "runtime transformers, or hf:...) or remove prompts.slots"
-            )
-        form = SlotForm(
-            tuple((name, tuple(words)) for name, words in cfg.prompts.slots.items()),
-            tuple(cfg.prompts.templates),
-        )
-        return SlotCaptionAPI(
-            models.text_generator, form, domain=cfg.domain, categories=categories,
-            prompt=cfg.prompts.slot_variation, temperature=cfg.prompts.temperature,
-            stats=st.captions,
-        )  # fmt: skip
+        return slot_caption_api(cfg, models.text_generator, categories, st.captions)
     return LLMCaptionAPI(
         models.text_generator, domain=cfg.domain, random_template=cfg.prompts.random,
         variation_template=cfg.prompts.variation, examples=cfg.prompts.examples,
