@@ -2,7 +2,8 @@
 
 For finished demo runs (`bench/demo_quality.py` folders), every render the run made is embedded
 with `builtin:effnet-lite0` (tone grid 8) and every private item votes, exactly (no noise), for
-its nearest render, with the grey-grid part of the features scaled to `tone_weight` w. Per w:
+its nearest render, with a G×G grey grid (G = 28: the raw pixels) scaled to w / G appended
+to the unit-length EffNet features (`--grids`). Per (G, w):
 - same class: the render is of the private item's class (the shipped classifier);
 - dark → dark: a dark private item's render is dark by that class's cut (the demo's ruler);
 - votes' class-mix TV and largest per-class dark-share gap: what a final set drawn exactly in
@@ -36,18 +37,43 @@ WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 FEATURES = 1280
 
 
+def grid(images: list[Image.Image], g: int) -> np.ndarray:
+    """The G×G mean grey levels of the 28×28 garment (a render's 2-pixel border cropped, as
+    the generator was trained: `as_fashion_mnist`), scaled by 1/G as `EffNetImageEmbedder`
+    scales its tone grid (so w means the same at every G; G = 28 is the raw pixels)."""
+    cells = [
+        np.asarray(Image.fromarray(as_fashion_mnist(im)).resize((g, g), Image.Resampling.BOX),
+                   np.float32) / 255.0
+        for im in images
+    ]  # fmt: skip
+    return np.stack(cells).reshape(len(images), g * g) / g
+
+
 def purity(run: Path, private: np.ndarray, labels: np.ndarray, levels: np.ndarray,
-           embedder: EffNetImageEmbedder) -> list[dict[str, float]]:  # fmt: skip
+           embedder: EffNetImageEmbedder, private_images: list[Image.Image],
+           grids: list[int]) -> list[dict[str, float]]:  # fmt: skip
     files = sorted(run.glob("renders/*.png"))
     images = [Image.open(f).convert("RGB") for f in files]
-    renders = embedder.embed(images)
+    renders = embedder.embed(images)[:, :FEATURES]
     render_class = predict(images)
     render_intensity = measure(np.stack([as_fashion_mnist(i) for i in images]))[0]
+    rows = []
+    for g in grids:
+        p = np.hstack([private[:, :FEATURES], grid(private_images, g)])
+        r = np.hstack([renders, grid(images, g)])
+        for row in _purity_at(p, r, labels, levels, render_class, render_intensity):
+            rows.append({"grid": g, **row})
+    return rows
+
+
+def _purity_at(private: np.ndarray, renders: np.ndarray, labels: np.ndarray,
+               levels: np.ndarray, render_class: np.ndarray,
+               render_intensity: np.ndarray) -> list[dict[str, float]]:  # fmt: skip
     cuts = tone_cuts()
     private_mix = np.bincount(labels, minlength=10) / len(labels)
     rows = []
     for w in WEIGHTS:
-        scale = w / embedder.tone_weight
+        scale = w
         p = np.hstack([private[:, :FEATURES], private[:, FEATURES:] * scale])
         r = np.hstack([renders[:, :FEATURES], renders[:, FEATURES:] * scale])
         nearest = ((p**2).sum(1)[:, None] - 2 * p @ r.T + (r**2).sum(1)[None, :]).argmin(1)
@@ -59,7 +85,7 @@ def purity(run: Path, private: np.ndarray, labels: np.ndarray, levels: np.ndarra
             for c in range(10) if (classes == c).any()
         ]  # fmt: skip
         rows.append({
-            "w": w, "renders": len(files),
+            "w": w, "renders": len(renders),
             "same_class": float((classes == labels).mean()),
             "dark_to_dark": float(voted_dark[levels == 0].mean()),
             "tv": 0.5 * float(np.abs(np.bincount(classes, minlength=10) / len(classes)
@@ -72,6 +98,7 @@ def purity(run: Path, private: np.ndarray, labels: np.ndarray, levels: np.ndarra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--grids", default="8", help="grey-grid sizes G, e.g. 8,14,28")
     args = parser.parse_args()
     before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     demo = demo_private_set(DEMO_PRIVATE)
@@ -90,14 +117,17 @@ def main() -> None:
         + " ".join(str(r) for r in args.runs)
         + f"`. Load before: `{before}`.",
         "",
-        "| run | renders | w | same class | dark → dark | votes' class-mix TV | largest dark gap |",
-        "|---|---|---|---|---|---|---|",
+        "| run | renders | G | w | same class | dark → dark | votes' class-mix TV | largest dark "
+        "gap |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in args.runs:
-        for row in purity(run, private, labels, levels, embedder):
+        grids = [int(g) for g in args.grids.split(",")]
+        for row in purity(run, private, labels, levels, embedder, images, grids):
             lines.append(
-                f"| {run.name} | {row['renders']:.0f} | {row['w']:g} | {row['same_class']:.3f} | "
-                f"{row['dark_to_dark']:.3f} | {row['tv']:.3f} | {row['gap']:.3f} |"
+                f"| {run.name} | {row['renders']:.0f} | {row['grid']:.0f} | {row['w']:g} | "
+                f"{row['same_class']:.3f} | {row['dark_to_dark']:.3f} | {row['tv']:.3f} | "
+                f"{row['gap']:.3f} |"
             )
     after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines.append(f"\nLoad after: `{after}`.")
