@@ -60,6 +60,7 @@ METRICS = [
     ("recall", "recall", False),
     ("frechet", "Fréchet distance", True),
     ("distinct", "distinct captions", False),
+    ("tv_rise", "class-mix TV rise after iteration 1", True),
     ("mia_auc", "MIA AUC", None),
 ]
 
@@ -295,6 +296,33 @@ def image_domain_floor(run: Path, dest: Path) -> Path:
     return dest
 
 
+def tv_by_iteration(run: Path, private: Path) -> list[float]:
+    """Class-mix TV of each iteration's population weighted by its noisy votes (the demo's
+    `class_mix_report`, classifier on the run's cached renders)."""
+    from penumbra.spti.demo import class_mix_report
+
+    labels = np.array([r["label"] for r in _metadata(private)])
+    report = class_mix_report(run, private_labels=labels)
+    return [v for k, v in report.items() if k.startswith("iteration ")]
+
+
+def tv_rise(tvs: list[float]) -> float:
+    """The largest rise of the class-mix TV after iteration 1 above its best value so far."""
+    return max([tvs[t] - min(tvs[:t]) for t in range(1, len(tvs))], default=0.0)
+
+
+def add_iteration_tvs(runs: Path, work: Path) -> None:
+    """Per-iteration TVs for finished SPTI runs whose record lacks them (older records)."""
+    for record in sorted(runs.glob("spti-*-eps*.json")):
+        row = json.loads(record.read_text())
+        folder = work / record.stem
+        if "tv_by_iteration" in row or not (folder / "candidates").is_dir():
+            continue
+        row["tv_by_iteration"] = tv_by_iteration(folder, work / "data" / "private")
+        row["tv_rise"] = tv_rise(row["tv_by_iteration"])
+        record.write_text(json.dumps(row, indent=2))
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """(method, ε label) → per metric (mean, std, n) over seeds."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -353,8 +381,9 @@ def _cell(stat: tuple[float, float, int], scale: float = 1.0, fmt: str = ".3f") 
 def table(summary: dict[tuple[str, str], dict[str, Any]]) -> str:
     lines = [
         "| method | ε | seeds | class-mix TV ↓ | dark/mid/light TV ↓ | largest dark gap ↓ | "
-        "KID×10³ ↓ | precision ↑ | recall ↑ | Fréchet ↓ | distinct captions ↑ | MIA AUC | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "KID×10³ ↓ | precision ↑ | recall ↑ | Fréchet ↓ | distinct captions ↑ | "
+        "TV rise after it. 1 ↓ | MIA AUC | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {m: i for i, m in enumerate([*METHODS, "real"])}
     keys = sorted(summary, key=lambda key: (order[key[0]], _eps_value(key[1])))
@@ -366,7 +395,7 @@ def table(summary: dict[tuple[str, str], dict[str, Any]]) -> str:
             f"{_cell(s['tone_tv'])} | {_cell(s['dark_gap'], fmt='.2f')} | "
             f"{_cell(s['kid'], 1e3, '.0f')} | {_cell(s['precision'])} | {_cell(s['recall'])} | "
             f"{_cell(s['frechet'], fmt='.0f')} | {_cell(s['distinct'], fmt='.0f')} | "
-            f"{_cell(s['mia_auc'])} | {s['wall_s']:.0f} |"
+            f"{_cell(s['tv_rise'])} | {_cell(s['mia_auc'])} | {s['wall_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -375,8 +404,10 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, args: argparse.Namespac
     summary = summarise(rows)
     header = (
         f"Machine: developer VM ({platform.machine()}, 2 cores, no GPU), Python "
-        f"{platform.python_version()}. Command: `.venv/bin/python bench/quality.py --iterations "
-        f"{args.iterations} --population {args.population} --num-images {args.num_images}` "
+        f"{platform.python_version()}. Command: `.venv/bin/python bench/quality.py --out "
+        f"{_shown(args.out)} --methods {args.methods} --epsilons {args.epsilons} --seeds "
+        f"{args.seeds} --iterations {args.iterations} --population {args.population} "
+        f"--max-population {args.max_population} --num-images {args.num_images}` "
         "(then `--collect`). Private set: 4000 demo images; held-out: 1000. Mean ± std over "
         "the seeds listed; floor = each seed's first random population; ∞ = ε 10⁶. Quality "
         "figures only: runs shared the machine, so wall times are indicative.\n\n"
@@ -385,17 +416,28 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, args: argparse.Namespac
     text += "\n".join(monotonicity(summary)) + "\n"
     (out / "quality.md").write_text(text)
     _plot(summary, out / "quality.png")
-    splice_results(text, out / "quality.png")
+    splice_results(text, out / "quality.png", name=args.section, title=args.title)
     return text
 
 
-def splice_results(section: str, png: Path, results: Path = ROOT / "bench" / "RESULTS.md") -> None:
+def _shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def splice_results(
+    section: str,
+    png: Path,
+    results: Path = ROOT / "bench" / "RESULTS.md",
+    *,
+    name: str = "quality",
+    title: str = "Quality vs ε",
+) -> None:
     """Put the table into RESULTS.md between markers (replacing an earlier run's)."""
     from results_md import splice_section
 
     link = png.relative_to(results.parent).as_posix() if png.is_relative_to(results.parent) else png
-    block = f"## Quality vs ε (`bench/quality.py`)\n\n{section}\nPlot: [{link}]({link})\n"
-    splice_section("quality", block, results)
+    block = f"## {title} (`bench/quality.py`)\n\n{section}\nPlot: [{link}]({link})\n"
+    splice_section(name, block, results)
 
 
 def _plot(summary: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
@@ -454,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse", type=Path, default=None, help="demo_quality.py runs to reuse (image voting)"
     )
     parser.add_argument("--collect", action="store_true", help="Only tabulate finished runs.")
+    parser.add_argument("--section", default="quality", help="RESULTS.md section to write")
+    parser.add_argument("--title", default="Quality vs ε", help="that section's title")
     args = parser.parse_args(argv)
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -501,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                         floor_row = {"method": method, "epsilon": "floor", "seed": seed,
                                      **ref.measure(floor)}  # fmt: skip
                         floor_record.write_text(json.dumps(floor_row, indent=2))
+    add_iteration_tvs(runs, args.work)
     rows = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
     rows = [r for r in rows if "seed" in r]  # records of the one-seed bench are not comparable
     sys.stdout.write(write_outputs(rows, args.out, args) + "\n")

@@ -101,8 +101,15 @@ def materialise_private(folder: Path, demo: DemoPrivateSet | None = None) -> Non
 
 
 def demo_renderer(out: Path) -> CaptionRenderer:
-    """The voting renderer of the demo run (its renders are cached in the run folder)."""
+    """The voting renderer of a demo run (its renders are cached in the run folder, under
+    the run's own seed)."""
+    import yaml
+
     from penumbra.models import load
+
+    seed = int(DEMO_CONFIG["seed"])  # type: ignore[call-overload]
+    if (out / "run.yaml").is_file():
+        seed = int(yaml.safe_load((out / "run.yaml").read_text(encoding="utf-8"))["seed"])
 
     generator = load("builtin:fashion-t2i", role="image-generator")
     embedder = load("builtin:effnet-lite0", role="image-embedder")
@@ -110,21 +117,23 @@ def demo_renderer(out: Path) -> CaptionRenderer:
         generator,  # type: ignore[arg-type]
         embedder,  # type: ignore[arg-type]
         out,
-        seed=int(DEMO_CONFIG["seed"]),  # type: ignore[call-overload]
+        seed=seed,
         settings=json.dumps({}, sort_keys=True),
     )
 
 
-def class_mix_report(out: Path) -> dict[str, float]:
+def class_mix_report(out: Path, private_labels: np.ndarray | None = None) -> dict[str, float]:
     """TV distance to the private class mix: the first random population, each iteration's
     population weighted by its noisy thresholded votes (what a final draw at that iteration
-    would give), and the synthetic images. Uses the demo set's labels and a shipped
-    classifier: evaluation only, not DP."""
+    would give), and the synthetic images. Uses the demo set's labels (or `private_labels`)
+    and a shipped classifier: evaluation only, not DP."""
     from penumbra.evaluate.fashion_classifier import class_mix, predict, total_variation
     from penumbra.pe.mechanism import apply_threshold
     from penumbra.pe.store import read_json, read_population
 
-    private_labels = np.array([row["label"] for row in read_imagefolder_metadata(out / DEMO_SET)])
+    if private_labels is None:
+        rows = read_imagefolder_metadata(out / DEMO_SET)
+        private_labels = np.array([row["label"] for row in rows])
     target = class_mix(private_labels)
     synthetic = read_imagefolder_metadata(out / "synthetic")
     synth_labels = predict([Image.open(out / "synthetic" / m["file_name"]) for m in synthetic])
