@@ -18,7 +18,7 @@ from penumbra.data import demo_private_set
 from penumbra.errors import PenumbraError
 from penumbra.ledger.verify import verify_run
 from penumbra.pe.evolve import RunStateError
-from penumbra.spti.stages import check_rendered
+from penumbra.spti.final_set import check_rendered
 
 TINY = [
     "pe.iterations=2",
