@@ -136,8 +136,9 @@ class Reference:
             "precision": fid["precision"],
             "recall": fid["recall"],
             "frechet": fid["frechet_distance"],
+            # the held-out images and a floor (renders copied out of a run) have no captions
             "distinct": float(len({r.get("caption") for r in _metadata(synthetic)}))
-            if not labelled
+            if not labelled and (synthetic / "metadata.jsonl").exists()
             else float("nan"),
             "mia_auc": mia["auc"],
             "images": len(syn),
