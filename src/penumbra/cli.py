@@ -318,7 +318,7 @@ def synthesize(
     ray: Annotated[str | None, RAY_OPTION] = None,
 ) -> None:
     """Make a DP synthetic image dataset from a folder of private images (SPTI)."""
-    from penumbra.pe.evolve import Plan
+    from penumbra.pe.plan import Plan
     from penumbra.spti.pipeline import synthesize as run_synthesize
 
     if resume is None and out is None:

@@ -46,8 +46,9 @@ from penumbra.ledger.records import (
 from penumbra.ledger.tree import PublishedTree
 from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 from penumbra.pe.classes import class_output_counts, class_seed, class_weights
-from penumbra.pe.evolve import EvolveSettings, evolve, plan_run
+from penumbra.pe.evolve import EvolveSettings, evolve
 from penumbra.pe.mechanism import add_discrete_gaussian_noise
+from penumbra.pe.plan import plan_run
 from penumbra.pe.voting import local_voter
 from penumbra.privacy import (
     discrete_gaussian_epsilon,

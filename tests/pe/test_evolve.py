@@ -15,7 +15,8 @@ import pytest
 from penumbra.ledger.log import Ledger, LedgerError
 from penumbra.ledger.records import LedgerJournal
 from penumbra.pe import evolve as evolve_module
-from penumbra.pe.evolve import CallCosts, PrivacyBudgetError, RunStateError, plan_run
+from penumbra.pe.evolve import PrivacyBudgetError, RunStateError
+from penumbra.pe.plan import CallCosts, plan_run
 from penumbra.pe.store import read_json, read_population, write_json
 from penumbra.privacy import discrete_gaussian_epsilon
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from penumbra.pe.evolve import EvolveSettings, Release, ReleaseJournal, evolve
+from penumbra.pe.evolve import EvolveSettings, evolve
+from penumbra.pe.release import Release, ReleaseJournal
 from penumbra.pe.voting import local_voter
 
 PRIVATE_CENTRE = np.array([5.0, 5.0])

@@ -14,7 +14,8 @@ from penumbra.data import demo_private_set
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.ledger.verify import verify_run
 from penumbra.pe.classes import class_output_counts, class_weights
-from penumbra.pe.evolve import EvolveSettings, Plan, RunStateError
+from penumbra.pe.evolve import EvolveSettings, RunStateError
+from penumbra.pe.plan import Plan
 from penumbra.privacy import discrete_gaussian_epsilon, sampling_sigma
 from penumbra.spti.labelled import release_class_counts
 from penumbra.spti.pipeline import Run, synthesize

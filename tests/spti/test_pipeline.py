@@ -16,7 +16,7 @@ import pytest
 from penumbra.cli import main
 from penumbra.data import demo_private_set
 from penumbra.ledger.verify import verify_run
-from penumbra.pe.evolve import Plan
+from penumbra.pe.plan import Plan
 from penumbra.spti.pipeline import Run, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]

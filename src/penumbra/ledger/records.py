@@ -15,7 +15,7 @@ from typing import Any
 from penumbra.ledger.log import Ledger, LedgerError
 from penumbra.ledger.tree import PublishedTree
 from penumbra.models.fingerprint import file_sha256
-from penumbra.pe.evolve import Release
+from penumbra.pe.release import Release
 from penumbra.privacy.discrete import ACCOUNTANT
 
 NEIGHBOURING_PUBLIC_N = "add/remove one image; the number of images is published"

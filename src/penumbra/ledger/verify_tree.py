@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from penumbra.ledger.tree import Scan, logged_tree, scan_tree, sha256_file
-from penumbra.pe.evolve import candidate_hash
+from penumbra.pe.release import candidate_hash
 from penumbra.pe.store import read_population
 
 if TYPE_CHECKING:

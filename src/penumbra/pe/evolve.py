@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from penumbra.errors import PenumbraError
 from penumbra.pe.mechanism import Selection, add_discrete_gaussian_noise, apply_threshold, select
+from penumbra.pe.release import NoisyVoter, Release, ReleaseJournal, candidate_hash
 from penumbra.pe.store import read_json, read_population, write_json, write_population
 from penumbra.pe.voting import Voter
 from penumbra.privacy import (
@@ -60,42 +61,6 @@ class VariationAPI(Protocol):
 
 
 Embed = Callable[[list[str]], np.ndarray]
-
-
-@runtime_checkable
-class NoisyVoter(Protocol):
-    """A voter whose histogram arrives already noised (secure aggregation: the aggregators add
-    the noise, so the clean histogram never exists in this process).
-
-    The engine then adds no noise of its own: it records `sigma` (the noise accounted in ε,
-    in histogram units) in every release, asks `epsilon(steps, delta)` for the cumulative ε
-    and still refuses an iteration that would overspend, and still writes each release
-    durably before it is used. `iteration` lets the voter name and resume its rounds.
-    """
-
-    sigma: float
-
-    def epsilon(self, steps: int, delta: float) -> float: ...
-
-    def __call__(self, embeddings: np.ndarray, iteration: int) -> np.ndarray: ...
-
-
-class ReleaseJournal(Protocol):
-    """Where releases become durable before use (the run's signed ledger). The engine asks it
-    before drawing noise, so a release file deleted or lost after a crash is rebuilt from the
-    journal instead of being drawn again."""
-
-    def recorded(self, iteration: int, candidate_ids: Sequence[str]) -> Release | None:
-        """The recorded release of `iteration`, rebuilt for these candidates; None if none."""
-        ...
-
-    def latest(self) -> int:
-        """The highest iteration with a recorded release; −1 when there is none."""
-        ...
-
-    def record(self, release: Release) -> None:
-        """Make `release` durable; raise if a different release is recorded for its iteration."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -146,68 +111,6 @@ class EvolveSettings:
             raise ValueError(f"k must be >= 1, got {self.k}")
 
 
-@dataclass(frozen=True)
-class Release:
-    """One DP release: publishing it costs no privacy beyond the accounted ε."""
-
-    iteration: int
-    sigma: float
-    threshold: float
-    candidate_ids: list[str]
-    candidate_hash: str
-    noisy: list[float]
-    selected: list[int]
-    cumulative_epsilon: float
-    delta: float
-    fixed_noise_seed: bool
-    k: int = 1
-    accountant: str = ACCOUNTANT
-    noisy_votes: list[int] | None = None  # the integer release; `noisy` is noisy_votes / √k
-    reused: bool = field(default=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("reused")
-        return data
-
-
-@dataclass(frozen=True)
-class CallCosts:
-    """Seconds per item for each model call, measured on a small probe or assumed."""
-
-    random: float = 0.0
-    variation: float = 0.0
-    embed: float = 0.0
-    vote_throughput: float = 1e11  # n·m·d per second (bench/voting.py; ~1e11 on 2 CPU cores)
-
-
-@dataclass
-class Plan:
-    """What a run will do, before it touches anything."""
-
-    sigma: float
-    sizes: list[int]
-    random_calls: int
-    variation_calls: int
-    embeddings: int
-    votes_per_candidate: float
-    seconds: float
-    warnings: list[str]
-    notes: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        return [
-            f"σ = {self.sigma:.4g} per release, {len(self.sizes)} releases",
-            f"population sizes: {self.sizes}",
-            *self.notes,
-            f"random-API items: {self.random_calls}, variation-API items: {self.variation_calls}",
-            f"embeddings: {self.embeddings}",
-            f"expected votes per candidate: {self.votes_per_candidate:.1f}",
-            f"estimated wall time: {self.seconds / 60:.1f} min",
-            *[f"warning: {w}" for w in self.warnings],
-        ]
-
-
 @dataclass
 class EvolveResult:
     outputs: dict[str, list[Any]]  # the final selection, with lineage columns
@@ -216,54 +119,9 @@ class EvolveResult:
     epsilon_spent: float
 
 
-def candidate_hash(ids: Sequence[str], payloads: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for cid, payload in zip(ids, payloads, strict=True):
-        h.update(cid.encode() + b"\0" + payload.encode("utf-8") + b"\n")
-    return h.hexdigest()
-
-
 def _seed(seed: int, iteration: int, purpose: str) -> int:
     tag = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:4], "big")
     return int(np.random.SeedSequence([seed, iteration, tag]).generate_state(1)[0])
-
-
-def plan_run(
-    settings: EvolveSettings,
-    n_private: int,
-    *,
-    costs: CallCosts | None = None,
-    dim: int = 384,
-) -> Plan:
-    """Model calls, wall time and signal-to-noise of a run, with suggestions when the noise
-    will dominate. Uses only public quantities (N is the size of the private set)."""
-    settings.validate()
-    costs = costs or CallCosts()
-    sigma = discrete_gaussian_sigma(
-        settings.epsilon, settings.delta, settings.iterations, settings.k, extra=settings.extra
-    )
-    sizes = settings.sizes()
-    variation_calls = sum(sizes[1:]) + settings.lookahead * sum(sizes)
-    if settings.final == "variations":
-        variation_calls += settings.num_outputs
-    embeddings = sum(sizes) * max(1, settings.lookahead)
-    per_candidate = n_private / max(sizes)
-    seconds = (
-        sizes[0] * costs.random
-        + variation_calls * costs.variation
-        + embeddings * costs.embed
-        + sum(n_private * m * dim for m in sizes) / costs.vote_throughput
-    )
-    warnings = []
-    if per_candidate < 2 * sigma:
-        warnings.append(
-            f"expected votes per candidate ({per_candidate:.1f}) is below 2σ ({2 * sigma:.1f}): "
-            "the noise will drown the signal; use fewer candidates "
-            f"(<= {max(1, int(n_private / (2 * sigma)))}), fewer iterations, or a larger ε"
-        )
-    return Plan(
-        sigma, sizes, sizes[0], variation_calls, embeddings, per_candidate, seconds, warnings
-    )
 
 
 @dataclass
@@ -605,11 +463,9 @@ def _lineage(root: Path, iterations: int) -> dict[str, list[str]]:
 
 
 __all__ = [
-    "CallCosts",
     "EvolveResult",
     "EvolveSettings",
     "NoisyVoter",
-    "Plan",
     "PrivacyBudgetError",
     "RandomAPI",
     "Release",
@@ -617,5 +473,4 @@ __all__ = [
     "RunStateError",
     "VariationAPI",
     "evolve",
-    "plan_run",
 ]

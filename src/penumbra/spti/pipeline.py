@@ -41,7 +41,8 @@ from penumbra.durable import run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
 from penumbra.models.remote import require_local_private
 from penumbra.pe.classes import class_population
-from penumbra.pe.evolve import EvolveSettings, Plan, plan_run
+from penumbra.pe.evolve import EvolveSettings
+from penumbra.pe.plan import Plan, plan_run
 from penumbra.privacy import (
     check_delta_for,
     default_delta,

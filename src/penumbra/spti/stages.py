@@ -34,7 +34,8 @@ from penumbra.models.protocols import (
     TextEmbedder,
     TextGenerator,
 )
-from penumbra.pe.evolve import EvolveResult, EvolveSettings, NoisyVoter, evolve
+from penumbra.pe.evolve import EvolveResult, EvolveSettings, evolve
+from penumbra.pe.release import NoisyVoter
 from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.final_set import final_render, label_outputs, write_texts
 from penumbra.spti.leftovers import clear_unlogged
