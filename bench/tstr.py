@@ -36,6 +36,8 @@ from penumbra.evaluate.tstr import tstr
 from penumbra.spti.demo import (
     CLASS_WORDS,
     DEMO_PRIVATE,
+    DEMO_SET,
+    HOLDOUT_SET,
     labelled_demo_config,
     materialise_private,
 )
@@ -88,8 +90,8 @@ def pixel_tstr(run: Path, anchor: Path, seed: int) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    test_x, test_y = _pixels(run / "demo_holdout")
-    real_x, real_y = _pixels(run / "demo_private")
+    test_x, test_y = _pixels(run / HOLDOUT_SET)
+    real_x, real_y = _pixels(run / DEMO_SET)
     pick = np.random.default_rng(seed).permutation(len(real_y))[:1000]
     out = {}
     for key, (x, y) in {"synthetic": _pixels(run / "synthetic"), "bare_names": _pixels(anchor),
@@ -115,18 +117,22 @@ def run_one(root: Path, epsilon: float, seed: int) -> dict[str, Any]:
     summary = out / "tstr.json"
     if summary.exists():
         return _with_pixels(root, summary)
-    materialise_private(out / "demo_private")
-    materialise_private(out / "demo_holdout", demo_holdout_set(DEMO_PRIVATE))
+    # inside the run's private/, as the demo keeps them: a run never publishes a private image
+    from penumbra.spti.private_embeddings import private_folder
+
+    private_folder(out)
+    materialise_private(out / DEMO_SET)
+    materialise_private(out / HOLDOUT_SET, demo_holdout_set(DEMO_PRIVATE))
     config = labelled_demo_config(epsilon)
     config.seed = seed
     start = time.monotonic()
     resume = (out / "run.yaml").exists()
     run = synthesize(
-        out / "demo_private", None, out=out, config=None if resume else config, resume=resume
+        out / DEMO_SET, None, out=out, config=None if resume else config, resume=resume
     )
     assert isinstance(run, Run)
     seconds = time.monotonic() - start
-    holdout, private = out / "demo_holdout", out / "demo_private"
+    holdout, private = out / HOLDOUT_SET, out / DEMO_SET
     synthetic = tstr(out / "synthetic", holdout, real_train=private, seed=seed)
     anchor = tstr(bare_names_anchor(root, seed), holdout, real_train=private, seed=seed)
     result = {
