@@ -20,11 +20,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from penumbra import __version__
 from penumbra.anonymize.cli import app as anonymize_app
 from penumbra.compute.options import RAY_OPTION, ray_overrides
 from penumbra.errors import PenumbraError
 from penumbra.mpc.cli import app as mpc_app
+from penumbra.version import __version__
 
 try:  # typer >= 0.20 vendors click; older releases use click itself
     from typer._click import exceptions as click_exc

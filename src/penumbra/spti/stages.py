@@ -20,7 +20,6 @@ from typing import Any, Protocol, cast
 from PIL import Image
 from rich.progress import Progress
 
-from penumbra import __version__
 from penumbra.compute.engine import Engine, LocalEngine, ModelSpec, batched
 from penumbra.config import ContentCredentialsConfig, RunConfig, config_hash
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
@@ -44,6 +43,7 @@ from penumbra.spti.private_embeddings import embed_private_images, embed_private
 from penumbra.spti.render import CaptionRenderer, generate_images
 from penumbra.spti.slot_api import SlotCaptionAPI, check_slot_generator, slot_caption_api
 from penumbra.spti.text_api import CaptionStats, LLMCaptionAPI
+from penumbra.version import __version__
 
 
 class ExternalVoting(Protocol):
