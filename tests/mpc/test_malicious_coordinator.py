@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from penumbra.mpc.accounting import dgauss_sigma
 from penumbra.mpc.demo import free_ports
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.protocol import new_round_id
 from penumbra.mpc.tls import client_context, http_client
+from penumbra.privacy.zcdp import dgauss_sigma
 
 COUNTS = [120, 80]
 N = sum(COUNTS)

@@ -267,7 +267,7 @@ def _accountant(
     for runs logged before either existed, the continuous Gaussian's GDP curve."""
     for e in entries:
         if e and e.get("type") == "mpc_setup" and e.get("accountant") == "discrete-gaussian-zcdp":
-            from penumbra.mpc.accounting import dgauss_epsilon
+            from penumbra.privacy.zcdp import dgauss_epsilon
 
             return dgauss_epsilon, "discrete-gaussian-zcdp"
     start = next((e for e in entries if e and e.get("type") == "run_start"), None) or {}

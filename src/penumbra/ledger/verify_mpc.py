@@ -5,7 +5,7 @@ A coordinator could release more noisy histograms than it accounts for, or publi
 that no round produced. So: every released round's histogram is the release of its iteration
 (the engine receives `noisy / √k`, penumbra.mpc.coordinator); each round's σ per aggregator
 alone reaches the target ε over the planned iterations (either honest aggregator's noise
-suffices, penumbra.mpc.accounting); at most T rounds spent ε (released, or aborted after the
+suffices, penumbra.privacy.zcdp); at most T rounds spent ε (released, or aborted after the
 shares were fetched: `"shares_released": true`); every release has its released round.
 """
 

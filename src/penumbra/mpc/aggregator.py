@@ -10,7 +10,7 @@ adds its own discrete Gaussian noise (SystemRandom, never logged) to its aggrega
 An honest aggregator protects the holders alone (penumbra.mpc.policy): k, the holders' bounds
 and the candidate limit come from its own config, and a round announcing another k is refused;
 δ may not exceed the deployment's 1/(N ln N); it calibrates its own σ from the run's (ε, δ, T)
-with `accounting.dgauss_sigma` (never trusting a smaller σ from the coordinator); it admits a
+with `privacy.zcdp.dgauss_sigma` (never trusting a smaller σ from the coordinator); it admits a
 run only if the run's ρ fits, beside every run before it, within the deployment's
 `max_epsilon` (zCDP over all runs, state/budget.json); it books each release before its share
 leaves, releases at most one share per (run, iteration) and at most T per run, and refuses

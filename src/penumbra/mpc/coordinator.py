@@ -34,7 +34,6 @@ from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger, LedgerError, canonical
 from penumbra.ledger.merkle import root_from_hashes
 from penumbra.ledger.note import Checkpoint
-from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 from penumbra.mpc.deploy import AGGREGATORS, PartyConfig
 from penumbra.mpc.policy import deployment_delta
 from penumbra.mpc.protocol import Announcement, CosignReply, CosignRequest, b64
@@ -50,6 +49,7 @@ from penumbra.mpc.rounds import (
 )
 from penumbra.mpc.tls import BackgroundServer, server_config
 from penumbra.pe.evolve import EvolveSettings
+from penumbra.privacy.zcdp import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 
 __all__ = [  # the round machinery is penumbra.mpc.rounds; these names stay importable here
     "Aggregators",
