@@ -14,13 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from penumbra.ledger.log import is_checkpoint_name
 from penumbra.ledger.note import NoteError, parse_vkey, verify_signed_note
-
-if TYPE_CHECKING:
-    from penumbra.ledger.verify import VerifyReport
+from penumbra.ledger.verify_report import VerifyReport
 
 Entries = list[dict[str, Any] | None]
 REL_TOL = 1e-9
