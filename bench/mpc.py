@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_md import splice_section
 
 from penumbra.mpc import goldilocks
-from penumbra.mpc.accounting import dgauss_sigma
 from penumbra.mpc.field import Field, Field64, Field128
 from penumbra.mpc.loadtest import load_round
 from penumbra.mpc.prio3 import Prio3BoundedVoteVec
 from penumbra.mpc.protocol import Upload, sigma_fraction
 from penumbra.privacy.dgauss import sample_discrete_gaussian
+from penumbra.privacy.zcdp import dgauss_sigma
 
 DECLARED = 1000
 PATHS = {

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_md import splice_section
 
-from penumbra.mpc.accounting import dgauss_sigma
 from penumbra.privacy import default_delta, discrete_gaussian_sigma, gaussian_sigma
+from penumbra.privacy.zcdp import dgauss_sigma
 
 SETTINGS = [  # (label, N, ε, T, k)
     ("demo (N 4000, T 5)", 4000, 0.5, 5, 1),

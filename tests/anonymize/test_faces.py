@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from penumbra.anonymize.detect import Box, detect_faces, second_detector
-from penumbra.anonymize.faces import FaceSettings, anonymize_faces, anonymize_image, mask_faces
+from penumbra.anonymize.face_jobs import anonymize_faces
+from penumbra.anonymize.faces import FaceSettings, anonymize_image, mask_faces
 from penumbra.anonymize.faces_cli import parse_size
 from penumbra.cli import main
 from penumbra.errors import ConfigError, DataError

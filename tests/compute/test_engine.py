@@ -16,8 +16,8 @@ import pytest
 from penumbra.cli import main
 from penumbra.compute import LocalEngine, ModelSpec, batched
 from penumbra.config import ComputeConfig, RunConfig, config_hash
+from penumbra.models.batches import embed_text_batch
 from penumbra.pe.voting import count_votes
-from penumbra.spti.private_embeddings import embed_text_batch
 
 
 def _free_port() -> int:

@@ -44,7 +44,6 @@ from penumbra.ledger.records import (
     release_hook,
 )
 from penumbra.ledger.tree import PublishedTree
-from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 from penumbra.pe.classes import class_output_counts, class_seed, class_weights
 from penumbra.pe.evolve import EvolveSettings, evolve
 from penumbra.pe.mechanism import add_discrete_gaussian_noise
@@ -56,6 +55,7 @@ from penumbra.privacy import (
     sampling_sigma,
     vote_noise_source,
 )
+from penumbra.privacy.zcdp import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 
 from ..pe import toy
 

@@ -14,7 +14,7 @@ import pytest
 from penumbra.cli import main
 from penumbra.ledger.note import generate_signer
 from penumbra.ledger.verify import verify_run
-from penumbra.mpc.accounting import dgauss_sigma
+from penumbra.privacy.zcdp import dgauss_sigma
 
 from .run_fixture import aggregator_signers, build_mpc_run, build_run, read_entries, resign
 

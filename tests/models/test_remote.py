@@ -6,11 +6,8 @@ import pytest
 
 from penumbra.config import RunConfig
 from penumbra.errors import ConfigError
-from penumbra.models.remote import (
-    check_private_endpoints,
-    is_loopback_url,
-    require_local_private,
-)
+from penumbra.models.loopback import is_loopback_url
+from penumbra.models.remote import check_private_endpoints, require_local_private
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ import pytest
 import penumbra.mpc.rounds as rounds
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
-from penumbra.mpc.accounting import dgauss_epsilon
 from penumbra.mpc.coordinator import MPCVoter, MPCVoting, RoundAborted, coordinate
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.protocol import (
@@ -30,6 +29,7 @@ from penumbra.mpc.protocol import (
     b64,
 )
 from penumbra.pe.evolve import EvolveSettings
+from penumbra.privacy.zcdp import dgauss_epsilon
 
 VOTES = [3, 0, 5]
 SETTINGS = EvolveSettings(epsilon=4.0, delta=1e-3, iterations=3, population=(3,), num_outputs=2)

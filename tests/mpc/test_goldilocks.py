@@ -156,7 +156,8 @@ def test_multiproof_matches_the_draft_vector(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_shard_leaves_no_measurement_rows_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     """The prover keeps measurement-derived rows between its proofs, and drops them on return."""
-    from penumbra.mpc import flp, prio3
+    from penumbra.mpc import flp
+    from penumbra.mpc import prio3_vdaf as prio3
 
     kept: list[object] = []
 

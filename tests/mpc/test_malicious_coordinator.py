@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from penumbra.mpc.accounting import dgauss_sigma
 from penumbra.mpc.demo import free_ports
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.protocol import new_round_id
 from penumbra.mpc.tls import client_context, http_client
+from penumbra.privacy.zcdp import dgauss_sigma
 
 COUNTS = [120, 80]
 N = sum(COUNTS)
@@ -207,7 +207,8 @@ def test_a_helper_refuses_a_commit_that_counts_a_report_twice(tmp_path: Path) ->
     that holder's influence, past the sensitivity the noise is calibrated to)."""
     from fastapi import HTTPException
 
-    from penumbra.mpc.aggregator import Aggregator, Round
+    from penumbra.mpc.aggregator import Aggregator
+    from penumbra.mpc.aggregator_state import Round
     from penumbra.mpc.protocol import Accepted, CommitRequest, RoundParams
 
     configs = init_deployment(tmp_path / "dep", holders=1, counts=[10])

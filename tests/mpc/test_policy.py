@@ -13,11 +13,11 @@ import pytest
 from fastapi import HTTPException
 
 from penumbra.errors import ConfigError
-from penumbra.mpc.accounting import dgauss_sigma, zcdp_rho, zcdp_to_epsilon
 from penumbra.mpc.aggregator import Aggregator
 from penumbra.mpc.deploy import init_deployment, load_party_config
 from penumbra.mpc.policy import Refused, RunTerms, deployment_delta
 from penumbra.mpc.protocol import RoundOutcome, RoundParams
+from penumbra.privacy.zcdp import dgauss_sigma, zcdp_rho, zcdp_to_epsilon
 
 N = 200
 DELTA = 1.0 / (N * math.log(N))

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from penumbra.mpc.accounting import (
+from penumbra.privacy import gaussian_epsilon
+from penumbra.privacy.zcdp import (
     dgauss_epsilon,
     dgauss_sigma,
     total_sigma,
     zcdp_rho,
     zcdp_to_epsilon,
 )
-from penumbra.privacy import gaussian_epsilon
 
 
 def _grid_epsilon(rho: float, delta: float) -> float:

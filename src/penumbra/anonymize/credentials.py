@@ -22,9 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from penumbra import __version__
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError
+from penumbra.version import __version__
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 

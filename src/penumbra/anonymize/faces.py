@@ -1,4 +1,7 @@
-"""Masking faces in images, and the file/folder entry point for images and video.
+"""Masking faces in images: the settings, the masks, and the residual-face check.
+
+Videos are masked frame by frame in penumbra.anonymize.video with these masks; a file or a
+folder of both is planned and dispatched in penumbra.anonymize.face_jobs.
 
 Each face box (grown by `mask_scale`, 1.3 like deface, so hair line and chin are covered) is
 replaced inside its bounding ellipse, or the whole box with `ellipse=False`:
@@ -18,10 +21,10 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -30,13 +33,11 @@ from penumbra.anonymize.detect import BACKENDS, Backend, Box, Image, detect_face
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from penumbra.anonymize.video import VideoReport
-
 Mode = Literal["blur", "mosaic", "solid"]
 MODES: tuple[str, ...] = ("blur", "mosaic", "solid")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm"})
+Progress = Callable[[int, int | None], None]  # frames done, total (None: not known)
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
                 ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}  # fmt: skip
 
@@ -218,72 +219,3 @@ def check_pair(src: Path, dst: Path) -> None:
         raise DataError(f"{dst}: output would overwrite the input; choose another output path")
     if media_kind(src) != media_kind(dst):
         raise DataError(f"{dst}: output must be a {media_kind(src)} like {src.name}")
-
-
-@dataclass
-class Job:
-    src: Path
-    dst: Path
-    kind: Literal["image", "video"] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.kind = media_kind(self.src)
-
-
-def plan(src: Path, dst: Path) -> tuple[list[Job], int]:
-    """(jobs, files skipped as not images/videos). A folder maps onto a mirrored folder; a file
-    onto `dst` itself, or `dst/<name>` when dst is a folder or has no suffix."""
-    if not src.exists():
-        raise DataError(f"{src}: not found; give an image, a video or a folder of them")
-    if src.is_file():
-        if dst.is_dir() or not dst.suffix:
-            dst = dst / src.name
-        return [Job(src, dst)], 0
-    root, out_root = src.resolve(), dst.resolve()
-    if out_root == root or out_root.is_relative_to(root):
-        raise DataError(f"{dst}: output folder is inside the input folder {src}; choose another")
-    if dst.exists() and not dst.is_dir():
-        raise DataError(f"{dst}: is a file; the output of a folder must be a folder")
-    jobs, skipped = [], 0
-    for path in _walk(src):
-        if path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
-            jobs.append(Job(path, dst / path.relative_to(src)))
-        else:
-            skipped += 1
-    if not jobs:
-        raise DataError(f"{src}: no images or videos found; check the folder")
-    return jobs, skipped
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
-            yield path
-
-
-Progress = Callable[[int, int | None], None]
-
-
-def anonymize_faces(
-    src: Path, dst: Path, settings: FaceSettings, on_progress: Progress | None = None
-) -> list[FaceReport | VideoReport]:
-    """Every image and video under `src` (a file or a folder) into `dst`. Files that fail are
-    skipped while the others go on; then one DataError lists each failure."""
-    from penumbra.anonymize.video import anonymize_video
-
-    jobs, _ = plan(src, dst)
-    reports: list[FaceReport | VideoReport] = []
-    failures: list[str] = []
-    for job in jobs:
-        try:
-            if job.kind == "image":
-                reports.append(anonymize_image(job.src, job.dst, settings))
-            else:
-                reports.append(anonymize_video(job.src, job.dst, settings, on_progress))
-        except DataError as e:
-            if len(jobs) == 1:
-                raise
-            failures.extend(e.problems)
-    if failures:
-        raise DataError(*failures)
-    return reports

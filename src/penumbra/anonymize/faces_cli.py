@@ -17,7 +17,8 @@ from penumbra.errors import ConfigError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from penumbra.anonymize.faces import FaceReport, FaceSettings, Job
+    from penumbra.anonymize.face_jobs import Job
+    from penumbra.anonymize.faces import FaceReport, FaceSettings
     from penumbra.anonymize.video import VideoReport
 
 
@@ -122,7 +123,8 @@ def register(app: typer.Typer) -> None:
             TimeRemainingColumn,
         )
 
-        from penumbra.anonymize.faces import FaceSettings, anonymize_image, plan
+        from penumbra.anonymize.face_jobs import plan
+        from penumbra.anonymize.faces import FaceSettings, anonymize_image
         from penumbra.anonymize.video import anonymize_video
         from penumbra.compute.engine import LocalEngine, engine_for_cli
         from penumbra.compute.files import per_file

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from penumbra.compute.engine import Engine, LocalEngine, ModelSpec, batched, open_engine
+    from penumbra.compute.engine import Engine, LocalEngine, batched, open_engine
+    from penumbra.compute.spec import ModelSpec
 
 __all__ = ["Engine", "LocalEngine", "ModelSpec", "batched", "open_engine"]
 

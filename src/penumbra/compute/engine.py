@@ -9,36 +9,22 @@ reproduce a local run exactly (DESIGN.md: "same results either way").
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from penumbra.compute.ray_folder import remove_stale_ray_folder
+from penumbra.compute.spec import ModelSpec
 from penumbra.config import ComputeConfig
-from penumbra.models import load
 from penumbra.pe.voting import Voter, local_voter
+
+# ModelSpec (penumbra.compute.spec) is part of what an engine takes, so it is offered here too
+__all__ = ["Engine", "LocalEngine", "ModelSpec", "batched", "engine_for_cli", "open_engine"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How a worker loads a model on its own: the URI, the role and the backend options."""
-
-    uri: str
-    role: str
-    options: str = "{}"  # JSON, sorted: the spec is hashable and names one pool of actors
-
-    @classmethod
-    def of(cls, uri: str, role: str, options: dict[str, Any] | None = None) -> ModelSpec:
-        return cls(uri, role, json.dumps(options or {}, sort_keys=True, default=str))
-
-    def load(self) -> Any:
-        return load(self.uri, role=self.role, **json.loads(self.options))  # type: ignore[arg-type]
 
 
 class Engine(Protocol):
@@ -133,21 +119,3 @@ def engine_for_cli(address: str | None, *, option: str = "--ray") -> Engine:
             f"{option}: {e.errors()[0]['msg'].removeprefix('Value error, ')}"
         ) from None
     return open_engine(config)
-
-
-RAY_FOLDER_NOTE = "ray-temp"  # under the run's private/: the private instance's temp folder
-
-
-def remove_stale_ray_folder(private_dir: Path) -> None:
-    """A driver killed while its private Ray instance ran leaves that instance's folder (logs,
-    sockets) behind; the next start or resume of the run removes it."""
-    import shutil
-    import tempfile
-
-    note = private_dir / RAY_FOLDER_NOTE
-    if not note.is_file():
-        return
-    folder = Path(note.read_text(encoding="utf-8").strip())
-    if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("penumbra-ray-"):
-        shutil.rmtree(folder, ignore_errors=True)
-    note.unlink(missing_ok=True)

@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from penumbra.compute.engine import RAY_FOLDER_NOTE, ModelSpec
+from penumbra.compute.ray_folder import RAY_FOLDER_NOTE
+from penumbra.compute.spec import ModelSpec
 from penumbra.config import ComputeConfig
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ComputeError

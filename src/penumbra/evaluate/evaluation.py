@@ -34,7 +34,7 @@ def _embedder(uri: str, engine: Engine | None) -> tuple[Any, dict[str, str]]:
     from penumbra.models.protocols import ImageEmbedder
 
     if engine is not None:
-        from penumbra.compute.engine import ModelSpec
+        from penumbra.compute.spec import ModelSpec
 
         handle = engine.model(ModelSpec.of(uri, "image-embedder"))
         return handle, {"uri": uri, "fingerprint": handle.fingerprint}

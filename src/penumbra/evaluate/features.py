@@ -89,7 +89,7 @@ def _embed_on(
     batch_size: int,
     on_progress: Progress | None,
 ) -> FeatureSet:
-    from penumbra.spti.private_embeddings import embed_image_batch, image_batches
+    from penumbra.models.batches import embed_image_batch, image_batches
 
     rows: list[np.ndarray] = []
     relpaths: list[str] = []

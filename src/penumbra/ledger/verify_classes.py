@@ -29,15 +29,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
+from penumbra.ledger.verify_report import VerifyReport, check_noise_seed, entry_label
 from penumbra.ledger.verify_tree import check_release_votes
 from penumbra.pe.classes import class_output_counts, class_weights
 from penumbra.privacy import discrete_gaussian_epsilon
 from penumbra.privacy.discrete import ACCOUNTANT as DISCRETE_ACCOUNTANT
-
-if TYPE_CHECKING:
-    from penumbra.ledger.verify import VerifyReport
 
 Entries = list[dict[str, Any] | None]
 COMPOSITION = "parallel over classes"
@@ -113,8 +111,6 @@ def _noisy_counts(entries: Entries, classes: list[str]) -> list[int] | None:
 def check_unlabelled(entries: Entries, report: VerifyReport) -> None:
     """A run whose run_start names no classes has no class counts and no labelled release
     (the classes removed from run_start would hide the class-count release's ε)."""
-    from penumbra.ledger.verify import entry_label
-
     for i, e in enumerate(entries):
         if not e:
             continue
@@ -159,8 +155,6 @@ def _check_counts_entry(
     epsilon_of: Callable[[int], float],
     report: VerifyReport,
 ) -> None:
-    from penumbra.ledger.verify import check_noise_seed, entry_label
-
     found = _counts_entries(entries)
     releases = [i for i, e in enumerate(entries) if e and e.get("type") == "release"]
     if start.get("class_counts") != "dp":
@@ -213,8 +207,6 @@ def check_class_accounting(
 ) -> tuple[list[float], float, int]:
     """Checks a labelled run's class fields, class counts and releases (module docstring).
     Returns ε after each iteration of one class, the run's ε spent, and the releases logged."""
-    from penumbra.ledger.verify import check_noise_seed, entry_label
-
     _check_start(entries, start, report)
     classes = _classes(start) or []
     extra = _extra(start)
@@ -301,8 +293,6 @@ def check_class_outputs(
     report: VerifyReport,
 ) -> None:
     """Outputs of a labelled run: (where, candidate id, label) rows (module docstring)."""
-    from penumbra.ledger.verify import entry_label
-
     classes = _classes(start)
     if classes is None:
         return  # reported by check_class_accounting

@@ -5,7 +5,7 @@ A coordinator could release more noisy histograms than it accounts for, or publi
 that no round produced. So: every released round's histogram is the release of its iteration
 (the engine receives `noisy / √k`, penumbra.mpc.coordinator); each round's σ per aggregator
 alone reaches the target ε over the planned iterations (either honest aggregator's noise
-suffices, penumbra.mpc.accounting); at most T rounds spent ε (released, or aborted after the
+suffices, penumbra.privacy.zcdp); at most T rounds spent ε (released, or aborted after the
 shares were fetched: `"shares_released": true`); every release has its released round.
 """
 
@@ -14,13 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from penumbra.ledger.log import is_checkpoint_name
 from penumbra.ledger.note import NoteError, parse_vkey, verify_signed_note
-
-if TYPE_CHECKING:
-    from penumbra.ledger.verify import VerifyReport
+from penumbra.ledger.verify_report import VerifyReport
 
 Entries = list[dict[str, Any] | None]
 REL_TOL = 1e-9

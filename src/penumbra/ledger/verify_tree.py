@@ -18,14 +18,12 @@ import math
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from penumbra.ledger.tree import Scan, logged_tree, scan_tree, sha256_file
+from penumbra.ledger.verify_report import VerifyReport
 from penumbra.pe.release import candidate_hash
 from penumbra.pe.store import read_population
-
-if TYPE_CHECKING:
-    from penumbra.ledger.verify import VerifyReport
 
 Entries = list[dict[str, Any] | None]
 _NUMBERED = re.compile(r"(release|population)-(\d+)\.(json|parquet)")

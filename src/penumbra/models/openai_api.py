@@ -22,6 +22,7 @@ from PIL import Image
 
 from penumbra.errors import ModelError
 from penumbra.models.fingerprint import fingerprint_text
+from penumbra.models.loopback import is_loopback_url
 from penumbra.models.protocols import Role
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,6 @@ class OpenAIClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._api_key_env = api_key_env
-        from penumbra.models.remote import is_loopback_url
-
         # A loopback server is judged local (it may see private data); an HTTP(S)_PROXY from
         # the environment must not carry that traffic off the machine.
         self._http = httpx.Client(

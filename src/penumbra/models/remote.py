@@ -10,14 +10,11 @@ host name, and any other address, is remote. Sending private data to a remote en
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
-from urllib.parse import urlsplit
-
-import httpx
 
 from penumbra.config import RunConfig
 from penumbra.errors import ConfigError
+from penumbra.models.loopback import is_loopback_host, is_loopback_url
 
 OPT_IN = "privacy.allow_remote_private: true"
 
@@ -27,37 +24,6 @@ RECEIVES = {
     "image_embedder": "private images",
     "text_embedder": "private texts or the captions of private images",
 }
-
-
-def _loopback_host(host: str) -> bool:
-    host = host.strip().lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host in ("localhost", "localhost."):
-        return True
-    host = host.split("%", 1)[0]  # an IPv6 zone id names an interface, not a host
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a DNS name (or an odd spelling of an address): remote, never resolved
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1
-    return address.is_loopback
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when an http(s) URL's host is this machine's loopback: 127.0.0.0/8, ::1 or
-    `localhost`. Resolves nothing: every other host name is remote. The host must read the
-    same to urllib and to httpx (which sends the requests), so a URL that parsers disagree on
-    (userinfo tricks, backslashes) is treated as remote."""
-    try:
-        parts = urlsplit(url.strip())
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            return False
-        sent_to = httpx.URL(url.strip()).host
-    except (ValueError, httpx.InvalidURL):  # not provably local
-        return False
-    return _loopback_host(parts.hostname) and _loopback_host(sent_to)
 
 
 def private_roles(config: RunConfig) -> list[str]:
@@ -140,7 +106,7 @@ def cluster_is_local(address: str) -> bool:
         return True
     if address == "auto":
         return False
-    return _loopback_host(address.removeprefix("ray://").rpartition(":")[0])
+    return is_loopback_host(address.removeprefix("ray://").rpartition(":")[0])
 
 
 def require_local_private(config: RunConfig) -> list[str]:

@@ -10,37 +10,35 @@ adds its own discrete Gaussian noise (SystemRandom, never logged) to its aggrega
 An honest aggregator protects the holders alone (penumbra.mpc.policy): k, the holders' bounds
 and the candidate limit come from its own config, and a round announcing another k is refused;
 δ may not exceed the deployment's 1/(N ln N); it calibrates its own σ from the run's (ε, δ, T)
-with `accounting.dgauss_sigma` (never trusting a smaller σ from the coordinator); it admits a
+with `privacy.zcdp.dgauss_sigma` (never trusting a smaller σ from the coordinator); it admits a
 run only if the run's ρ fits, beside every run before it, within the deployment's
 `max_epsilon` (zCDP over all runs, state/budget.json); it books each release before its share
 leaves, releases at most one share per (run, iteration) and at most T per run, and refuses
 report ids and nonces it has seen before (persisted, across rounds and restarts). It only ever
 holds shares — never a holder's vote vector — and logs ids, counts and reasons only.
+
+Its HTTP front (routes, roles, upload admission) is penumbra.mpc.aggregator_app; the reports
+and replay store it keeps per round are penumbra.mpc.aggregator_state.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi import HTTPException
 
 from penumbra.durable import atomic_write_bytes
 from penumbra.ledger.log import canonical
 from penumbra.ledger.merkle import leaf_hash, root_from_hashes
 from penumbra.ledger.note import Checkpoint, load_private_key
-from penumbra.mpc.deploy import PartyConfig, load_party_config
+from penumbra.mpc.aggregator_state import Report, Round, SeenStore
+from penumbra.mpc.deploy import PartyConfig
 from penumbra.mpc.policy import (
     BudgetBook,
     Refused,
@@ -50,7 +48,6 @@ from penumbra.mpc.policy import (
     own_sigma,
 )
 from penumbra.mpc.protocol import (
-    UPLOAD_MEDIA_TYPE,
     Accepted,
     AggregateShare,
     CommitRequest,
@@ -67,12 +64,10 @@ from penumbra.mpc.protocol import (
     VerifyRequest,
     VerifyResult,
     b64,
-    max_upload_bytes,
     unb64,
     vdaf_ctx,
     vdaf_for,
 )
-from penumbra.mpc.tls import client_context, http_client, needs, require_peer, server_config
 from penumbra.privacy.dgauss import sample_discrete_gaussian
 
 log = logging.getLogger("penumbra.mpc.aggregator")
@@ -93,60 +88,9 @@ def parse_cosign_entry(text: str) -> dict[str, Any]:
     return entry
 
 
-@dataclass
-class Report:
-    holder: str
-    nonce: bytes
-    public_share: bytes
-    input_share: bytes
-    # verify_init's result, computed as the report arrives (in the upload's worker thread, so
-    # reports are verified in parallel while others upload); None until then, or an error
-    prepared: tuple[Any, Any, Any] | ValueError | None = None
-
-
-@dataclass
-class Round:
-    params: RoundParams  # its sigma: the noise this aggregator adds (0 when test_noiseless)
-    run: str
-    accounted_sigma: float  # the σ its release is booked at (never below our own)
-    state: str = "open"  # open → verified → committed → released
-    reports: dict[str, Report] = field(default_factory=dict)
-    refused: list[Rejection] = field(default_factory=list)  # at upload: replay, late, malformed
-    out_shares: dict[str, list[int]] = field(default_factory=dict)
-    outcome: RoundOutcome | None = None
-
-
-class SeenStore:
-    """Report ids and nonces ever accepted for upload, appended durably (replay protection)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.ids: set[str] = set()
-        self.nonces: set[str] = set()
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    rid, nonce = line.split(" ", 1)
-                    self.ids.add(rid)
-                    self.nonces.add(nonce)
-
-    def seen(self, report_id: str, nonce: str) -> bool:
-        return report_id in self.ids or nonce in self.nonces
-
-    def add(self, report_id: str, nonce: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(f"{report_id} {nonce}\n")
-            f.flush()
-            import os
-
-            os.fsync(f.fileno())
-        self.ids.add(report_id)
-        self.nonces.add(nonce)
-
-
 class Aggregator:
-    """The state and logic of one aggregator; `app()` exposes it over mutual TLS."""
+    """The state and logic of one aggregator; penumbra.mpc.aggregator_app serves it over
+    mutual TLS."""
 
     def __init__(self, config: PartyConfig) -> None:
         self.c = config
@@ -551,140 +495,3 @@ def _post(client: httpx.Client, url: str, payload: dict[str, Any]) -> Any:
     if response.status_code != 200:
         raise HTTPException(502, f"{url}: {response.status_code} {response.text[:200]}")
     return response.json()
-
-
-def make_app(agg: Aggregator) -> FastAPI:
-    app = FastAPI(
-        title=f"penumbra aggregator {agg.c.name}", docs_url=None, redoc_url=None, openapi_url=None
-    )
-    holders = tuple(h.name for h in agg.c.holders)
-    ctx = client_context(agg.c.path(agg.c.ca), agg.c.path(agg.c.cert), agg.c.path(agg.c.key))
-    client = http_client(ctx, connect=agg.c.timeouts.connect_s, read=agg.c.timeouts.read_s)
-
-    @app.get("/health")
-    def health(request: Request) -> dict[str, str]:
-        require_peer(request, ("coordinator", "aggregator", "holder"))
-        return {"name": agg.c.name}
-
-    # Reports being read and verified at once: each holds a few times its size in memory, so
-    # this bounds the aggregator's memory; beyond it a holder is told to retry (503). One
-    # upload per holder at a time, so one holder cannot take every slot; a body must arrive
-    # within the read timeout and be no larger than this deployment's largest report.
-    in_flight = threading.BoundedSemaphore(agg.c.max_reports_in_flight)
-    uploading: set[str] = set()
-    admission = threading.Lock()
-    size_limit = max_upload_bytes(agg.c)
-
-    def busy(reason: str) -> JSONResponse:
-        return JSONResponse({"accepted": False, "reason": reason}, status_code=503,
-                            headers={"Retry-After": "1"})  # fmt: skip
-
-    @app.post("/upload", dependencies=[Depends(needs(("holder",), holders))])
-    async def upload(request: Request) -> Any:
-        peer = require_peer(request, ("holder",), holders)
-        with admission:
-            if peer.name in uploading:
-                return busy("busy: this holder's previous upload is still in work")
-            if not in_flight.acquire(blocking=False):
-                log.info("busy: %s told to retry", peer.name)
-                return busy("busy: retry")
-            uploading.add(peer.name)
-        try:
-            return await _upload(request, peer.name)
-        finally:
-            with admission:
-                uploading.discard(peer.name)
-                in_flight.release()
-
-    async def _upload(request: Request, holder: str) -> UploadReply:
-        if request.headers.get("content-type") != UPLOAD_MEDIA_TYPE:
-            raise HTTPException(415, f"a report is sent as {UPLOAD_MEDIA_TYPE}")
-        declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > size_limit:
-            raise HTTPException(
-                413, f"a report of this deployment needs a content-length of at most {size_limit}"
-            )
-        try:
-            body = await asyncio.wait_for(request.body(), timeout=agg.c.timeouts.read_s)
-        except TimeoutError:
-            raise HTTPException(408, "report not received within the read timeout") from None
-        if len(body) > size_limit:
-            raise HTTPException(413, "report larger than its content-length")
-        try:
-            msg = Upload.decode(body)
-        except ValueError as e:
-            log.info("undecodable report from %s: %s", holder, e)
-            return UploadReply(accepted=False, reason=f"malformed report: {e}")
-        return await run_in_threadpool(agg.upload, holder, msg)
-
-    @app.post("/rounds/open", dependencies=[Depends(needs(("coordinator",)))])
-    def open_round(request: Request, body: dict[str, Any]) -> dict[str, Any]:
-        require_peer(request, ("coordinator",))
-        try:
-            params = RoundParams.model_validate(body["params"])
-            return agg.open_round(params, str(body["run"]), dict(body["budget"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise HTTPException(400, f"bad request: {e}") from None
-
-    @app.get("/rounds/{round_id}/status")
-    def status(request: Request, round_id: str) -> RoundStatus:
-        require_peer(request, ("coordinator",))
-        return agg.status(round_id)
-
-    @app.post("/rounds/{round_id}/close")
-    def close(request: Request, round_id: str) -> RoundOutcome:
-        require_peer(request, ("coordinator",))
-        if agg.agg_id != 0:
-            raise HTTPException(404, "only the leader closes rounds")
-        try:
-            return agg.close(round_id, client)
-        except httpx.HTTPError as e:
-            raise HTTPException(502, f"helper unreachable: {type(e).__name__}") from None
-
-    @app.post(
-        "/rounds/{round_id}/verify", dependencies=[Depends(needs(("aggregator",), ("leader",)))]
-    )
-    def verify(request: Request, round_id: str, body: VerifyRequest) -> VerifyReply:
-        require_peer(request, ("aggregator",), ("leader",))
-        if agg.agg_id != 1 or body.round_id != round_id:
-            raise HTTPException(404, "only the helper answers verify requests")
-        return agg.verify(body)
-
-    @app.post(
-        "/rounds/{round_id}/commit", dependencies=[Depends(needs(("aggregator",), ("leader",)))]
-    )
-    def commit(request: Request, round_id: str, body: CommitRequest) -> dict[str, bool]:
-        require_peer(request, ("aggregator",), ("leader",))
-        if agg.agg_id != 1 or body.round_id != round_id:
-            raise HTTPException(404, "only the helper takes commits")
-        agg.commit(body)
-        return {"ok": True}
-
-    @app.get("/rounds/{round_id}/aggregate")
-    def aggregate(request: Request, round_id: str) -> AggregateShare:
-        require_peer(request, ("coordinator",))
-        return agg.aggregate(round_id)
-
-    @app.post("/cosign", dependencies=[Depends(needs(("coordinator",)))])
-    def cosign(request: Request, body: CosignRequest) -> CosignReply:
-        require_peer(request, ("coordinator",))
-        return agg.cosign(body)
-
-    return app
-
-
-def run_aggregator(config_path: Path | str) -> None:
-    """Serve one aggregator until interrupted (SIGINT/SIGTERM)."""
-    config = load_party_config(config_path, "aggregator")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    agg = Aggregator(config)
-    uv = server_config(
-        make_app(agg),
-        host=config.host,
-        port=config.port,
-        ca=config.path(config.ca),
-        cert=config.path(config.cert),
-        key=config.path(config.key),
-    )
-    uvicorn.Server(uv).run()

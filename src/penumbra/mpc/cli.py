@@ -120,7 +120,7 @@ def aggregator(
     config: Annotated[Path, typer.Option("--config", help="The aggregator's config.json.")],
 ) -> None:
     """Serve as an aggregator (leader or helper, from the config) until interrupted."""
-    from penumbra.mpc.aggregator import run_aggregator
+    from penumbra.mpc.aggregator_app import run_aggregator
 
     run_aggregator(config)
 

@@ -10,7 +10,7 @@ released — no ε — and the round is retried as a new round once both aggrega
 after the commit the coordinator only ever completes that same round (`MPCVoter.__call__` says
 how, and when it stops instead). Each finished round is written durably (and logged) before the
 engine uses it, so a restarted coordinator reuses it instead of drawing new noise. Every
-ledger checkpoint is co-signed by both aggregators.
+ledger checkpoint is co-signed by both aggregators (penumbra.mpc.cosigned_ledger).
 
 The deployment's terms are not the coordinator's to choose: the run's pe.k and pe.metric must
 be the deployment's, its δ at most 1/(N ln N) and its population within the candidate limit
@@ -31,13 +31,11 @@ import numpy as np
 
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import PenumbraError
-from penumbra.ledger.log import Ledger, LedgerError, canonical
-from penumbra.ledger.merkle import root_from_hashes
-from penumbra.ledger.note import Checkpoint
-from penumbra.mpc.accounting import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
+from penumbra.ledger.log import Ledger, canonical
+from penumbra.mpc.cosigned_ledger import CoSignedLedger
 from penumbra.mpc.deploy import AGGREGATORS, PartyConfig
 from penumbra.mpc.policy import deployment_delta
-from penumbra.mpc.protocol import Announcement, CosignReply, CosignRequest, b64
+from penumbra.mpc.protocol import Announcement
 from penumbra.mpc.rounds import (
     Aggregators,
     Board,
@@ -50,6 +48,7 @@ from penumbra.mpc.rounds import (
 )
 from penumbra.mpc.tls import BackgroundServer, server_config
 from penumbra.pe.evolve import EvolveSettings
+from penumbra.privacy.zcdp import ACCOUNTANT, dgauss_epsilon, dgauss_sigma, total_sigma
 
 __all__ = [  # the round machinery is penumbra.mpc.rounds; these names stay importable here
     "Aggregators",
@@ -66,59 +65,6 @@ __all__ = [  # the round machinery is penumbra.mpc.rounds; these names stay impo
 ]
 
 log = logging.getLogger("penumbra.mpc.coordinator")
-
-
-class CoSignedLedger(Ledger):
-    """A ledger whose every checkpoint also carries both aggregators' signatures."""
-
-    cosigners: Aggregators | None = None
-    known: dict[str, int]
-
-    def checkpoint(self) -> Path:
-        if self.cosigners is None:
-            return super().checkpoint()
-        lines = self.entries_path.read_bytes().split(b"\n")[:-1] if self.size else []
-        cp = Checkpoint(self.origin, self.size, root_from_hashes(self._hashes))
-        body = cp.body()
-        signatures = self.signer.sign(body)
-        known = getattr(self, "known", None) or {n: 0 for n in AGGREGATORS}
-        self.known = known
-        for name in AGGREGATORS:
-            signatures += self._cosign(name, cp, lines)
-        path = self.dir / "checkpoints" / f"{self.size:08d}"
-        atomic_write_bytes(path, (body + "\n" + signatures).encode("utf-8"))
-        return path
-
-    def _cosign(self, name: str, cp: Checkpoint, lines: list[bytes]) -> str:
-        assert self.cosigners is not None
-        for _ in range(3):
-            start = self.known[name]
-            request = CosignRequest(
-                origin=cp.origin,
-                size=cp.size,
-                root=b64(cp.root),
-                start=start,
-                entries=[line.decode("utf-8") for line in lines[start:]],
-            )
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    reply = CosignReply.model_validate(
-                        self.cosigners.call(name, "POST", "/cosign", request.model_dump())
-                    )
-                    break
-                except RoundAborted as e:
-                    if time.monotonic() > deadline:
-                        raise LedgerError(
-                            f"checkpoint {cp.size}: {name} did not co-sign: {e}"
-                        ) from None
-                    time.sleep(1.0)
-            if reply.need_from >= 0:
-                self.known[name] = reply.need_from
-                continue
-            self.known[name] = cp.size
-            return reply.signature
-        raise LedgerError(f"checkpoint {cp.size}: {name} keeps asking for other entries")
 
 
 class MPCVoting:

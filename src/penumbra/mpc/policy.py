@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.durable import atomic_write_bytes
-from penumbra.mpc.accounting import dgauss_sigma, zcdp_rho, zcdp_to_epsilon
 from penumbra.mpc.deploy import PartyConfig
 from penumbra.mpc.protocol import RoundParams
+from penumbra.privacy.zcdp import dgauss_sigma, zcdp_rho, zcdp_to_epsilon
 
 REL_TOL = 1e-9  # float slack when comparing recomputed privacy parameters with their caps
 BOOK_VERSION = 1

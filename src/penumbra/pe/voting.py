@@ -13,39 +13,43 @@ whose scores are still in cache when they are reduced, one block per worker thre
 running torch single-threaded, so the small reductions never wait on an OpenMP barrier), a
 two-level top-k (chunk minima, then only the best chunks), a per-row error bound, and one
 float64 re-rank at the end for the few near-tie rows, from shortlists the blocks kept.
+
+Beside this module: score_bounds (the rounding-error bounds a fast gap is checked against),
+shortlist (the faiss, triton, bf16 and GPU paths' fast shortlists) and vote_blocks (block
+sizes, and the worker threads of the CPU path).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
 import torch
 
+from penumbra.pe.score_bounds import (
+    _MAX_NORM,
+    _U32,
+    _gemm_input_roundoff,
+    _unit_roundoff,
+    score_error_bound,
+)
+from penumbra.pe.shortlist import _Shortlister
+from penumbra.pe.vote_blocks import _cpu_workers, _run_single_threaded_workers, default_block_size
+
 Metric = Literal["l2", "cosine"]
 Backend = Literal["auto", "torch", "faiss", "triton"]
 Voter = Callable[[np.ndarray], np.ndarray]
 
-_DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
 _SHORTLIST = 32  # fast-path candidates kept per row for the exact re-rank of near-ties
-# CPU blocks: 1024 rows × ~1000 candidates of fp32 scores (4 MiB) are still in cache when
-# reduced; blocks of up to 65536 rows (still the GPU's cap) were not: 0.6x faiss on 2 cores.
-_CPU_BLOCK_ROWS = 1024
 _CHUNK = 32  # candidates per chunk of the two-level top-k (chunk minima, then the best chunks)
 # near-tie rows wait for one batched re-rank, up to this many float64 values of them; a batch is
 # re-ranked this many values at a time, so its temporaries stay small (fresh pages are slow)
 _PENDING_VALUES = 1 << 20
 _RERANK_VALUES = 1 << 15
-_U32 = 2.0**-24  # unit roundoffs
-_U64 = 2.0**-53
 _PAD_SCORE = 3.0e38  # fp32 score of the padding candidates, above every score that is trusted
-_MAX_NORM = 2.0**50  # larger norms could overflow fp32 scores: such rows are ranked in float64
 
 
 def _check_inputs(private: np.ndarray, candidates: np.ndarray, k: int, metric: str) -> None:
@@ -77,136 +81,6 @@ def exact_sq_distances(private: np.ndarray, candidates: np.ndarray) -> np.ndarra
     diff = private[:, None, :] - candidates[None, :, :]
     out: np.ndarray = np.einsum("ijk,ijk->ij", diff, diff)
     return out
-
-
-def _available_memory() -> int:
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 2 * _DEFAULT_BUDGET_BYTES
-
-
-def default_block_size(m: int, d: int, device: torch.device) -> int:
-    """Private rows per block so the blocks' score matrices and inputs fit a bounded budget
-    (on a CPU shared by the worker threads, each with its own block, and at most
-    `_CPU_BLOCK_ROWS` rows so a block's scores are still in cache when they are reduced)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        budget = free // 4
-        cap = 65536
-    else:
-        budget = min(_DEFAULT_BUDGET_BYTES, _available_memory() // 8) // _cpu_workers()
-        cap = _CPU_BLOCK_ROWS
-    per_row = 4 * m + 16 * d + 64  # fp32 scores + the row in fp32/float64
-    return int(max(1, min(cap, budget // max(per_row, 1))))
-
-
-def _cpu_workers() -> int:
-    """Worker threads for the CPU path: as many as torch would use for one op."""
-    return max(1, torch.get_num_threads())
-
-
-def _gemm_input_roundoff(device: torch.device) -> float:
-    """Relative error with which torch's fp32 matmul may round its inputs on `device`: none in
-    true fp32, but torch.set_float32_matmul_precision or a backend's fp32_precision let it
-    multiply in TF32 or bf16 (on CPUs too, through oneDNN), and the bound must cover that."""
-    if device.type == "cuda":
-        matmul: object = torch.backends.cuda.matmul
-    else:  # torch >= 2.9; older versions only have the legacy setting
-        matmul = getattr(torch.backends.mkldnn, "matmul", None)
-    settings = {str(getattr(matmul, "fp32_precision", "none"))}
-    with contextlib.suppress(RuntimeError):  # raised when legacy and new APIs were mixed
-        settings.add(torch.get_float32_matmul_precision())
-    if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
-        settings.add("tf32")
-    if settings & {"bf16", "medium"}:
-        return 2.0**-8
-    if settings & {"tf32", "high"}:
-        return 2.0**-11
-    return 0.0
-
-
-def _unit_roundoff(device: torch.device, low_precision: bool) -> float:
-    if low_precision:
-        return 2.0**-8  # bf16
-    return max(_U32, _gemm_input_roundoff(device))
-
-
-class _Shortlister:
-    """Approximate scores ||x − c||² for the `width` best candidates of each private row: the
-    faiss, triton, bf16 and GPU paths (the default CPU path is `_CpuRanker`)."""
-
-    def __init__(
-        self, candidates: np.ndarray, backend: str, device: torch.device, low_precision: bool
-    ) -> None:
-        self.backend = backend
-        self.device = device
-        c32 = np.ascontiguousarray(candidates, dtype=np.float32)
-        if backend == "faiss":
-            import faiss
-
-            self.index = faiss.IndexFlatL2(c32.shape[1])
-            self.index.add(c32)
-        else:  # torch, and triton (whose wider shortlists for near-tie rows use torch)
-            self.c = torch.from_numpy(c32).to(device)
-            self.c_sq = (self.c * self.c).sum(dim=1)
-            self.c_gemm = self.c.to(torch.bfloat16) if low_precision else self.c
-
-    def __call__(self, x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-        if self.backend == "faiss":
-            dist, idx = self.index.search(x32, width)
-            return idx.astype(np.int64), dist.astype(np.float64)
-        xt = torch.from_numpy(x32).to(self.device)
-        if self.backend == "triton" and width == 2:
-            from penumbra.pe.triton_nn import nearest_two
-
-            best_idx, best, second = nearest_two(xt, self.c, self.c_sq)
-            x_sq = (xt * xt).sum(dim=1)
-            pair = torch.stack([best_idx, torch.full_like(best_idx, -1)], dim=1)
-            pair_values = torch.stack([best + x_sq, second + x_sq], dim=1)
-            return pair.cpu().numpy(), pair_values.double().cpu().numpy()
-        # ||x||² is constant per row, so ranking by ||c||² − 2x·c ranks by distance; addmm
-        # writes the score block once instead of three temporaries.
-        if self.c_gemm.dtype == torch.float32:
-            scores = torch.addmm(self.c_sq[None, :], xt, self.c_gemm.T, alpha=-2.0)
-        else:
-            scores = self.c_sq[None, :] - 2.0 * (xt.to(self.c_gemm.dtype) @ self.c_gemm.T).float()
-        top = torch.topk(scores, width, dim=1, largest=False, sorted=True)
-        del scores
-        values = top.values + (xt * xt).sum(dim=1, keepdim=True)
-        return top.indices.cpu().numpy(), values.double().cpu().numpy()
-
-
-def score_error_bound(
-    x_norm: np.ndarray, c_norm: float, d: int, input_roundoff: float = 0.0
-) -> np.ndarray:
-    """Per row, E with |s̃_j − s_j| + (error of the float64 reference) ≤ E for every candidate
-    j, where s_j = ||c_j||² − 2x·c_j from the float64 inputs and s̃_j is `_CpuRanker`'s fp32
-    score; so a fast gap between the k-th and (k+1)-th score above 2E decides the top-k set
-    exactly as the float64 reference does, ties included.
-
-    x_norm ≥ ||x|| per row and c_norm ≥ every ||c_j||. Each GEMM input (x, c and the bias
-    fl(||c||²)) is rounded to fp32 and maybe to TF32/bf16 by torch: relative error δ. The
-    score is a sum of d+1 terms (the products x_i·c_ji times −2, an exact scaling, and the
-    bias) in fp32, in whatever order and blocking, so its error is at most γ·Σ|terms| with
-    γ = γ_{d+1} (Higham, Accuracy and Stability, §3.1); Cauchy–Schwarz bounds Σ|x_i·c_ji| by
-    ||x||·||c_j||:
-        E_fast = (δ + γ(1+δ))·C² + 2(2δ + δ² + γ(1+δ)²)·X·C.
-    The reference's float64 distances are within (d+4)·u64·(X+C)² of exact; that is counted
-    twice (both compared distances), and an absolute term covers fp32 underflow (flushed
-    denormals, at most 2^-126 per operation).
-    """
-    x = np.asarray(x_norm, dtype=np.float64)
-    delta = (1.0 + _U32) * (1.0 + input_roundoff) * (1.0 + (d + 4) * _U64) - 1.0
-    gamma = (d + 1) * _U32 / (1.0 - (d + 1) * _U32)
-    fast = (delta + gamma * (1.0 + delta)) * c_norm**2 + 2.0 * (
-        2.0 * delta + delta**2 + gamma * (1.0 + delta) ** 2
-    ) * x * c_norm
-    reference = 2.0 * (d + 4) * _U64 * (x + c_norm) ** 2
-    underflow = (d + 2) * 2.0**-118 * (1.0 + x) * (1.0 + c_norm)
-    bound: np.ndarray = (fast + reference + underflow) * (1.0 + 2.0**-30)
-    return bound
 
 
 class _NearTies:
@@ -502,19 +376,6 @@ def _nearest_cpu(
             run(start)
     near_ties.finish(out)
     return out
-
-
-def _run_single_threaded_workers(run: Callable[[int], None], starts: range, workers: int) -> None:
-    """Blocks on `workers` threads, each running torch single-threaded: one block per core
-    beats every op split over all cores, whose barriers cost more than the small reductions
-    themselves (and collapse when another process takes a core). torch's thread count is per
-    thread; the process default that new threads start from is put back afterwards."""
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for _ in pool.map(run, starts):
-                pass
-    finally:
-        torch.set_num_threads(workers)
 
 
 def _nearest_float64(

@@ -4,6 +4,9 @@ Shows only public material: DP-selected captions, their renders, noisy (DP) vote
 the accounting, lineage and the synthetic images. Never private data (DESIGN.md invariant 2);
 metrics computed against private data appear only if an evaluation wrote them: aggregates
 from evaluation.json, labelled "not DP, computed against the private data".
+
+The report reads a run; it does not render one. Pictures of candidates come from a `Renderer`
+its caller passes in (penumbra.spti.render.CaptionRenderer is one).
 """
 
 from __future__ import annotations
@@ -12,12 +15,20 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from penumbra.data.imagefolder import read_imagefolder_metadata
 from penumbra.errors import PenumbraError
 from penumbra.pe.store import read_json, read_population
-from penumbra.spti.render import CaptionRenderer
+
+
+class Renderer(Protocol):
+    """What the report needs to show a PE's top candidates: captions in, one image file per
+    caption out. The caller passes one (spti's CaptionRenderer, which renders through the run's
+    cache); the report itself only reads a run and never renders."""
+
+    def render(self, captions: list[str]) -> list[Path]: ...
+
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -152,7 +163,7 @@ def _class_section(run_dir: Path, start: dict[str, Any]) -> list[str]:
 
 
 def _pe_section(
-    title: str, folder: Path, renderer: CaptionRenderer | None,
+    title: str, folder: Path, renderer: Renderer | None,
     payloads: dict[str, str],
 ) -> list[str]:  # fmt: skip
     """Accounting, noisy votes and top candidates of one PE (of the run, or of one class)."""
@@ -196,8 +207,11 @@ def _pe_section(
     return parts
 
 
-def write_report(run_dir: Path, *, renderer: CaptionRenderer | None = None) -> Path:
-    """Write run_dir/report.html from what the run left on disk; returns its path."""
+def write_report(run_dir: Path, *, renderer: Renderer | None = None) -> Path:
+    """Write run_dir/report.html from what the run left on disk; returns its path.
+
+    `renderer` (passed by the pipeline that made the run) draws each iteration's top
+    candidates; without one the report leaves those pictures out and shows the rest."""
     start = _run_start(run_dir)
     folders = _pe_folders(run_dir, start)
     if not folders:

@@ -11,17 +11,21 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from penumbra.compute.engine import Engine, LocalEngine
-from penumbra.data.images import OnError, ReadReport, list_image_files, read_image
+from penumbra.data.images import OnError, ReadReport, list_image_files
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import DataError
+from penumbra.models.batches import (
+    caption_image_batch,
+    embed_image_batch,
+    embed_text_batch,
+    image_batches,
+)
 from penumbra.models.protocols import Captioner, ImageEmbedder, TextEmbedder
 
 
@@ -30,66 +34,6 @@ def private_folder(run_dir: Path) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     return folder
-
-
-@dataclass(frozen=True)
-class ImageBatch:
-    """A batch of private files as read here: (path, relative path, bytes) each. Workers decode
-    the bytes, so a cluster needs no view of this machine's disk."""
-
-    items: list[tuple[str, str, bytes]]
-    on_error: OnError
-    max_pixels: int
-
-
-def decode_batch(batch: ImageBatch) -> tuple[list[Image.Image], ReadReport]:
-    report = ReadReport()
-    images = []
-    for path, relpath, data in batch.items:
-        try:
-            images.append(read_image(path, max_pixels=batch.max_pixels, data=data))
-        except DataError as e:
-            if batch.on_error == "fail":
-                raise
-            report.skipped.append((relpath, e.problems[0]))
-            continue
-        report.read += 1
-    return images, report
-
-
-def embed_image_batch(
-    embedder: ImageEmbedder, batch: ImageBatch
-) -> tuple[np.ndarray | None, ReadReport]:
-    """One task of the private embedding (image voting): decode, embed."""
-    images, report = decode_batch(batch)
-    return (embedder.embed(images) if images else None), report
-
-
-def caption_image_batch(captioner: Captioner, batch: ImageBatch) -> tuple[list[str], ReadReport]:
-    """One task of the private embedding (text voting): decode, caption locally."""
-    images, report = decode_batch(batch)
-    return (captioner.caption(images) if images else []), report
-
-
-def embed_text_batch(embedder: TextEmbedder, texts: list[str]) -> np.ndarray:
-    return embedder.embed(texts)
-
-
-def image_batches(
-    files: list[Path], source: Path, size: int, on_error: OnError, max_pixels: int
-) -> Iterator[ImageBatch]:
-    for start in range(0, len(files), size):
-        items = []
-        for path in files[start : start + size]:
-            relpath = path.relative_to(source).as_posix()
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                if on_error == "fail":
-                    raise DataError(f"{path}: cannot read ({e.strerror})") from None
-                data = b""  # decoding fails and counts it as skipped, in order
-            items.append((str(path), relpath, data))
-        yield ImageBatch(items, on_error, max_pixels)
 
 
 def embed_private_images(

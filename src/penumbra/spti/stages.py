@@ -19,7 +19,6 @@ from typing import Any, Protocol, cast
 
 from rich.progress import Progress
 
-from penumbra import __version__
 from penumbra.compute.engine import Engine, LocalEngine, ModelSpec
 from penumbra.config import RunConfig, config_hash
 from penumbra.data.images import ReadReport
@@ -43,6 +42,7 @@ from penumbra.spti.private_embeddings import embed_private_images, embed_private
 from penumbra.spti.render import CaptionRenderer
 from penumbra.spti.slot_api import SlotCaptionAPI, check_slot_generator, slot_caption_api
 from penumbra.spti.text_api import CaptionStats, LLMCaptionAPI
+from penumbra.version import __version__
 
 
 class ExternalVoting(Protocol):

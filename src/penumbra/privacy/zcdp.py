@@ -1,10 +1,12 @@
-"""Noise calibration for secure aggregation: each aggregator's discrete Gaussian alone gives ε.
+"""zCDP accounting of the discrete Gaussian: each secure aggregator's noise alone gives ε.
 
-Why not the continuous-Gaussian accountant of `penumbra.privacy`: its exact μ-GDP curve is
-proven for continuous noise; for the discrete Gaussian N_Z(0, σ²) no such domination is proven
-under composition. What is proven (Canonne, Kamath & Steinke 2020, Theorem 14) is that adding
-N_Z(0, σ²) to an integer vector of L2 sensitivity Δ is ρ-zCDP with ρ = Δ²/(2σ²), exactly as
-for the continuous Gaussian; zCDP composes by adding ρ; and ρ-zCDP implies (ε, δ)-DP with
+Secure aggregation (penumbra.mpc) releases sums with this noise, and `penumbra verify`
+recomputes their ε here. Why not the continuous-Gaussian accountant of
+penumbra.privacy.accounting: its exact μ-GDP curve is proven for continuous noise; for the
+discrete Gaussian N_Z(0, σ²) no such domination is proven under composition. What is proven
+(Canonne, Kamath & Steinke 2020, Theorem 14) is that adding N_Z(0, σ²) to an integer vector of
+L2 sensitivity Δ is ρ-zCDP with ρ = Δ²/(2σ²), exactly as for the continuous Gaussian; zCDP
+composes by adding ρ; and ρ-zCDP implies (ε, δ)-DP with
 
     ε(ρ, δ) = min over α > 1 of  α·ρ − (log δ + log α)/(α − 1) + log((α − 1)/α)
 

@@ -1,0 +1,160 @@
+"""`penumbra verify` and `penumbra ledger ...`: audit a run, and look inside its ledger.
+
+`verify` is a command of the root app (`register`); `ledger` is this module's group (`app`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from penumbra.errors import PenumbraError
+
+app = typer.Typer(help="Inspect a run's audit ledger.", no_args_is_help=True)
+console = Console()
+
+
+def register(root: typer.Typer) -> None:
+    """Add `penumbra verify` to the root app."""
+    root.command()(verify)
+
+
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory to audit.")],
+    pubkey: Annotated[
+        str | None,
+        typer.Option(
+            "--pubkey",
+            help="The verifier key the data holder published (a file or the key itself; "
+            "never the run's own ledger/pubkey): the only way to know who signed.",
+        ),
+    ] = None,
+    cosigner: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cosigner",
+            help="Multi-holder runs: an aggregator's published verifier key (a file or the "
+            "key itself); once per aggregator.",
+        ),
+    ] = None,
+    trust_run_key: Annotated[
+        bool,
+        typer.Option(
+            "--trust-run-key",
+            help="Accept the keys the run carries for any signer not given (--pubkey, "
+            "--cosigner): exit 0 on integrity alone, still reported as not authenticated.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Audit a run without private data: signatures, Merkle proofs, ε, output hashes.
+
+    Exit 0 when everything holds and the signer (and co-signers) were authenticated by the keys
+    given; 1 with each failure and its location; 2 on bad input; 3 when every check holds but
+    a signature was checked only against a key the run itself carries (no --pubkey /
+    --cosigner and no --trust-run-key)."""
+    from penumbra.ledger.note import NoteError, parse_vkey
+    from penumbra.ledger.verify import verify_run
+
+    def keys_of(option: str, value: str) -> list[str]:
+        """A verifier key given as itself or as a file holding one or more."""
+        path = Path(value)
+        keys = path.read_text(encoding="utf-8").split() if path.is_file() else [value]
+        for key in keys or [""]:
+            try:
+                parse_vkey(key)
+            except NoteError as e:
+                raise PenumbraError(f"{option} {value}: neither a key file nor a key ({e})") from e
+        return keys
+
+    key_text = None
+    if pubkey is not None:
+        found = keys_of("--pubkey", pubkey)
+        if len(found) != 1:
+            raise PenumbraError(f"--pubkey {pubkey}: holds {len(found)} keys, not one")
+        key_text = found[0]
+    cosigners = [key for value in cosigner or [] for key in keys_of("--cosigner", value)]
+    report = verify_run(run_dir, pubkey=key_text, cosigners=cosigners or None)
+    code = 1 if not report.ok else 0 if report.authenticated or trust_run_key else 3
+    if as_json:
+        sys.stdout.write(json.dumps({**report.to_json(), "exit": code}, indent=2) + "\n")
+    else:
+        _print_receipt(report.receipt)
+        note = report.authentication_note()
+        if not report.ok:
+            console.print(f"[bold red]FAILED[/bold red]: {len(report.failures)} problem(s)")
+            for failure in report.failures:
+                console.print(f"  {failure}", highlight=False, markup=False)
+            if not report.authenticated:
+                console.print(f"  (and {note})", highlight=False, markup=False)
+        elif report.authenticated:
+            line = f"[bold green]VERIFIED[/bold green]: every check holds; {note}."
+            console.print(line, highlight=False, soft_wrap=True)
+        else:
+            style = "yellow" if trust_run_key else "bold yellow"
+            head = "VERIFIED (integrity only)" if trust_run_key else "NOT AUTHENTICATED"
+            line = f"[{style}]{head}[/{style}]: integrity verified, {note}"
+            console.print(line, highlight=False, soft_wrap=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_receipt(receipt: dict) -> None:  # type: ignore[type-arg]
+    table = Table(title="penumbra run receipt", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in (
+        "n_private", "epsilon_target", "delta", "sigma", "iterations", "epsilon_spent",
+        "fixed_noise_seed", "penumbra_version", "config_sha256", "entries", "output_files",
+        "public_key_source", "composition", "class_counts", "class_noisy_counts",
+        "class_fractions", "class_output_counts",
+    ):  # fmt: skip
+        if key in receipt:
+            table.add_row(key, str(receipt[key]))
+    if receipt.get("classes"):
+        names = receipt["classes"]
+        table.add_row("classes", f"{len(names)}: " + ", ".join(map(str, names[:12]))
+                      + (" …" if len(names) > 12 else ""))  # fmt: skip
+    eps = receipt.get("epsilon_per_iteration") or []
+    if eps:
+        per = " (of each class)" if receipt.get("classes") else ""
+        table.add_row(f"ε after each release{per}", ", ".join(f"{e:.4g}" for e in eps))
+    for model in receipt.get("models") or []:
+        table.add_row(
+            f"model: {model.get('role')}",
+            f"{model.get('uri')} ({model.get('fingerprint', '')[:16]})",
+        )
+    for sample in receipt.get("sample_lineage") or []:
+        table.add_row(f"lineage: {sample['file']}", " ← ".join(sample.get("lineage", [])))
+    console.print(table)
+
+
+@app.command("show")
+def ledger_show(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    entry: Annotated[int | None, typer.Option("--entry", help="Print entry N in full.")] = None,
+    proof: Annotated[
+        int | None, typer.Option("--proof", help="Print the inclusion proof of entry N.")
+    ] = None,
+) -> None:
+    """List ledger entries, print one, or print an inclusion proof an auditor can check."""
+    from penumbra.ledger.inspect import entry_json, inclusion_proof_json, summary_rows
+
+    if entry is not None:
+        sys.stdout.write(entry_json(run_dir, entry) + "\n")
+        return
+    if proof is not None:
+        sys.stdout.write(json.dumps(inclusion_proof_json(run_dir, proof), indent=2) + "\n")
+        return
+    table = Table(title=f"ledger of {run_dir}")
+    for col in ("#", "type", "summary"):
+        table.add_column(col)
+    for index, kind, text in summary_rows(run_dir):
+        table.add_row(str(index), kind, text)
+    console.print(table)
