@@ -34,12 +34,17 @@ from penumbra.models.registry import load
 from penumbra.spti.demo import DEMO_CONFIG
 from penumbra.spti.text_api import LLMCaptionAPI, clean_caption, mentions
 
+# The free-form demo's public attribute words (before the demo moved to slot-form captions).
+FREE_ATTRIBUTES = ["black", "dark grey", "grey", "white", "light grey", "beige", "brown", "navy",
+                   "red", "patterned"]  # fmt: skip
+
 
 def _prompts(n_vary: int, n_random: int) -> tuple[list[str], list[list[list[str]]]]:
     prompts_cfg: dict[str, Any] = DEMO_CONFIG["prompts"]  # type: ignore[assignment]
     from penumbra.config import PromptsConfig
 
-    cfg = PromptsConfig.model_validate(prompts_cfg)
+    free = {"categories": prompts_cfg["categories"], "attributes": FREE_ATTRIBUTES}
+    cfg = PromptsConfig.model_validate(free)
     api = LLMCaptionAPI(
         None,  # type: ignore[arg-type]  # only builds prompts
         domain=str(DEMO_CONFIG["domain"]), random_template=cfg.random,

@@ -52,7 +52,7 @@ def _exact_probabilities(model: Any, text: str, options: list[str]) -> np.ndarra
 @pytest.mark.slow
 def test_choices_follow_the_models_probabilities(smollm: Any) -> None:
     assert isinstance(smollm, OptionChooser)
-    n = 240
+    n = 160
     picks = smollm.choose(
         [PROMPT] * n, [OPTIONS] * n, reply_prefixes=[PREFIX] * n, temperature=1.0, seed=5
     )
