@@ -162,18 +162,41 @@ class PromptsConfig(Section):
     @field_validator("templates")
     @classmethod
     def _one_item(cls, value: list[str]) -> list[str]:
-        if any(t.count("{item}") != 1 for t in value):
-            raise ValueError("every template must hold {item} exactly once")
+        for template in value:
+            if template.count("{item}") != 1:
+                raise ValueError(f"template {template!r} must hold {{item}} exactly once")
+            try:
+                template.format(item="x")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"template {template!r}: only {{item}} may be in braces") from None
+        if len(set(value)) != len(value):
+            raise ValueError("a template is listed twice")
+        return value
+
+    @field_validator("slot_variation")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            value.format(domain="d", caption="c", slot="s")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("only {domain}, {caption} and {slot} may be in braces") from None
         return value
 
     @field_validator("slots")
     @classmethod
     def _words_in_slots(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one slot, or remove prompts.slots")
         for name, words in (value or {}).items():
             if not any(w.strip() for w in words):
                 raise ValueError(f"slot {name!r} needs at least one word")
             if len(set(words)) != len(words):
                 raise ValueError(f"slot {name!r} lists a word twice")
+            for word in words:
+                if word != " ".join(word.split()):
+                    raise ValueError(
+                        f"slot {name!r}: {word!r} has extra spaces (use '' to leave a slot out)"
+                    )
         return value
 
     max_words: int = Field(12, ge=3, le=200)

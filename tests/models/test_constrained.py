@@ -31,7 +31,9 @@ def _exact_probabilities(model: Any, text: str, options: list[str]) -> np.ndarra
     eos = tok.eos_token_id
     base = tok(text, return_tensors="pt")["input_ids"][0].tolist()
     probs = np.ones(len(options))
-    paths = option_tokens(tok, options)
+    paths = option_tokens(tok, options, text)
+    # byte-level BPE: an option's tokens after the reply prefix are those of " option" alone
+    assert paths == option_tokens(tok, options)
     root = _trie(paths)
     for index, path in enumerate(paths):
         node, prefix = root, []
@@ -87,5 +89,9 @@ def test_choices_are_options_reproducible_and_greedy_at_zero(smollm: Any) -> Non
     greedy = smollm.choose(prompts, options, temperature=0.0, seed=None)
     again = smollm.choose(prompts, options, temperature=0.0, seed=123)
     assert greedy == again
+    # left padding: each prompt alone picks what it picks inside the batch of other lengths
+    alone = [smollm.choose([p], [o], temperature=0.0, seed=None)[0]
+             for p, o in zip(prompts, options, strict=True)]  # fmt: skip
+    assert alone == greedy
     with pytest.raises(ValueError, match="2 texts but 1 option lists"):
         smollm.choose(prompts[:2], options[:1], temperature=1.0, seed=0)

@@ -3,6 +3,7 @@ variation (the shipped LLM choosing the word) changes exactly one slot of its pa
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -133,3 +134,79 @@ def test_a_generator_that_cannot_choose_is_refused_by_name() -> None:
         check_slot_generator(cfg, remote)
     cfg.prompts.slots = None
     assert check_slot_generator(cfg, remote) is None
+
+
+def test_a_word_left_out_of_one_slot_parses_into_the_next() -> None:
+    """Backtracking: with an optional first slot, a word may belong to a later slot."""
+    form = SlotForm((("shade", ("", "deep")), ("tone", ("deep-toned", "dark"))), ("{item}",))
+    for words in (("", "dark"), ("deep", "dark"), ("", "deep-toned"), ("deep", "deep-toned")):
+        parsed = Parsed(0, words, "coat")
+        assert form.parse(form.caption(parsed), ["coat"]) == parsed
+
+
+@pytest.mark.parametrize(
+    ("slots", "categories", "message"),
+    [
+        ((("shade", ("", "light")), ("tone", ("light", "dark"))), ["coat"], "in slots 'shade'"),
+        ((("style", ("", "rain", "wool")),), ["coat", "rain coat"], "category 'rain coat'"),
+        ((("fit", ("slim",)),), ["coat"], "nothing to vary"),
+    ],
+)
+def test_an_ambiguous_or_frozen_grammar_is_refused(
+    slots: Any, categories: list[str], message: str
+) -> None:
+    form = SlotForm(slots, ("{item}",))
+    assert message in (form.problem(categories) or "")
+    with pytest.raises(ValueError, match=message):
+        SlotCaptionAPI(None, form, domain="x", categories=categories, prompt=PROMPT,  # type: ignore[arg-type]
+                       temperature=1.0)  # fmt: skip
+
+
+def test_a_one_word_slot_is_never_varied_out_of_the_grammar() -> None:
+    """fit has one word and no '': variations change the template only (no LLM call)."""
+    form = SlotForm((("fit", ("slim",)),), ("{item}", "a photo of {item}"))
+    api = SlotCaptionAPI(None, form, domain="x", categories=["coat", "bag"], prompt=PROMPT,  # type: ignore[arg-type]
+                         temperature=1.0)  # fmt: skip
+    parents = api.random(20, seed=0)
+    children = api.vary(parents, seed=1)
+    for parent, child in zip(parents, children, strict=True):
+        p, c = form.parse(parent, ["coat", "bag"]), form.parse(child, ["coat", "bag"])
+        assert c.words == ("slim",) and c.category == p.category and c.template != p.template
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("prompts.slots={}", "name at least one slot"),
+        ("prompts.slots={tone: [' dark', light]}", "extra spaces"),
+        ("prompts.slots={tone: [' ', dark]}", "extra spaces"),
+        ("prompts.templates=['{item}', '{item}']", "listed twice"),
+        ("prompts.templates=['{item} in {colour}']", "only {item} may be in braces"),
+        ("prompts.slot_variation=Pick a {word}", "only {domain}, {caption} and {slot}"),
+    ],
+)
+def test_bad_slot_settings_are_one_line_errors(override: str, message: str) -> None:
+    from penumbra.config import load_config
+    from penumbra.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, overrides=[override])
+
+
+def test_shared_words_and_a_remote_llm_are_refused_before_the_run(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from penumbra.cli import main
+    from penumbra.data import demo_private_set
+
+    private = demo_private_set(6, seed=0).write(tmp_path / "images")
+    args = ["synthesize", "--private", str(private), "--epsilon", "4", "--set",
+            "prompts.categories=[coat, rain coat]"]  # fmt: skip
+    shared = ["--set", "prompts.slots={style: ['', rain, wool]}"]
+    assert main([*args, "--out", str(tmp_path / "a"), *shared]) == 2
+    assert "the word 'rain' is in slot 'style' and category 'rain coat'" in capsys.readouterr().err
+    remote = ["--set", "prompts.slots={tone: [dark, light]}",
+              "--set", "models.text_generator=openai:m@http://127.0.0.1:9/v1"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "b"), *remote]) == 2
+    assert "cannot choose among options" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

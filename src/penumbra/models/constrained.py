@@ -36,15 +36,24 @@ def _trie(token_lists: Sequence[Sequence[int]]) -> _Node:
     return root
 
 
-def option_tokens(tokenizer: Any, options: Sequence[str]) -> list[list[int]]:
-    """Each option's tokens as a continuation of text that ends without a space: byte-level BPE
-    tokenizes " word" the same after any prefix, so the option starts with its space."""
+def option_tokens(tokenizer: Any, options: Sequence[str], context: str = "") -> list[list[int]]:
+    """Each option's tokens as the model would see them after `context` (the formatted prompt
+    and reply so far) and a space: the tokens of context + " " + option past those of the
+    context. Byte-level BPE gives the standalone tokens of " option" either way; SentencePiece
+    tokenizers (a lone "▁" before a word at the start of a text) need the context."""
+    base = tokenizer(context)["input_ids"] if context else []
     out = []
     for option in options:
         if not option.strip():
             raise ValueError("an option must hold a word")
-        tokens = tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"]
-        out.append(list(tokens))
+        tokens = None
+        if context:
+            full = tokenizer(context + " " + option.strip())["input_ids"]
+            if full[: len(base)] == base and len(full) > len(base):
+                tokens = list(full[len(base) :])
+        if tokens is None:
+            tokens = list(tokenizer(" " + option.strip(), add_special_tokens=False)["input_ids"])
+        out.append(tokens)
     return out
 
 
@@ -82,8 +91,9 @@ def choose_options(
     device = model.device
     for start in range(0, len(texts), batch_size):
         rows = list(range(start, min(start + batch_size, len(texts))))
-        tries = [_trie(option_tokens(tokenizer, options[i])) for i in rows]
-        longest = max(len(t) for i in rows for t in option_tokens(tokenizer, options[i]))
+        paths = [option_tokens(tokenizer, options[i], texts[i]) for i in rows]
+        tries = [_trie(p) for p in paths]
+        longest = max(len(t) for p in paths for t in p)
         enc = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True)
         width = enc["input_ids"].shape[1]
 

@@ -58,6 +58,29 @@ class SlotForm:
             if not [o for o in options if o.strip()]:
                 raise ValueError(f"slot {name!r} needs at least one word")
 
+    def problem(self, categories: Sequence[str]) -> str | None:
+        """Why this grammar could print one caption for two slot choices (then a caption would
+        not parse back to what was written), or leaves nothing to vary; None if it is sound."""
+        owner: dict[str, str] = {}
+        for name, options in self.slots:
+            for word in (w for option in options for w in option.split()):
+                if owner.get(word, name) != name:
+                    return f"the word {word!r} is in slots {owner[word]!r} and {name!r}"
+                owner[word] = name
+        for category in categories:
+            for word in category.split():
+                if word in owner:
+                    return f"the word {word!r} is in slot {owner[word]!r} and category {category!r}"
+        if not self.changeable():
+            return "no slot has two options and there is one template: nothing to vary"
+        return None
+
+    def changeable(self) -> list[int]:
+        """The slots a variation may change (two options or more), then the template (as
+        len(slots)) when there are two templates or more."""
+        out = [i for i, (_, options) in enumerate(self.slots) if len(options) > 1]
+        return out + ([len(self.slots)] if len(set(self.templates)) > 1 else [])
+
     def caption(self, parsed: Parsed) -> str:
         phrase = " ".join([w for w in parsed.words if w] + [parsed.category])
         return self.templates[parsed.template].format(item=f"{_article(phrase)} {phrase}")
@@ -79,28 +102,26 @@ class SlotForm:
         )
 
     def _parse_item(self, item: str, categories: Sequence[str], template: int) -> Parsed | None:
-        ends = [c for c in categories if item == c or item.endswith(" " + c)]
-        if not ends:
-            return None
-        category = max(ends, key=len)
-        rest = item[: len(item) - len(category)].strip()
-        words = []
-        for _, options in self.slots:
-            word = next(
-                (
-                    o
-                    for o in sorted(options, key=len, reverse=True)
-                    if o and (rest == o or rest.startswith(o + " "))
-                ),
-                None,
-            )
-            if word is None:
-                if "" not in options:
-                    return None
-                word = ""
-            words.append(word)
-            rest = rest[len(word) :].strip()
-        return None if rest else Parsed(template, tuple(words), category)
+        for category in sorted(categories, key=len, reverse=True):
+            if item != category and not item.endswith(" " + category):
+                continue
+            words = self._parse_words(item[: len(item) - len(category)].strip(), 0)
+            if words is not None:
+                return Parsed(template, words, category)
+        return None
+
+    def _parse_words(self, rest: str, slot: int) -> tuple[str, ...] | None:
+        """The slot words that print `rest` from slot `slot` on (backtracking: a word may
+        belong to this slot or, if this one is left out, to a later one)."""
+        if slot == len(self.slots):
+            return () if not rest else None
+        for option in sorted(self.slots[slot][1], key=len, reverse=True):
+            if option and rest != option and not rest.startswith(option + " "):
+                continue
+            tail = self._parse_words(rest[len(option) :].strip(), slot + 1)
+            if tail is not None:
+                return (option, *tail)
+        return None
 
 
 @dataclass
@@ -136,6 +157,9 @@ class SlotCaptionAPI:
     ) -> None:
         if not categories:
             raise ValueError("slot-form captions need categories (prompts.categories)")
+        problem = form.problem(categories)
+        if problem is not None:
+            raise ValueError(f"prompts.slots: {problem}")
         self.chooser = chooser
         self.form = form
         self.domain = domain
@@ -175,13 +199,14 @@ class SlotCaptionAPI:
         rng = np.random.default_rng(seed)
         out: list[str | None] = list(requests.done)
         asks: list[tuple[int, Parsed, int, list[str]]] = []  # (row, parent, slot, options)
-        n_choices = len(self.form.slots) + (len(self.form.templates) > 1)
+        changeable = self.form.changeable()
         for row, parent in enumerate(requests.parents):
             if parent is None:
                 continue
-            which = int(rng.integers(n_choices))
+            which = changeable[int(rng.integers(len(changeable)))]
             if which == len(self.form.slots):  # another template, same item
-                others = [t for t in range(len(self.form.templates)) if t != parent.template]
+                current = self.form.templates[parent.template]
+                others = [t for t, text in enumerate(self.form.templates) if text != current]
                 changed = Parsed(
                     others[int(rng.integers(len(others)))], parent.words, parent.category
                 )
@@ -189,7 +214,7 @@ class SlotCaptionAPI:
                 continue
             options = [o for o in self.form.slots[which][1] if o != parent.words[which]]
             words = [o for o in options if o]
-            if not words or ("" in options and rng.random() < 1 / len(options)):
+            if not words or ("" in options and rng.random() < 1 / len(options)):  # '' allowed
                 out[row] = self.form.caption(_with_word(parent, which, ""))
             else:
                 asks.append((row, parent, which, words))
@@ -235,6 +260,31 @@ def check_slot_config(cfg: RunConfig) -> None:
         )
     if cfg.modality != "image":
         raise ConfigError("prompts.slots: slot-form captions are for image runs; remove it")
+    form = form_of(cfg)
+    words = cfg.prompts.class_words or {}
+    categories = (
+        [words.get(c, c) for c in cfg.data.classes]
+        if cfg.data.labels is not None and cfg.data.classes
+        else cfg.prompts.categories
+    )
+    problem = form.problem(categories)
+    if problem is not None:
+        raise ConfigError(f"prompts.slots: {problem}; make every word belong to one slot")
+    uri = cfg.models.text_generator
+    if uri.startswith("openai:") or cfg.models.options_for(uri).get("runtime") == "ctranslate2":
+        raise ConfigError(
+            f"prompts.slots: {uri} cannot choose among options (constrained decoding); use a "
+            "local text generator (builtin:smollm2-135m with runtime transformers, or hf:...) "
+            "or remove prompts.slots"
+        )
+
+
+def form_of(cfg: RunConfig) -> SlotForm:
+    """The run's caption grammar, from its config."""
+    return SlotForm(
+        tuple((name, tuple(words)) for name, words in (cfg.prompts.slots or {}).items()),
+        tuple(cfg.prompts.templates),
+    )
 
 
 def check_slot_generator(cfg: RunConfig, generator: object) -> OptionChooser | None:
@@ -256,11 +306,7 @@ def slot_caption_api(
     """The run's slot-form caption APIs, from its public words and prompt."""
     chooser = check_slot_generator(cfg, generator)
     assert chooser is not None
-    form = SlotForm(
-        tuple((name, tuple(words)) for name, words in (cfg.prompts.slots or {}).items()),
-        tuple(cfg.prompts.templates),
-    )
     return SlotCaptionAPI(
-        chooser, form, domain=cfg.domain, categories=categories,
+        chooser, form_of(cfg), domain=cfg.domain, categories=categories,
         prompt=cfg.prompts.slot_variation, temperature=cfg.prompts.temperature, stats=stats,
     )  # fmt: skip
