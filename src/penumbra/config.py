@@ -82,6 +82,25 @@ class PEConfig(Section):
         return number
 
 
+# Public few-shot examples of the random API's prompts (free-form captions).
+EXAMPLE_CAPTIONS = (
+    "a pair of black leather ankle boots", "a light summer dress", "a grey knit sweater",
+    "white canvas sneakers", "a dark wool coat", "a striped t-shirt", "a brown leather handbag",
+    "a pair of blue jeans", "a white button-up shirt", "a pair of strappy sandals",
+    "a long black evening gown", "a red hooded pullover", "a beige trench coat",
+    "a plain white tee", "a small black shoulder bag",
+)  # fmt: skip
+
+
+def _fields_only(text: str, *fields: str) -> str:
+    try:
+        text.format(**dict.fromkeys(fields, "x"))
+    except (KeyError, IndexError, ValueError):
+        names = ", ".join("{" + f + "}" for f in fields)
+        raise ValueError(f"{text!r}: only {names} may be in braces") from None
+    return text
+
+
 class PromptsConfig(Section):
     """LLM prompt templates: public text only, never built from private data (invariant 4)."""
 
@@ -91,23 +110,7 @@ class PromptsConfig(Section):
         min_length=1,
     )
     examples: list[str] = Field(
-        default_factory=lambda: [
-            "a pair of black leather ankle boots",
-            "a light summer dress",
-            "a grey knit sweater",
-            "white canvas sneakers",
-            "a dark wool coat",
-            "a striped t-shirt",
-            "a brown leather handbag",
-            "a pair of blue jeans",
-            "a white button-up shirt",
-            "a pair of strappy sandals",
-            "a long black evening gown",
-            "a red hooded pullover",
-            "a beige trench coat",
-            "a plain white tee",
-            "a small black shoulder bag",
-        ],
+        default_factory=lambda: list(EXAMPLE_CAPTIONS),
         description="public few-shot examples; a few, in a random order, fill {examples}",
     )
     categories: list[str] = Field(
@@ -141,11 +144,8 @@ class PromptsConfig(Section):
     )
     slots: dict[str, list[str]] | None = Field(
         None,
-        description="slot-form captions (spti.slot_api): public words per slot, in caption "
-        "order ('' lets a caption leave the slot out), e.g. {tone: [dark, light], fit: ['', "
-        "slim]}; captions are a template holding an article, one word per slot and a category, "
-        "and a variation changes one slot, the LLM picking the word (constrained decoding). "
-        "Needs categories (or a labelled run) and a local text generator",
+        description="slot-form captions (spti.slot_api): public words per slot in caption order "
+        "('' = the slot may be left out); a variation changes one slot, the LLM picking the word",
     )
     templates: list[str] = Field(
         default_factory=lambda: ["a photo of {item}", "{item}", "a picture of {item}"],
@@ -159,27 +159,17 @@ class PromptsConfig(Section):
         description="slot form: the LLM's prompt to pick a slot's new word ({caption}, {slot})",
     )
 
-    @field_validator("templates")
+    @field_validator("templates", "slot_variation")
     @classmethod
-    def _one_item(cls, value: list[str]) -> list[str]:
+    def _braces(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, str):
+            return _fields_only(value, "domain", "caption", "slot")
         for template in value:
             if template.count("{item}") != 1:
                 raise ValueError(f"template {template!r} must hold {{item}} exactly once")
-            try:
-                template.format(item="x")
-            except (KeyError, IndexError, ValueError):
-                raise ValueError(f"template {template!r}: only {{item}} may be in braces") from None
+            _fields_only(template, "item")
         if len(set(value)) != len(value):
             raise ValueError("a template is listed twice")
-        return value
-
-    @field_validator("slot_variation")
-    @classmethod
-    def _known_fields(cls, value: str) -> str:
-        try:
-            value.format(domain="d", caption="c", slot="s")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError("only {domain}, {caption} and {slot} may be in braces") from None
         return value
 
     @field_validator("slots")
@@ -192,11 +182,8 @@ class PromptsConfig(Section):
                 raise ValueError(f"slot {name!r} needs at least one word")
             if len(set(words)) != len(words):
                 raise ValueError(f"slot {name!r} lists a word twice")
-            for word in words:
-                if word != " ".join(word.split()):
-                    raise ValueError(
-                        f"slot {name!r}: {word!r} has extra spaces (use '' to leave a slot out)"
-                    )
+            if any(w != " ".join(w.split()) for w in words):
+                raise ValueError(f"slot {name!r}: a word has extra spaces ('' leaves it out)")
         return value
 
     max_words: int = Field(12, ge=3, le=200)

@@ -182,7 +182,7 @@ def test_a_one_word_slot_is_never_varied_out_of_the_grammar() -> None:
         ("prompts.slots={tone: [' ', dark]}", "extra spaces"),
         ("prompts.templates=['{item}', '{item}']", "listed twice"),
         ("prompts.templates=['{item} in {colour}']", "only {item} may be in braces"),
-        ("prompts.slot_variation=Pick a {word}", "only {domain}, {caption} and {slot}"),
+        ("prompts.slot_variation=Pick a {word}", "only {domain}, {caption}, {slot} may"),
     ],
 )
 def test_bad_slot_settings_are_one_line_errors(override: str, message: str) -> None:
