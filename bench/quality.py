@@ -145,21 +145,15 @@ class Reference:
         }
 
 
-def run_oracle(dest: Path, seed: int, num_images: int) -> Path:
-    """The ceiling of any caption-choosing pipeline with the shipped generator: each output
-    captioned from one private image's own class and attributes (the generator's training
-    caption scheme; dark/light by the shipped train-split cuts, size and texture by private
-    terciles), rendered by builtin:fashion-t2i.
+def oracle_captions(seed: int, num_images: int) -> list[str]:
+    """The ceiling of any caption-choosing pipeline with the shipped generator: each caption
+    made from one private image's own class and attributes (the generator's training caption
+    scheme; dark/light by the shipped train-split cuts, size and texture by private terciles).
     Reads private labels and pixels: evaluation only, never DP."""
     from penumbra.data.demo import demo_private_set, tone_cuts
     from penumbra.data.fashion import attributes, class_thresholds, make_caption, measure
-    from penumbra.data.imagefolder import write_imagefolder
-    from penumbra.models import load
     from penumbra.spti.demo import DEMO_PRIVATE
 
-    synthetic = dest / "synthetic"
-    if (synthetic / "metadata.jsonl").exists():
-        return synthetic
     demo = demo_private_set(DEMO_PRIVATE)
     pixels = np.stack([np.asarray(image.convert("L")) for image in demo.images])
     labels = np.asarray(demo.labels, dtype=np.int64)
@@ -171,11 +165,22 @@ def run_oracle(dest: Path, seed: int, num_images: int) -> Path:
     dark = np.where(intensity < tones[:, 0], -1, np.where(intensity > tones[:, 1], 1, 0))
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(pixels), size=num_images, replace=num_images > len(pixels))
-    captions = [
+    return [
         make_caption(int(labels[i]), (int(dark[i]), int(attrs.area_level[i]),
                                       int(attrs.texture_level[i])), rng)
         for i in picked
     ]  # fmt: skip
+
+
+def run_oracle(dest: Path, seed: int, num_images: int) -> Path:
+    """`oracle_captions` rendered by builtin:fashion-t2i (evaluation only, never DP)."""
+    from penumbra.data.imagefolder import write_imagefolder
+    from penumbra.models import load
+
+    synthetic = dest / "synthetic"
+    if (synthetic / "metadata.jsonl").exists():
+        return synthetic
+    captions = oracle_captions(seed, num_images)
     generator = load("builtin:fashion-t2i", role="image-generator")
     images = generator.generate(captions, seed=seed)  # type: ignore[attr-defined]
     items = [(image, {"caption": c}) for image, c in zip(images, captions, strict=True)]

@@ -31,7 +31,7 @@ def test_loads_offline_with_the_generator_protocols(model) -> None:  # type: ign
 
 def test_batch_and_sizes(model) -> None:  # type: ignore[no-untyped-def]
     images = model.generate(PROMPTS, seed=0)
-    assert len(images) == 3 and all(im.size == (32, 32) and im.mode == "RGB" for im in images)
+    assert len(images) == 3 and all(im.size == (28, 28) and im.mode == "RGB" for im in images)
     big = load("builtin:fashion-t2i", steps=6, image_size=96, resample="nearest")
     assert all(im.size == (96, 96) for im in big.generate(PROMPTS[:2], seed=0))
 
@@ -76,7 +76,31 @@ def test_vary_strength_zero_and_one(model) -> None:  # type: ignore[no-untyped-d
 
 def test_vary_accepts_any_input_image(model) -> None:  # type: ignore[no-untyped-def]
     out = model.vary([Image.new("RGB", (100, 60), (200, 10, 10))], ["a bag"], strength=0.3, seed=0)
-    assert out[0].size == (32, 32)
+    assert out[0].size == (28, 28)
+
+
+def test_renders_in_the_data_frame(model) -> None:  # type: ignore[no-untyped-def]
+    """Version 2: the UNet's black 2-pixel canvas border is cut off, so a garment fills the
+    frame as in the real 28×28 images (version 1 returned the border: every embedder saw
+    garments at 28/32 of their real size)."""
+    from penumbra.data.demo import demo_private_set
+
+    prompts = ["a pair of trousers", "a coat", "a bag", "a dress"] * 4
+    renders = model.generate(prompts, seed=2)
+    ours = np.stack([np.asarray(im.convert("L"), np.float32) for im in renders])
+    demo = demo_private_set(1000)
+    tall = np.isin(np.asarray(demo.labels), [1, 3, 4, 8])  # the same four classes
+    real = np.stack([np.asarray(im.convert("L"), np.float32) for im in demo.images])[tall]
+
+    def height(images: np.ndarray) -> float:
+        """Mean number of rows holding a garment pixel."""
+        return float((images > 40).any(axis=2).sum(axis=1).mean())
+
+    # real: 26.5 rows; these renders 27.1; the same renders with the border kept and shown
+    # in a 28-pixel frame (version 1 as embedders saw it): 23.8
+    assert abs(height(ours) - height(real)) < 1.5
+    reloaded = load("builtin:fashion-t2i", steps=6, image_size=32)
+    assert all(im.size == (32, 32) for im in reloaded.generate(prompts[:2], seed=2))
 
 
 def test_bad_options() -> None:

@@ -22,14 +22,13 @@ WEIGHTS = (
 
 
 def to_pixels(images: list[Image.Image]) -> np.ndarray:
-    """Any image → the 28×28 grayscale frame of Fashion-MNIST (32×32 renders are cropped)."""
+    """Any image, taken as the whole Fashion-MNIST frame (as builtin:fashion-t2i renders it at
+    any size), → 28×28 grayscale."""
     out = []
     for im in images:
         gray = im.convert("L")
-        if gray.size == (32, 32):
-            gray = gray.crop((2, 2, 30, 30))
-        elif gray.size != (28, 28):
-            gray = gray.resize((32, 32), Image.Resampling.BICUBIC).crop((2, 2, 30, 30))
+        if gray.size != (28, 28):
+            gray = gray.resize((28, 28), Image.Resampling.BICUBIC)
         out.append(np.asarray(gray, dtype=np.float32) / 255.0)
     return np.stack(out).reshape(len(out), -1)
 

@@ -20,12 +20,12 @@ LEVELS = ("dark", "mid", "light")
 
 
 def as_fashion_mnist(image: Image.Image) -> np.ndarray:
-    """A 28×28 grey array on Fashion-MNIST's scale: renders are 28×28 garments padded to 32×32,
-    so they are cropped back (resizing would blur the border into the garment and shift its
-    mean intensity); real 28×28 images pass unchanged."""
+    """A 28×28 grey array on Fashion-MNIST's scale: an image of another size is taken as the
+    whole frame (builtin:fashion-t2i renders the data's frame at any size) and resized; real
+    28×28 images pass unchanged."""
     gray = image.convert("L")
     if gray.size != (28, 28):
-        gray = gray.resize((32, 32), Image.Resampling.BILINEAR).crop((2, 2, 30, 30))
+        gray = gray.resize((28, 28), Image.Resampling.BOX)
     return np.asarray(gray)
 
 

@@ -144,9 +144,9 @@ def _fashion_problem() -> str | None:
 
 def _load_fashion(
     *,
-    image_size: int = 32,
-    steps: int = 12,
-    guidance: float = 3.0,
+    image_size: int = 28,
+    steps: int | None = None,
+    guidance: float | None = None,
     batch_size: int = 64,
     resample: str = "bicubic",
 ) -> Model:
@@ -214,7 +214,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin(
             "fashion-t2i",
             "image-generator",
-            "penumbra's own text-to-image model: rectified-flow UNet, 32x32 grayscale clothing "
+            "penumbra's own text-to-image model: rectified-flow UNet, 28x28 grayscale clothing "
             "(Fashion-MNIST), MiniLM text conditioning, CFG; vary() for image-domain PE",
             _fashion_problem,
             _load_fashion,

@@ -1,7 +1,13 @@
-"""penumbra's builtin text-to-image model: a small rectified-flow UNet on 32×32 Fashion-MNIST,
+"""penumbra's builtin text-to-image model: a small rectified-flow UNet on Fashion-MNIST,
 conditioned on all-MiniLM-L6-v2 caption embeddings, with classifier-free guidance and an Euler
 sampler of a few steps. Small enough to train and run on a laptop CPU, so Private Evolution in
 the text domain runs end to end offline. See MODEL_CARD.md beside the weights.
+
+The UNet works on a 32×32 canvas (the 28×28 images padded by 2 black pixels, so it halves
+twice evenly), but images leave and enter the model in the data's own 28×28 frame: a render
+shown at 32 px with its border would put the garment at 28/32 of the size of every real image
+it is compared with, and every embedder, vote and metric would see that shift, not the garment
+(bench/RESULTS.md, "builtin:fashion-t2i", version 2).
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ from penumbra.models.protocols import Role, TextEmbedder
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / "fashion_t2i.safetensors"
 CONFIG_FILE = WEIGHTS_DIR / "fashion_t2i.json"
-NATIVE = 32
+NATIVE = 32  # the UNet's canvas
+FRAME = 28  # the data's frame: what generate() returns and vary() reads
+PAD = (NATIVE - FRAME) // 2
+# 2: images in the data's 28×28 frame (1 returned the 32×32 canvas, border included)
+VERSION = 2
 
 
 def _groups(channels: int) -> int:
@@ -139,23 +149,27 @@ def sample(
 
 
 def to_images(x: torch.Tensor, size: int, resample: str) -> list[Image.Image]:
-    arr = ((x[:, 0].float().cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    """Canvas tensors → RGB images of the data's frame (the padding cut off), at `size`."""
+    frame = x[:, 0, PAD : NATIVE - PAD, PAD : NATIVE - PAD]
+    arr = ((frame.float().cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
     method = Image.Resampling.NEAREST if resample == "nearest" else Image.Resampling.BICUBIC
     out = []
     for a in arr:
         im = Image.fromarray(a, mode="L")
-        if size != NATIVE:
+        if size != FRAME:
             im = im.resize((size, size), method)
         out.append(im.convert("RGB"))
     return out
 
 
 def from_images(images: list[Image.Image]) -> torch.Tensor:
+    """Images of any size, taken as the data's frame → canvas tensors (black padding)."""
     arrays = [
-        np.asarray(im.convert("L").resize((NATIVE, NATIVE), Image.Resampling.BICUBIC), np.float32)
+        np.asarray(im.convert("L").resize((FRAME, FRAME), Image.Resampling.BICUBIC), np.float32)
         for im in images
     ]
-    return torch.from_numpy(np.stack(arrays))[:, None] / 127.5 - 1.0
+    canvas = np.pad(np.stack(arrays), ((0, 0), (PAD, PAD), (PAD, PAD)))
+    return torch.from_numpy(canvas)[:, None] / 127.5 - 1.0
 
 
 def load_flow_model(weights: Path = WEIGHTS_FILE, config: Path = CONFIG_FILE) -> FlowUNet:
@@ -167,6 +181,11 @@ def load_flow_model(weights: Path = WEIGHTS_FILE, config: Path = CONFIG_FILE) ->
             "them with `python -m penumbra.models.train_fashion_t2i`"
         )
     cfg = json.loads(config.read_text(encoding="utf-8"))
+    if cfg.get("frame") != FRAME:
+        raise ModelError(
+            f"builtin:fashion-t2i: {config} is for another version of this model (frame "
+            f"{cfg.get('frame')}, this code renders {FRAME}×{FRAME}); reinstall penumbra"
+        )
     model = FlowUNet(
         base=cfg["base"], mults=tuple(cfg["mults"]), emb=cfg["emb"], text_dim=cfg["text_dim"]
     )
@@ -184,16 +203,21 @@ class FashionT2I:
         self,
         *,
         text_encoder: Callable[[], TextEmbedder],
-        image_size: int = 32,
-        steps: int = 12,
-        guidance: float = 3.0,
+        image_size: int = FRAME,
+        steps: int | None = None,
+        guidance: float | None = None,
         batch_size: int = 64,
         resample: str = "bicubic",
     ) -> None:
+        """`steps` and `guidance` default to the sampler the weights ship with (their config
+        file, so part of the fingerprint: a new default is a new model identity)."""
         if image_size < 8 or image_size > 1024:
             raise ModelError(
                 f"builtin:fashion-t2i: image_size must be in [8, 1024], got {image_size}"
             )
+        sampler = json.loads(CONFIG_FILE.read_text(encoding="utf-8")).get("sampler", {})
+        steps = int(sampler.get("steps", 12)) if steps is None else steps
+        guidance = float(sampler.get("guidance", 3.0)) if guidance is None else guidance
         if steps < 1:
             raise ModelError(f"builtin:fashion-t2i: steps must be >= 1, got {steps}")
         if resample not in ("bicubic", "nearest"):

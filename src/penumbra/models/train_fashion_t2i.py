@@ -22,9 +22,11 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from penumbra.data.fashion import attributes, class_thresholds, load_fashion_mnist, make_caption
-from penumbra.models.fashion_t2i import NATIVE, WEIGHTS_DIR, FlowUNet
+from penumbra.models.fashion_t2i import FRAME, NATIVE, VERSION, WEIGHTS_DIR, FlowUNet
 
 CAPTIONS_PER_IMAGE = 4
+# chosen by bench/fashion_t2i.py --oracle (bench/RESULTS.md): guidance 2 over 3 and 1.5
+DEFAULT_SAMPLER = {"steps": 12, "guidance": 2.0}
 
 
 def caption_table(
@@ -65,7 +67,7 @@ def train(
     rng = np.random.default_rng(seed)
     images, labels = load_fashion_mnist("train")
     table, text_emb, texts = caption_table(images, labels, seed)
-    pad = (NATIVE - 28) // 2
+    pad = (NATIVE - FRAME) // 2
     x_all = torch.from_numpy(
         np.pad(images, ((0, 0), (pad, pad), (pad, pad))).astype(np.float32) / 127.5 - 1.0
     )[:, None]
@@ -122,7 +124,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().half().contiguous() for k, v in ema.state_dict().items()}
     save_file(state, str(out / "fashion_t2i.safetensors"))
-    (out / "fashion_t2i.json").write_text(json.dumps(ema.config, indent=2) + "\n")
+    config = {**ema.config, "frame": FRAME, "version": VERSION, "sampler": DEFAULT_SAMPLER}
+    (out / "fashion_t2i.json").write_text(json.dumps(config, indent=2) + "\n")
     metrics: dict[str, object] = {
         "seed": seed,
         "steps": step,

@@ -49,7 +49,7 @@ DEMO_CONFIG = {
     },
     # final: a final population, as in PE: each output a fresh variation of a parent drawn
     # in proportion to the last release (1000 distinct-ish captions, no privacy cost)
-    "output": {"num_images": 1000, "image_size": 32, "selection": "proportional",
+    "output": {"num_images": 1000, "image_size": 28, "selection": "proportional",
                "final": "variations"},
 }  # fmt: skip
 
