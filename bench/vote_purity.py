@@ -38,15 +38,13 @@ FEATURES = 1280
 
 
 def grid(images: list[Image.Image], g: int) -> np.ndarray:
-    """The G×G mean grey levels of the 28×28 garment (a render's 2-pixel border cropped, as
-    the generator was trained: `as_fashion_mnist`), scaled by 1/G as `EffNetImageEmbedder`
-    scales its tone grid (so w means the same at every G; G = 28 is the raw pixels)."""
-    cells = [
-        np.asarray(Image.fromarray(as_fashion_mnist(im)).resize((g, g), Image.Resampling.BOX),
-                   np.float32) / 255.0
-        for im in images
-    ]  # fmt: skip
-    return np.stack(cells).reshape(len(images), g * g) / g
+    """`builtin:pixels` at grid G (the G×G mean grey levels scaled by 1/G, as
+    `EffNetImageEmbedder` scales its tone grid, so w means the same at every G; G = 28 is the
+    raw pixels): column w of the table is `builtin:composite` with parts effnet-lite0
+    (weight 1) and pixels (weight w, `normalise: false`)."""
+    from penumbra.models.composite import PixelEmbedder
+
+    return PixelEmbedder(grid=g).embed(images)
 
 
 def purity(run: Path, private: np.ndarray, labels: np.ndarray, levels: np.ndarray,

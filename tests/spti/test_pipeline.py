@@ -42,6 +42,13 @@ SLOTS = [
 ]
 
 
+COMPOSITE = [
+    "models.image_embedder=builtin:composite",
+    "models.options={'builtin:composite': {parts: [{uri: builtin:effnet-lite0}, "
+    "{uri: builtin:pixels, weight: 2, options: {grid: 8}, normalise: false}]}}",
+]
+
+
 @pytest.fixture(scope="module")
 def private_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_private_set(40, seed=2).write(tmp_path_factory.mktemp("private") / "images")
@@ -63,6 +70,7 @@ def test_tiny_run_verifies_and_leaks_nothing(
         cert, key = make_test_signer(tmp_path / "signer")
         extra = [f"output.content_credentials.cert={cert}", f"output.content_credentials.key={key}"]
         extra += SLOTS  # slot-form captions (the demo's); text voting keeps free-form captions
+        extra += COMPOSITE  # votes in a composite space: EffNet features beside grey levels
     run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}", *extra])
     assert isinstance(run, Run) and run.iterations == 2 and run.num_images == 4
     if voting == "image":
@@ -96,6 +104,7 @@ def test_tiny_run_verifies_and_leaks_nothing(
     # no private embedding bytes and no private caption outside private/
     embeddings = [np.load(p) for p in (out / "private").glob("embeddings-*.npy")]
     assert embeddings and embeddings[0].shape[0] == 40
+    assert embeddings[0].shape[1] == (1280 + 64 if voting == "image" else 384)
     needles = [embeddings[0][i].tobytes()[:32] for i in range(5)]
     captions: list[str] = []
     for path in (out / "private").glob("captions-*.json"):

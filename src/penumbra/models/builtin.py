@@ -159,6 +159,16 @@ def _load_fashion(
     )  # fmt: skip
 
 
+def _load_pixels(*, grid: int = 8) -> Model:
+    from penumbra.models.composite import PixelEmbedder
+
+    return PixelEmbedder(grid=grid)
+
+
+def _load_composite(**_: object) -> Model:
+    raise AssertionError("builtin:composite is loaded by models.registry (it loads its parts)")
+
+
 @functools.cache
 def _fashion_text_encoder() -> TextEmbedder:
     """fashion-t2i's text conditioning, builtin:minilm-l6: loaded when a FashionT2I first
@@ -202,6 +212,21 @@ BUILTINS: dict[str, Builtin] = {
             "EfficientNet-Lite0 ImageNet, 1280-d pooled features (options: image_size=96)",
             _effnet_problem,
             _load_effnet,
+        ),
+        Builtin(
+            "pixels",
+            "image-embedder",
+            "raw grey levels: the G×G box-filtered image, in [0, 1] / G (options: grid=8)",
+            lambda: None,
+            _load_pixels,
+        ),
+        Builtin(
+            "composite",
+            "image-embedder",
+            "named image embedders side by side, each standardised and weighted (option "
+            "parts: [{uri, weight, options, normalise}]; see README)",
+            lambda: None,
+            _load_composite,
         ),
         Builtin(
             "label-captioner",

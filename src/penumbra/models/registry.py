@@ -16,7 +16,7 @@ from penumbra.models.protocols import ROLES, Model, Role
 
 _BOUND = ("source", "name", "client", "model", "base_url")
 _cache: dict[tuple[str, str | None, str], Model] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: builtin:composite loads its parts
 
 
 def _check_role(role: str | None) -> Role | None:
@@ -51,6 +51,13 @@ def _load_builtin(name: str, role: Role | None, options: dict[str, Any]) -> Mode
         )
     if role is not None and role != builtin.role:
         raise ModelError(f"{builtin.uri} is a {builtin.role}, not a {role}")
+    if name == "composite":  # its parts are models this registry loads (and caches)
+        from penumbra.models.composite import load_composite
+
+        parts = options.pop("parts", None)
+        if options:
+            raise ModelError(f"builtin:composite: unknown options {sorted(options)}; use parts")
+        return load_composite(parts, load)
     return cast(Model, _call(builtin.uri, builtin.loader, options))
 
 
