@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--oracle-only", action="store_true", help="only the oracle table")
     parser.add_argument("--oracle-seeds", default="0,1,2")
     parser.add_argument("--work", type=Path, default=Path("runs/fashion-t2i-oracle"))
+    parser.add_argument("--guidance", type=float, help="sections 1-4: not the shipped default")
     args = parser.parse_args()
     console = Console()
     results: dict[str, object] = {}
@@ -159,7 +160,10 @@ def main() -> None:
             return
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
-    gen = load("builtin:fashion-t2i")
+    gen = load(
+        "builtin:fashion-t2i", **({} if args.guidance is None else {"guidance": args.guidance})
+    )
+    results["guidance"] = gen.guidance  # type: ignore[attr-defined]
     rng = np.random.default_rng(0)
 
     clf, real_accuracy = train_classifier()  # the shipped evaluation classifier's recipe

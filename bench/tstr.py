@@ -58,7 +58,7 @@ def bare_names_anchor(root: Path, seed: int, per_class: int = 100) -> Path:
         return folder
     from penumbra.models import load
 
-    generator: Any = load("builtin:fashion-t2i", role="image-generator", image_size=32)
+    generator: Any = load("builtin:fashion-t2i", role="image-generator")
     items = []
     for c, word in enumerate(CLASS_WORDS):
         caption = f"a photo of a {word}"
@@ -70,8 +70,8 @@ def bare_names_anchor(root: Path, seed: int, per_class: int = 100) -> Path:
 
 
 def _pixels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Grey 28×28 pixels (the generator draws 28×28 items with a 2-pixel border at 32 px: a
-    centre crop, not a resize, lines them up with the real images) and class names."""
+    """Grey 28×28 pixels and class names (a larger image is centre-cropped: fashion-t2i version
+    1 drew 28×28 items with a 2-pixel border at 32 px; version 2 renders 28 px)."""
     from PIL import Image
 
     rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
