@@ -83,3 +83,13 @@ def test_bad_parts_are_refused_by_name(parts: object, message: str) -> None:
 def test_composite_takes_only_parts() -> None:
     with pytest.raises(ModelError, match="unknown options"):
         load("builtin:composite", parts=[{"uri": "builtin:pixels"}], grid=8)
+
+
+def test_effnet_tone_grid_is_the_composite_of_effnet_and_pixels() -> None:
+    """The demo's `tone_grid` option and the named composite are one embedding space."""
+    images = _images()
+    toned = load("builtin:effnet-lite0", tone_grid=8, tone_weight=2.0).embed(images)  # type: ignore[attr-defined]
+    parts = [{"uri": "builtin:effnet-lite0"},
+             {"uri": "builtin:pixels", "weight": 2.0, "normalise": False}]  # fmt: skip
+    composite = load("builtin:composite", parts=parts).embed(images)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(toned, composite, rtol=1e-5, atol=1e-6)

@@ -132,12 +132,11 @@ class EffNetImageEmbedder:
         return out
 
     def _tones(self, images: list[Image.Image]) -> np.ndarray:
-        g = self.tone_grid
-        grids = [
-            np.asarray(im.convert("L").resize((g, g), Image.Resampling.BOX), np.float32) / 255.0
-            for im in images
-        ]
-        return np.stack(grids).reshape(len(images), g * g) * (self.tone_weight / g)
+        """`builtin:pixels` at this grid, weighted: the same vectors as `builtin:composite`
+        with parts effnet-lite0 and pixels (weight tone_weight, normalise: false)."""
+        from penumbra.models.composite import PixelEmbedder
+
+        return PixelEmbedder(grid=self.tone_grid).embed(images) * np.float32(self.tone_weight)
 
 
 def _with_article(label: str) -> str:
