@@ -91,10 +91,12 @@ def record_run_start(
         )
     if existing:  # a resumed run: the parameters must be the ones already logged
         index, entry = existing[0]
-        if {k: entry.get(k) for k in fields if k != "penumbra_version"} != {
-            k: v for k, v in fields.items() if k != "penumbra_version"
-        }:
-            raise LedgerError(f"entry {index}: this run was started with other parameters")
+        differ = [k for k, v in fields.items() if k != "penumbra_version" and entry.get(k) != v]
+        if differ:
+            raise LedgerError(
+                f"entry {index}: this run was started with other parameters: "
+                f"{', '.join(differ)} differ from what it recorded"
+            )
         return index
     return ledger.append("run_start", fields)
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 from rich.progress import Progress
 
 from penumbra.compute.engine import Engine, LocalEngine, ModelSpec
-from penumbra.config import RunConfig, config_hash
+from penumbra.config import RunConfig
 from penumbra.data.images import ReadReport
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
@@ -36,6 +36,7 @@ from penumbra.models.protocols import (
 from penumbra.pe.evolve import EvolveResult, EvolveSettings, evolve
 from penumbra.pe.release import NoisyVoter
 from penumbra.privacy.discrete import ACCOUNTANT
+from penumbra.spti.config_upgrade import recorded_config_hash
 from penumbra.spti.final_set import final_render, label_outputs, write_texts
 from penumbra.spti.leftovers import clear_unlogged
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
@@ -237,7 +238,8 @@ def record_start(
 ) -> None:
     cfg = st.cfg
     record_run_start(
-        record.ledger, penumbra_version=__version__, config_sha256=config_hash(cfg),
+        record.ledger, penumbra_version=__version__,
+        config_sha256=recorded_config_hash(cfg, st.out / "run.yaml"),
         models=models.identities, n_private=n_private, epsilon=cfg.privacy.epsilon, delta=delta,
         sigma=record.sigma, iterations=cfg.pe.iterations, seed=cfg.seed, fixed_noise_seed=False,
         k=cfg.pe.k, accountant=str(getattr(record.voter, "accountant", ACCOUNTANT)),
