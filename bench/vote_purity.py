@@ -97,6 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--grids", default="8", help="grey-grid sizes G, e.g. 8,14,28")
+    parser.add_argument("--section", default="vote-purity", help="RESULTS.md section to write")
+    parser.add_argument("--title", default="Vote purity vs tone weight")
     args = parser.parse_args()
     before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     demo = demo_private_set(DEMO_PRIVATE)
@@ -106,7 +108,7 @@ def main() -> None:
     private = embedder.embed(images)
     levels = tone_levels(images, labels)
     lines = [
-        "## Vote purity vs tone weight (`bench/vote_purity.py`)",
+        f"## {args.title} (`bench/vote_purity.py`)",
         "",
         "Exact nearest-render votes of the 4000 demo private items over every render a finished "
         "demo run made (ε = 1 runs of `bench/demo_quality.py`), the grey-grid features scaled "
@@ -130,7 +132,7 @@ def main() -> None:
     after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines.append(f"\nLoad after: `{after}`.")
     block = "\n".join(lines)
-    splice_section("vote-purity", block)
+    splice_section(args.section, block)
     sys.stdout.write(block + "\n")
 
 
