@@ -233,8 +233,10 @@ def main() -> None:
         return emb.embed([Image.fromarray(a).convert("RGB") for a in arr])  # type: ignore[attr-defined]
 
     f_gen = emb.embed([im.convert("L").convert("RGB") for im in fid_images])  # type: ignore[attr-defined]
-    f_test = feats(np.pad(test_x[:n], ((0, 0), (2, 2), (2, 2))))
-    f_train = feats(np.pad(train_x[rng.permutation(len(train_x))[:n]], ((0, 0), (2, 2), (2, 2))))
+    # real images in their own 28-px frame, as version 2 renders (version 1's runs padded them
+    # to its 32-px canvas here)
+    f_test = feats(test_x[:n])
+    f_train = feats(train_x[rng.permutation(len(train_x))[:n]])
     results["frechet_generated_vs_test"] = frechet_between(f_gen, f_test)
     results["frechet_train_vs_test"] = frechet_between(f_train, f_test)
 
