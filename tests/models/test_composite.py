@@ -65,6 +65,7 @@ def test_composite_is_the_parts_standardised_and_weighted() -> None:
         ([], "non-empty list"),
         (["builtin:pixels"], r"parts\[0\] must be a mapping"),
         ([{"uri": "openai:clip@https://example.com/v1"}], r"parts\[0\]\.uri .*openai"),
+        ([{"uri": "hf:some/repo"}], r"parts\[0\]\.uri must be a builtin:"),
         ([{"uri": "builtin:composite"}], "cannot contain a composite"),
         ([{"uri": "builtin:pixels", "weight": 0}], r"parts\[0\]\.weight"),
         ([{"uri": "builtin:pixels", "weight": float("nan")}], r"weight"),
@@ -93,3 +94,24 @@ def test_effnet_tone_grid_is_the_composite_of_effnet_and_pixels() -> None:
              {"uri": "builtin:pixels", "weight": 2.0, "normalise": False}]  # fmt: skip
     composite = load("builtin:composite", parts=parts).embed(images)  # type: ignore[attr-defined]
     np.testing.assert_allclose(toned, composite, rtol=1e-5, atol=1e-6)
+
+
+def test_fingerprints_cover_every_option() -> None:
+    """Private embeddings are cached by fingerprint: two spaces must never share one."""
+    at = {
+        size: load("builtin:composite", parts=[{"uri": "builtin:effnet-lite0",
+                                                "options": {"image_size": size}}])
+        for size in (96, 128)
+    }  # fmt: skip
+    assert at[96].fingerprint != at[128].fingerprint
+    plain = load("builtin:effnet-lite0")
+    assert load("builtin:effnet-lite0", image_size=128).fingerprint != plain.fingerprint
+    assert plain.fingerprint == load("builtin:effnet-lite0", image_size=96).fingerprint
+    close = [load("builtin:effnet-lite0", tone_grid=8, tone_weight=w).fingerprint
+             for w in (2.0, 2.0000001)]  # fmt: skip
+    assert close[0] != close[1] and close[0].endswith("+tone8x2")  # older runs keep their key
+
+
+def test_weights_are_bounded() -> None:
+    with pytest.raises(ModelError, match="weight"):
+        load("builtin:composite", parts=[{"uri": "builtin:pixels", "weight": 1e300}])

@@ -9,9 +9,9 @@ grey grid must to keep its brightness) and weighted, so the squared l2 distance 
 weighted sum of the parts' squared distances (use it with `pe.metric: l2`).
 
 Nothing is learnt from the images: every scale is fixed by the configuration, so private
-images go through each part exactly as they would alone. Parts run in this process only: an
-`openai:` part would send private images to wherever its URL points, outside the check that
-guards `models.image_embedder` (models/remote.py).
+images go through each part exactly as they would alone. Parts are builtin: models, run in
+this process: an `openai:` part would send private images to wherever its URL points, outside
+the check that guards `models.image_embedder` (models/remote.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from penumbra.errors import ModelError
 from penumbra.models.protocols import ImageEmbedder, Role
 
 PIXELS_VERSION = 1
+MAX_WEIGHT = 1e6  # larger weights overflow float32 vectors (inf distances)
 
 
 class PixelEmbedder:
@@ -66,6 +67,7 @@ class Part:
     embedder: ImageEmbedder
     weight: float
     normalise: bool
+    options: dict[str, Any]
 
 
 class CompositeImageEmbedder:
@@ -78,10 +80,12 @@ class CompositeImageEmbedder:
         self.parts = parts
         identity = [
             {"uri": p.uri, "fingerprint": p.embedder.fingerprint, "weight": p.weight,
-             "normalise": p.normalise}
+             "normalise": p.normalise, "options": p.options}
             for p in parts
         ]  # fmt: skip
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        # options too: a part's fingerprint need not cover every option (effnet's image_size)
+        canonical = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
         self._fingerprint = f"composite-{digest}"
 
     @property
@@ -108,10 +112,10 @@ def _part(index: int, spec: Any) -> tuple[str, float, bool, dict[str, Any]]:
         raise ModelError(f"{where}: unknown keys {sorted(unknown)}; use uri, weight, options, "
                          "normalise")  # fmt: skip
     uri = spec.get("uri")
-    if not isinstance(uri, str) or not uri.startswith(("builtin:", "hf:")):
+    if not isinstance(uri, str) or not uri.startswith("builtin:"):
         raise ModelError(
-            f"{where}.uri must be a builtin: or hf: image embedder (parts run in this process; "
-            f"an openai: part would send private images off the machine), got {uri!r}"
+            f"{where}.uri must be a builtin: image embedder (parts run in this process; an "
+            f"openai: part would send private images off the machine), got {uri!r}"
         )
     if uri == "builtin:composite":
         raise ModelError(f"{where}.uri: a composite cannot contain a composite")
@@ -119,9 +123,9 @@ def _part(index: int, spec: Any) -> tuple[str, float, bool, dict[str, Any]]:
     if (
         isinstance(weight, bool)
         or not isinstance(weight, int | float)
-        or not (math.isfinite(weight) and weight > 0)
+        or not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT)
     ):
-        raise ModelError(f"{where}.weight must be a positive number, got {weight!r}")
+        raise ModelError(f"{where}.weight must be a number in (0, {MAX_WEIGHT:g}], got {weight!r}")
     normalise = spec.get("normalise", True)
     if not isinstance(normalise, bool):
         raise ModelError(f"{where}.normalise must be true or false, got {normalise!r}")
@@ -143,5 +147,5 @@ def load_composite(parts: Any, load: Callable[..., Any]) -> CompositeImageEmbedd
     for i, spec in enumerate(parts):
         uri, weight, normalise, options = _part(i, spec)
         embedder = load(uri, role="image-embedder", **options)
-        loaded.append(Part(uri, embedder, weight, normalise))  # type: ignore[arg-type]
+        loaded.append(Part(uri, embedder, weight, normalise, options))  # type: ignore[arg-type]
     return CompositeImageEmbedder(loaded)

@@ -111,9 +111,17 @@ class EffNetImageEmbedder:
     def fingerprint(self) -> str:
         # cached embeddings are keyed by this, so a tone grid must never share a key with
         # plain features
+        # (image_size joined it later, only when not the default, so runs that embedded at
+        # 96 px keep their fingerprint)
+        base = self._weights_sha
+        if self.image_size != 96:
+            base = f"{base}+size{self.image_size}"
         if not self.tone_grid:
-            return self._weights_sha
-        return f"{self._weights_sha}+tone{self.tone_grid}x{self.tone_weight:g}"
+            return base
+        weight = f"{self.tone_weight:g}"  # exact where :g is, so older runs keep their key
+        if float(weight) != self.tone_weight:
+            weight = repr(self.tone_weight)
+        return f"{base}+tone{self.tone_grid}x{weight}"
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
