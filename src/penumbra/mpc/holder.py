@@ -171,10 +171,11 @@ class Holder:
         for url, upload in zip((self.c.leader_url, self.c.helper_url), uploads, strict=True):
             self._post(f"{url}/upload", upload, ann.deadline_unix)
             if self.fault == "replay":
-                self._post(f"{url}/upload", upload)  # same round
+                self._post(f"{url}/upload", upload, ann.deadline_unix)  # same round
         if self.fault == "replay" and self.previous:
             for url, old in zip((self.c.leader_url, self.c.helper_url), self.previous, strict=True):
-                self._post(f"{url}/upload", dataclasses.replace(old, round_id=ann.round_id))
+                replayed = dataclasses.replace(old, round_id=ann.round_id)
+                self._post(f"{url}/upload", replayed, ann.deadline_unix)
         self.previous = uploads
         log.info(
             "%s: report %s submitted for round %s", self.c.name, uploads[0].report_id, ann.round_id
