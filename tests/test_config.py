@@ -113,6 +113,7 @@ def test_config_hash_ignores_unset_optional_fields() -> None:
     old = cfg.model_dump(mode="json")
     del old["output"]["content_credentials"]
     del old["compute"]  # nor compute (where work runs is not what a run computes)
+    del old["ledger"]  # nor the witnesses (the auditor checks them with keys of their own)
     old = {k: v for k, v in old.items() if v is not None}
     for section in old.values():
         if isinstance(section, dict):
@@ -122,3 +123,22 @@ def test_config_hash_ignores_unset_optional_fields() -> None:
     assert config_hash(cfg) == hashlib.sha256(text.encode()).hexdigest()
     changed = RunConfig.model_validate({"output": {"num_images": 7}})
     assert config_hash(changed) != config_hash(cfg)
+    key = "w+00000000+" + "B" * 44
+    witnessed = RunConfig.model_validate(
+        {"ledger": {"witnesses": [{"url": "http://h:1", "key": key}]}}
+    )
+    assert config_hash(witnessed) == config_hash(cfg)
+
+
+def test_witness_entries_are_checked_by_field() -> None:
+    from penumbra.config import load_config
+    from penumbra.errors import ConfigError
+
+    for bad, field in (
+        ("[{url: 'ftp://x', key: 'w+00000000+" + "B" * 44 + "'}]", "ledger.witnesses.0.url"),
+        ("[{url: 'http://x:1', key: 'nonsense'}]", "ledger.witnesses.0.key"),
+        ("[{url: 'http://x:1'}]", "ledger.witnesses.0.key"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_config(None, [f"ledger.witnesses={bad}"])
+        assert len(info.value.problems) == 1 and field in info.value.problems[0], info.value

@@ -15,9 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 from penumbra.errors import PenumbraError
+from penumbra.ledger.cosignature import CosignerKey
+from penumbra.ledger.witness_cli import app as witness_app
 
 app = typer.Typer(help="Inspect a run's audit ledger.", no_args_is_help=True)
 console = Console()
+app.add_typer(witness_app, name="witness")
 
 
 def register(root: typer.Typer) -> None:
@@ -51,6 +54,22 @@ def verify(
             "--cosigner): exit 0 on integrity alone, still reported as not authenticated.",
         ),
     ] = False,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness-key",
+            help="A witness's verifier key (a file or the key itself); the newest checkpoint "
+            "must carry its cosignature. Repeatable.",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint of this run you received earlier (a signed note file); the log "
+            "must still extend it. Repeatable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Audit a run without private data: signatures, Merkle proofs, ε, output hashes.
@@ -80,7 +99,12 @@ def verify(
             raise PenumbraError(f"--pubkey {pubkey}: holds {len(found)} keys, not one")
         key_text = found[0]
     cosigners = [key for value in cosigner or [] for key in keys_of("--cosigner", value)]
-    report = verify_run(run_dir, pubkey=key_text, cosigners=cosigners or None)
+    witnesses = [witness_key_of(value) for value in witness_key or []]
+    held = [(str(path), read_checkpoint_file(path)) for path in checkpoint or []]
+    report = verify_run(
+        run_dir, pubkey=key_text, cosigners=cosigners or None, witnesses=witnesses,
+        checkpoints=held,
+    )  # fmt: skip
     code = 1 if not report.ok else 0 if report.authenticated or trust_run_key else 3
     if as_json:
         sys.stdout.write(json.dumps({**report.to_json(), "exit": code}, indent=2) + "\n")
@@ -105,6 +129,26 @@ def verify(
         raise typer.Exit(code)
 
 
+def witness_key_of(value: str) -> CosignerKey:
+    """`--witness-key`: the key itself, or a file holding it (witness.vkey)."""
+    from penumbra.ledger.cosignature import parse_cosigner_key
+    from penumbra.ledger.note import NoteError
+
+    path = Path(value)
+    text = path.read_text(encoding="utf-8").strip() if path.is_file() else value
+    try:
+        return parse_cosigner_key(text)
+    except NoteError as e:
+        raise PenumbraError(f"--witness-key {value}: neither a key file nor a key ({e})") from None
+
+
+def read_checkpoint_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PenumbraError(f"--checkpoint {path}: cannot read it ({type(e).__name__})") from None
+
+
 def _print_receipt(receipt: dict) -> None:  # type: ignore[type-arg]
     table = Table(title="penumbra run receipt", show_header=False)
     table.add_column("field", style="bold")
@@ -113,7 +157,7 @@ def _print_receipt(receipt: dict) -> None:  # type: ignore[type-arg]
         "n_private", "epsilon_target", "delta", "sigma", "iterations", "epsilon_spent",
         "fixed_noise_seed", "penumbra_version", "config_sha256", "entries", "output_files",
         "public_key_source", "composition", "class_counts", "class_noisy_counts",
-        "class_fractions", "class_output_counts",
+        "class_fractions", "class_output_counts", "witnessed", "held_checkpoints",
     ):  # fmt: skip
         if key in receipt:
             table.add_row(key, str(receipt[key]))

@@ -4,6 +4,7 @@ Layout in a run directory:
     ledger/entries.jsonl          one canonical JSON object per line (sorted keys, no spaces)
     ledger/checkpoints/NNNNNNNN   signed note for the tree of the first N entries
     ledger/pubkey                 the verifier key (public)
+    ledger/origin                 the log's name in its checkpoints (penumbra.run/<random>)
     private/ledger.key            the Ed25519 signing key, mode 0600 (unless --signing-key)
 
 A checkpoint after every entry lets a verifier name the exact entry that changed. Appends are
@@ -34,6 +35,7 @@ from penumbra.ledger.note import (
     verify_signed_note,
 )
 from penumbra.ledger.schema import entry_problem
+from penumbra.ledger.witness_client import WitnessEndpoint, witness_checkpoint
 
 SCHEMA_VERSION = 1
 KEY_NAME = "penumbra-run"
@@ -85,8 +87,15 @@ def parse_entries(lines: list[bytes], path: Path) -> list[dict[str, Any]]:
 class Ledger:
     """Writer for one run's log. Not thread-safe: one process writes a run."""
 
-    def __init__(self, run_dir: Path, signer: Signer, origin: str) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        signer: Signer,
+        origin: str,
+        witnesses: list[WitnessEndpoint] | None = None,
+    ) -> None:
         self.run_dir = run_dir
+        self.witnesses = list(witnesses or [])
         self.dir = ledger_dir(run_dir)
         self.signer = signer
         self.origin = origin
@@ -96,8 +105,17 @@ class Ledger:
         self._hashes = [leaf_hash(line) for line in lines]
 
     @classmethod
-    def open(cls, run_dir: Path | str, *, signing_key: Path | None = None) -> Ledger:
-        """Create the run's ledger, or reopen it to resume (same key, same origin)."""
+    def open(
+        cls,
+        run_dir: Path | str,
+        *,
+        signing_key: Path | None = None,
+        witnesses: list[WitnessEndpoint] | None = None,
+    ) -> Ledger:
+        """Create the run's ledger, or reopen it to resume (same key, same origin).
+
+        With witnesses, the newest checkpoint is cosigned by each before this returns: a
+        folder rolled back or copied behind a witness's back stops here, before any draw."""
         run = Path(run_dir)
         folder = ledger_dir(run)
         folder.mkdir(parents=True, exist_ok=True)
@@ -117,16 +135,23 @@ class Ledger:
             )
         if not pubkey.exists():
             _atomic_text(pubkey, signer.vkey + "\n")
-        ledger = cls(run, signer, origin)
+        ledger = cls(run, signer, origin, witnesses)
+        before = ledger.newest_checkpoint()
         ledger.check_against_checkpoint()
+        if ledger.witnesses and before is not None and ledger.newest_checkpoint() == before:
+            witness_checkpoint(before, ledger._hashes, ledger.witnesses)
         return ledger
+
+    def newest_checkpoint(self) -> Path | None:
+        files = sorted(p for p in (self.dir / "checkpoints").glob("*") if is_checkpoint_name(p))
+        return files[-1] if files else None
 
     def check_against_checkpoint(self) -> None:
         """Refuse to continue a log that lost or changed entries since its newest signed
         checkpoint: a resumed run decides from the log whether noise was already drawn.
         One trailing entry without a checkpoint (a crash between the two writes) is signed now."""
-        files = sorted(p for p in (self.dir / "checkpoints").glob("*") if is_checkpoint_name(p))
-        if not files:
+        newest = self.newest_checkpoint()
+        if newest is None:
             if self.size == 1:  # died between the first append and its checkpoint
                 self._sign_trailing(0)
             elif self.size:
@@ -135,7 +160,6 @@ class Ledger:
                     "checkpoints were removed (run penumbra verify)"
                 )
             return
-        newest = files[-1]
         try:
             verifier = parse_vkey(self.signer.vkey)
             cp = verify_signed_note(newest.read_text(encoding="utf-8"), verifier)
@@ -196,9 +220,12 @@ class Ledger:
         return self.size - 1
 
     def checkpoint(self) -> Path:
+        """Sign the whole log; then each witness cosigns it (WitnessRefused stops the run)."""
         cp = Checkpoint(self.origin, self.size, root_from_hashes(self._hashes))
         path = self.dir / "checkpoints" / f"{self.size:08d}"
         _atomic_text(path, sign_checkpoint(cp, [self.signer]))
+        if self.witnesses:
+            witness_checkpoint(path, self._hashes, self.witnesses)
         return path
 
 

@@ -128,8 +128,11 @@ def sign_checkpoint(checkpoint: Checkpoint, signers: list[Signer]) -> str:
     return body + "\n" + "".join(s.sign(body) for s in signers)
 
 
-def parse_signed_note(text: str) -> tuple[Checkpoint, list[tuple[str, bytes, bytes]]]:
-    """(checkpoint, [(name, key id, signature)]); raises NoteError if malformed."""
+def parse_signed_note(text: str) -> tuple[Checkpoint, list[tuple[str, bytes]]]:
+    """(checkpoint, [(key name, key id || signature bytes)]); raises NoteError if malformed.
+
+    Signature lines of any type are returned (a witness's cosignature is 4 + 8 + 64 bytes, a
+    log's own 4 + 64): each verifier picks the lines whose name and key id are its own."""
     body, sep, sigs = text.partition("\n\n")
     if not sep:
         raise NoteError("no blank line between the note body and its signatures")
@@ -156,9 +159,9 @@ def parse_signed_note(text: str) -> tuple[Checkpoint, list[tuple[str, bytes, byt
             raw = base64.b64decode(blob, validate=True)
         except ValueError as e:
             raise NoteError("signature is not base64") from e
-        if len(raw) != 4 + 64:
-            raise NoteError("signature is not a 4-byte key id and an Ed25519 signature")
-        signatures.append((name, raw[:4], raw[4:]))
+        if not name or len(raw) < 5:
+            raise NoteError("signature line needs a key name, a key id and a signature")
+        signatures.append((name, raw))
     checkpoint = Checkpoint(origin, int(size_text), root)
     if checkpoint.body() != body + "\n":
         raise NoteError("checkpoint body has extra lines or is not in canonical form")
@@ -169,10 +172,10 @@ def verify_signed_note(text: str, verifier: Verifier) -> Checkpoint:
     """The checkpoint, if `verifier` signed exactly this note; NoteError otherwise."""
     checkpoint, signatures = parse_signed_note(text)
     body = checkpoint.body().encode("utf-8")
-    for name, kid, sig in signatures:
-        if name == verifier.name and kid == verifier.key_id:
+    for name, raw in signatures:
+        if name == verifier.name and raw[:4] == verifier.key_id and len(raw) == 4 + 64:
             try:
-                verifier.public_key.verify(sig, body)
+                verifier.public_key.verify(raw[4:], body)
             except InvalidSignature as e:
                 raise NoteError(f"signature by {name} does not verify") from e
             return checkpoint

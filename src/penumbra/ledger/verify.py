@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.errors import PenumbraError
+from penumbra.ledger.cosignature import CosignerKey
 from penumbra.ledger.log import ledger_dir
 from penumbra.ledger.merkle import leaf_hash
 from penumbra.ledger.tree import scan_tree
@@ -52,6 +53,7 @@ from penumbra.ledger.verify_tree import (
     outputs_as_parents,
     read_text,
 )
+from penumbra.ledger.verify_witness import check_held_checkpoints, check_witnesses
 from penumbra.models.fingerprint import file_sha256
 
 _LINEAGE = ("label", "candidate_id", "iteration", "lineage")
@@ -166,12 +168,16 @@ def verify_run(
     *,
     pubkey: str | None = None,
     cosigners: Sequence[str] | None = None,
+    witnesses: Sequence[CosignerKey] = (),
+    checkpoints: Sequence[tuple[str, str]] = (),
 ) -> VerifyReport:
     """Verify a run directory. PenumbraError if it is not a run directory at all.
 
     `pubkey`: the run signer's verifier key as the data holder published it; `cosigners`: the
     aggregators' keys, likewise. Whatever is not given is checked against the run's own keys
-    and reported as not authenticated (`report.unauthenticated`)."""
+    and reported as not authenticated (`report.unauthenticated`). `witnesses`: keys whose
+    cosignature the newest checkpoint must carry; `checkpoints`: (name, signed note) pairs an
+    auditor received earlier, each of which the log must still extend."""
     run = Path(run_dir)
     if not run.exists():
         raise PenumbraError(f"{run}: no such run directory")
@@ -204,6 +210,10 @@ def verify_run(
             "root": base64.b64encode(latest.root).decode(),
         }
     report.receipt["entries"] = len(lines)
+    check_witnesses(folder, latest, list(witnesses), report)
+    check_held_checkpoints(
+        vkey, latest.origin if latest else None, hashes, list(checkpoints), report
+    )
     check_accounting(entries, report)
     check_cosigners(folder, entries, report, cosigners)
     check_rounds(entries, report, run_accountant(entries)[0])

@@ -196,7 +196,8 @@ def run_mpc_demo(
 
 def _run_config(epsilon: float, overrides: list[str]) -> Any:
     """The demo run's config with the --set overrides applied (what the coordinator runs)."""
-    from penumbra.config import RunConfig, apply_overrides
+    from penumbra.config import RunConfig
+    from penumbra.config.overrides import apply_overrides
     from penumbra.spti.demo import demo_config
 
     data = apply_overrides(demo_config(epsilon).model_dump(mode="json"), overrides)

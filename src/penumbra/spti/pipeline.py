@@ -30,12 +30,12 @@ from rich.progress import (
 from penumbra.compute import Engine, open_engine
 from penumbra.config import (
     RunConfig,
-    apply_overrides,
     config_hash,
     load_config,
     problem_lines,
     write_config,
 )
+from penumbra.config.overrides import apply_overrides
 from penumbra.data.labels import Labels
 from penumbra.durable import run_lock
 from penumbra.errors import ConfigError, DataError, PenumbraError
@@ -322,6 +322,8 @@ def synthesize(
     remote_private = require_local_private(cfg) if external is None else []
     check_labelled_config(cfg, external is not None)
     check_slot_config(cfg)
+    if resume and external is None:
+        stages.witness_before_resume(out, cfg, signing_key)
     labels = read_private_labels(cfg, source) if cfg.data.labels is not None else None
     engine = open_engine(cfg.compute, private_dir=out / "private")
     try:

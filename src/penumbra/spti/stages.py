@@ -22,10 +22,12 @@ from rich.progress import Progress
 from penumbra.compute.engine import Engine, LocalEngine, ModelSpec
 from penumbra.config import RunConfig
 from penumbra.data.images import ReadReport
+from penumbra.durable import run_lock
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import LedgerJournal, record_outputs, record_run_end, record_run_start
 from penumbra.ledger.tree import PublishedTree
+from penumbra.ledger.witness_client import WitnessEndpoint, endpoints
 from penumbra.models.protocols import (
     Captioner,
     ImageEmbedder,
@@ -215,7 +217,7 @@ def open_record(
     """The ledger and the voter; refuses a ledger that lost what the run folder shows."""
     cfg, out = st.cfg, st.out
     if external is None:
-        ledger = Ledger.open(out, signing_key=signing_key)
+        ledger = Ledger.open(out, signing_key=signing_key, witnesses=run_witnesses(cfg))
         voter: Any = st.engine.voter(private.embeddings, k=cfg.pe.k, metric=cfg.pe.metric)
     else:
         ledger = external.open_ledger(out, signing_key)
@@ -225,6 +227,20 @@ def open_record(
     tree = PublishedTree(out)  # its hashes, taken once here, serve the first record below
     clear_unlogged(out, ledger, tree)  # nothing the ledger cannot vouch for gets signed below
     return Record(ledger, voter, sigma, tree)
+
+
+def run_witnesses(cfg: RunConfig) -> list[WitnessEndpoint]:
+    """The config's `ledger.witnesses`, each key parsed (one line naming a bad one)."""
+    pairs = [(w.url, w.key) for w in cfg.ledger.witnesses]
+    return endpoints(pairs, cfg.ledger.witness_timeout_s)
+
+
+def witness_before_resume(out: Path, cfg: RunConfig, signing_key: Path | None) -> None:
+    """A resumed run's newest checkpoint, cosigned by every witness before any model loads: a
+    copied or rolled-back folder stops in seconds, not after the models are up."""
+    if cfg.ledger.witnesses:
+        with run_lock(out):
+            Ledger.open(out, signing_key=signing_key, witnesses=run_witnesses(cfg))
 
 
 def record_start(

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from penumbra.config.ledger import LedgerConfig
+from penumbra.config.overrides import apply_overrides, set_path
 from penumbra.data.images import DEFAULT_MAX_PIXELS
 from penumbra.errors import ConfigError
 
@@ -369,6 +371,7 @@ class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
 
 
 def _fields_at(loc: Sequence[Any]) -> list[str] | None:
@@ -397,39 +400,6 @@ def problem_lines(error: ValidationError, source: str) -> list[str]:
         shown = "" if isinstance(given, dict) else f" (got {given!r})"
         lines.append(f"{source}: {where}: {message}{shown}")
     return lines
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`pe.iterations=5` -> (["pe", "iterations"], 5); values are read as YAML scalars."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. pe.k=2")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({e})") from e
-    return key.split("."), value
-
-
-def _set_path(data: dict[str, Any], path: Sequence[str], value: Any, *, origin: str) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{origin}: {part} is a value, not a section")
-        node = child
-    node[path[-1]] = value
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    merged: dict[str, Any] = json.loads(json.dumps(data))  # deep copy of plain data
-    for text in overrides:
-        path, value = parse_override(text)
-        _set_path(merged, path, value, origin=f"--set {text!r}")
-    return merged
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -463,7 +433,7 @@ def load_config(
     data = apply_overrides(read_yaml(Path(path)) if path is not None else {}, ())
     for dotted, value in (extra or {}).items():
         if value is not None:
-            _set_path(data, dotted.split("."), value, origin=f"option {dotted}")
+            set_path(data, dotted.split("."), value, origin=f"option {dotted}")
     data = apply_overrides(data, overrides)
     try:
         return RunConfig.model_validate(data)
@@ -489,9 +459,10 @@ def config_hash(config: RunConfig) -> str:
 
     Unset (None) fields are left out, so a release that adds an optional field does not
     change the hash of runs started before it (their --resume and verify keep working).
-    `compute` is left out too: where a run computes does not change what it computes."""
+    `compute` and `ledger` are left out too: where a run computes, and which witnesses cosign
+    its checkpoints (checked with the keys an auditor brings), do not change what it computes."""
     canonical = json.dumps(
-        config.model_dump(mode="json", exclude_none=True, exclude={"compute"}),
+        config.model_dump(mode="json", exclude_none=True, exclude={"compute", "ledger"}),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
