@@ -6,6 +6,7 @@ loopback and a real run, and copy or roll back its folder as an attacker holding
 from __future__ import annotations
 
 import base64
+import itertools
 import shutil
 import socket
 import threading
@@ -22,7 +23,7 @@ from penumbra.ledger.log import Ledger
 from penumbra.ledger.merkle import consistency_proof_from_hashes
 from penumbra.ledger.note import NoteError, generate_signer
 from penumbra.ledger.verify import verify_run
-from penumbra.ledger.witness import Witness, add_log, init_state
+from penumbra.ledger.witness import Witness, add_log, init_state, stored_checkpoint
 from penumbra.ledger.witness_app import make_app
 from penumbra.ledger.witness_client import (
     WitnessEndpoint,
@@ -229,7 +230,9 @@ def test_a_run_copied_mid_way_stops_before_drawing_noise(
     reviews = str(FIXTURES / "text-run-6ffe0bb-reviews.jsonl")
     witnessed = f"ledger.witnesses=[{{url: '{url}', key: '{vkey}'}}]"
     copy = tmp_path / "copy"
-    assert main(["synthesize", "--private", reviews, "--set", witnessed, "--resume", str(copy)]) == 2
+    assert (
+        main(["synthesize", "--private", reviews, "--set", witnessed, "--resume", str(copy)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "witness witness.test/w1" in err[0] and "copy" in err[0], err
     assert not (copy / "candidates" / "release-001.json").exists()  # no second draw
@@ -239,3 +242,34 @@ def test_a_run_copied_mid_way_stops_before_drawing_noise(
     # the auditor: the original's newest checkpoint is witnessed, the copy's is not
     assert main(["verify", str(copy), "--witness-key", vkey, "--trust-run-key"]) == 1
     assert "not cosigned by it" in capsys.readouterr().out
+
+
+def test_concurrent_submissions_form_one_chain(tmp_path: Path, witness: Witness) -> None:
+    """Every (old, new) pair of a 12-entry log, sent at once from 16 threads: the witness
+    accepts only requests whose old size is the one it holds, so the accepted ones form a
+    single chain 0 → … → the stored size, and it never rolls back (the spec's race)."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = _ledger(tmp_path / "run", 12)
+    add_log(witness.folder, (tmp_path / "run" / "ledger" / "pubkey").read_text(), None)
+    notes = {
+        n: (tmp_path / "run" / "ledger" / "checkpoints" / f"{n:08d}").read_text()
+        for n in range(1, 13)
+    }
+    pairs = [(old, new) for new in range(1, 13) for old in range(new)]
+    random.Random(0).shuffle(pairs)
+
+    def send(pair: tuple[int, int]) -> tuple[int, int, int]:
+        old, new = pair
+        proof = consistency_proof_from_hashes(ledger._hashes[:new], old) if old else []
+        return old, new, witness.add_checkpoint(request_body(old, proof, notes[new])).status
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(send, pairs))
+    accepted = sorted((old, new) for old, new, status in results if status == 200)
+    assert all(status in (200, 409) for *_, status in results)
+    assert accepted[0][0] == 0
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(accepted)), accepted
+    stored = stored_checkpoint(witness.folder, ledger.origin)
+    assert stored is not None and stored.size == accepted[-1][1]
