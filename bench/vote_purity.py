@@ -1,7 +1,8 @@
 """Where the demo's dark-share gap comes from: which render each private item votes for.
 
 For finished demo runs (`bench/demo_quality.py` folders), every render the run made is embedded
-with `builtin:effnet-lite0` (tone grid 8) and every private item votes, exactly (no noise), for
+with `builtin:effnet-lite0` (or `--deep fashion-cnn`: `builtin:fashion-cnn`) and every private
+item votes, exactly (no noise), for
 its nearest render, with a G×G grey grid (G = 28: the raw pixels) scaled to w / G appended
 to the unit-length EffNet features (`--grids`). Per (G, w):
 - same class: the render is of the private item's class (the shipped classifier);
@@ -47,33 +48,43 @@ def grid(images: list[Image.Image], g: int) -> np.ndarray:
     return PixelEmbedder(grid=g).embed(images)
 
 
+def deep_features(name: str, images: list[Image.Image]) -> np.ndarray:
+    """Unit-length features of the deep part: effnet-lite0 (1280) or fashion-cnn (64)."""
+    if name == "effnet-lite0":
+        return EffNetImageEmbedder(tone_grid=8, tone_weight=2.0).embed(images)[:, :FEATURES]
+    from penumbra.models import load
+
+    return load(f"builtin:{name}").embed(images)  # type: ignore[attr-defined, no-any-return]
+
+
 def purity(run: Path, private: np.ndarray, labels: np.ndarray, levels: np.ndarray,
-           embedder: EffNetImageEmbedder, private_images: list[Image.Image],
+           deep: str, private_images: list[Image.Image],
            grids: list[int]) -> list[dict[str, float]]:  # fmt: skip
     files = sorted(run.glob("renders/*.png"))
     images = [Image.open(f).convert("RGB") for f in files]
-    renders = embedder.embed(images)[:, :FEATURES]
+    renders = deep_features(deep, images)
     render_class = predict(images)
     render_intensity = measure(np.stack([as_fashion_mnist(i) for i in images]))[0]
     rows = []
     for g in grids:
-        p = np.hstack([private[:, :FEATURES], grid(private_images, g)])
+        p = np.hstack([private, grid(private_images, g)])
         r = np.hstack([renders, grid(images, g)])
-        for row in _purity_at(p, r, labels, levels, render_class, render_intensity):
+        at = _purity_at(p, r, labels, levels, render_class, render_intensity, renders.shape[1])
+        for row in at:
             rows.append({"grid": g, **row})
     return rows
 
 
 def _purity_at(private: np.ndarray, renders: np.ndarray, labels: np.ndarray,
-               levels: np.ndarray, render_class: np.ndarray,
-               render_intensity: np.ndarray) -> list[dict[str, float]]:  # fmt: skip
+               levels: np.ndarray, render_class: np.ndarray, render_intensity: np.ndarray,
+               deep_dim: int) -> list[dict[str, float]]:  # fmt: skip
     cuts = tone_cuts()
     private_mix = np.bincount(labels, minlength=10) / len(labels)
     rows = []
     for w in WEIGHTS:
         scale = w
-        p = np.hstack([private[:, :FEATURES], private[:, FEATURES:] * scale])
-        r = np.hstack([renders[:, :FEATURES], renders[:, FEATURES:] * scale])
+        p = np.hstack([private[:, :deep_dim], private[:, deep_dim:] * scale])
+        r = np.hstack([renders[:, :deep_dim], renders[:, deep_dim:] * scale])
         nearest = ((p**2).sum(1)[:, None] - 2 * p @ r.T + (r**2).sum(1)[None, :]).argmin(1)
         voted_dark = render_intensity[nearest] < cuts[labels, 0]
         classes = render_class[nearest]
@@ -99,22 +110,28 @@ def main() -> None:
     parser.add_argument("--grids", default="8", help="grey-grid sizes G, e.g. 8,14,28")
     parser.add_argument("--section", default="vote-purity", help="RESULTS.md section to write")
     parser.add_argument("--title", default="Vote purity vs tone weight")
+    parser.add_argument(
+        "--deep",
+        default="effnet-lite0",
+        choices=("effnet-lite0", "fashion-cnn"),
+        help="the deep part of the embedding (unit length, weight 1)",
+    )
     args = parser.parse_args()
     before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     demo = demo_private_set(DEMO_PRIVATE)
     labels = np.asarray(demo.labels)
     images = list(demo.images)
-    embedder = EffNetImageEmbedder(tone_grid=8, tone_weight=2.0)
-    private = embedder.embed(images)
+    private = deep_features(args.deep, images)
     levels = tone_levels(images, labels)
     lines = [
         f"## {args.title} (`bench/vote_purity.py`)",
         "",
-        "Exact nearest-render votes of the 4000 demo private items over every render a finished "
-        "demo run made (ε = 1 runs of `bench/demo_quality.py`), the grey-grid features scaled "
-        "to w. Largest dark gap: per class, the dark share of the voted renders vs the private "
-        "set's (held-out real images: 0.097). Command: `.venv/bin/python bench/vote_purity.py "
+        f"Exact nearest-render votes of the 4000 demo private items (deep part: {args.deep}) "
+        "over every render a finished demo run made, the grey-grid features scaled to w. "
+        "Largest dark gap: per class, the dark share of the voted renders vs the private set's "
+        "(held-out real images: 0.097). Command: `.venv/bin/python bench/vote_purity.py "
         + " ".join(str(r) for r in args.runs)
+        + f" --deep {args.deep} --grids {args.grids}"
         + f"`. Load before: `{before}`.",
         "",
         "| run | renders | G | w | same class | dark → dark | votes' class-mix TV | largest dark "
@@ -123,7 +140,7 @@ def main() -> None:
     ]
     for run in args.runs:
         grids = [int(g) for g in args.grids.split(",")]
-        for row in purity(run, private, labels, levels, embedder, images, grids):
+        for row in purity(run, private, labels, levels, args.deep, images, grids):
             lines.append(
                 f"| {run.name} | {row['renders']:.0f} | {row['grid']:.0f} | {row['w']:g} | "
                 f"{row['same_class']:.3f} | {row['dark_to_dark']:.3f} | {row['tv']:.3f} | "

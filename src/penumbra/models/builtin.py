@@ -165,6 +165,20 @@ def _load_pixels(*, grid: int = 8) -> Model:
     return PixelEmbedder(grid=grid)
 
 
+def _fashion_cnn_problem() -> str | None:
+    from penumbra.models.fashion_cnn import WEIGHTS_FILE
+
+    if not WEIGHTS_FILE.is_file():
+        return f"weights missing at {WEIGHTS_FILE}: reinstall penumbra"
+    return missing_packages("safetensors")
+
+
+def _load_fashion_cnn(*, batch_size: int = 256) -> Model:
+    from penumbra.models.fashion_cnn import FashionCNNEmbedder
+
+    return FashionCNNEmbedder(batch_size=batch_size)
+
+
 def _load_composite(**_: object) -> Model:
     raise AssertionError("builtin:composite is loaded by models.registry (it loads its parts)")
 
@@ -219,6 +233,14 @@ BUILTINS: dict[str, Builtin] = {
             "raw grey levels: the G×G box-filtered image, in [0, 1] / G (options: grid=8)",
             lambda: None,
             _load_pixels,
+        ),
+        Builtin(
+            "fashion-cnn",
+            "image-embedder",
+            "small CNN trained on public Fashion-MNIST (train split) and fashion-t2i renders: "
+            "64-d unit features that separate garment classes across real images and renders",
+            _fashion_cnn_problem,
+            _load_fashion_cnn,
         ),
         Builtin(
             "composite",
