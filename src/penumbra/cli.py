@@ -161,7 +161,12 @@ def synthesize(
         bool, typer.Option("--dry-run", help="Print the plan (σ, model calls, time) and exit.")
     ] = False,
     signing_key: Annotated[
-        Path | None, typer.Option("--signing-key", help="Ed25519 PEM key to sign the ledger.")
+        str | None,
+        typer.Option(
+            "--signing-key",
+            help="Ed25519 key to sign the ledger: a PEM file, or a PKCS#11 URI "
+            "(pkcs11:token=...;object=...?module-path=...) for a key on a token.",
+        ),
     ] = None,
     run_evaluation: Annotated[
         bool,

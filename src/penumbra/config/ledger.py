@@ -32,6 +32,18 @@ class WitnessConfig(BaseModel):
         return value.strip()
 
 
+def _pkcs11_uri(value: str | None) -> str | None:
+    # the shape only (ledger.hsm parses it when the run starts); the URI is published
+    if value is not None and not value.startswith("pkcs11:"):
+        raise ValueError("must be a PKCS#11 URI (RFC 7512), pkcs11:token=...;object=...?...")
+    if value is not None and "pin-value=" in value:
+        raise ValueError(
+            "holds pin-value: the PIN would be published with run.yaml; use "
+            "pin-source=file:/path or the environment variable PENUMBRA_PKCS11_PIN"
+        )
+    return value
+
+
 class LedgerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -40,4 +52,14 @@ class LedgerConfig(BaseModel):
         description="every checkpoint is cosigned by each of these before the next release is "
         "drawn; a refusal or an unreachable witness stops the run (--resume tries again)",
     )
+    signer: str | None = Field(
+        None,
+        description="sign checkpoints with a key on a PKCS#11 token: an RFC 7512 URI with "
+        "module-path; the PIN from pin-source=file:... or PENUMBRA_PKCS11_PIN, never the URI",
+    )
     witness_timeout_s: float = Field(10.0, gt=0, le=600, description="per witness request")
+
+    @field_validator("signer")
+    @classmethod
+    def _signer(cls, value: str | None) -> str | None:
+        return _pkcs11_uri(value)

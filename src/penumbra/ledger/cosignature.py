@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from penumbra.ledger.note import SIG_PREFIX, Checkpoint, NoteError, parse_signed_note
+from penumbra.ledger.note import SIG_PREFIX, Checkpoint, NoteError, SigningKey, parse_signed_note
 
 COSIGNATURE_V1 = b"\x04"
 MAX_TIMESTAMP = 2**63 - 1
@@ -37,7 +37,7 @@ class Cosigner:
     """A witness's signing key (the private half stays in the witness's state folder)."""
 
     name: str
-    private_key: Ed25519PrivateKey
+    private_key: SigningKey  # in this process, or on a PKCS#11 token (ledger.hsm)
 
     @property
     def public_key(self) -> bytes:

@@ -109,7 +109,7 @@ class Ledger:
         cls,
         run_dir: Path | str,
         *,
-        signing_key: Path | None = None,
+        signing_key: Path | str | None = None,
         witnesses: list[WitnessEndpoint] | None = None,
     ) -> Ledger:
         """Create the run's ledger, or reopen it to resume (same key, same origin).
@@ -234,7 +234,13 @@ def is_checkpoint_name(path: Path) -> bool:
     return path.name.isascii() and path.name.isdigit() and path.is_file()
 
 
-def _signer(run: Path, signing_key: Path | None) -> Signer:
+def _signer(run: Path, signing_key: Path | str | None) -> Signer:
+    """The run's key: a PKCS#11 URI (the key stays on its token), a PEM file, or the key
+    made for this run in private/ledger.key."""
+    if isinstance(signing_key, str) and signing_key.startswith("pkcs11:"):
+        from penumbra.ledger.hsm import open_pkcs11_key
+
+        return Signer(KEY_NAME, open_pkcs11_key(signing_key))
     if signing_key is not None:
         return load_private_key(Path(signing_key), KEY_NAME)
     private = run / "private"

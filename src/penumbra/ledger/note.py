@@ -13,6 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -35,10 +36,18 @@ def _check_name(name: str) -> None:
         raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
 
 
+class SigningKey(Protocol):
+    """An Ed25519 private key in this process (Ed25519PrivateKey) or on a token (ledger.hsm)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+
 @dataclass(frozen=True)
 class Signer:
     name: str
-    private_key: Ed25519PrivateKey
+    private_key: SigningKey
 
     @property
     def public_key(self) -> bytes:
@@ -68,6 +77,8 @@ def generate_signer(name: str) -> Signer:
 
 def save_private_key(signer: Signer, path: Path) -> None:
     """PEM (PKCS#8) with mode 0600, created that way so it is never world-readable."""
+    if not isinstance(signer.private_key, Ed25519PrivateKey):
+        raise NoteError("a key held on a token cannot be written to a file")
     pem = signer.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -169,11 +169,24 @@ def unlogged_files(
     )  # fmt: skip
 
 
+def configured_signer(run: Path) -> str | None:
+    """The run's `ledger.signer` (a PKCS#11 URI) from its run.yaml, if it names one."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    ledger = data.get("ledger") if isinstance(data, dict) else None
+    signer = ledger.get("signer") if isinstance(ledger, dict) else None
+    return signer if isinstance(signer, str) else None
+
+
 def record_published(
     run_dir: Path | str,
     stage: str,
     *,
-    signing_key: Path | None = None,
+    signing_key: Path | str | None = None,
     written: Iterable[str] = ("report.html", "evaluation.json", "evaluation/"),
 ) -> list[int]:
     """Log what penumbra just wrote into a run (`written`: a report, an evaluation, names or
@@ -186,6 +199,8 @@ def record_published(
     run = Path(run_dir)
     if not (ledger_dir(run) / "entries.jsonl").is_file():
         raise PenumbraError(f"{run}: not a penumbra run (no ledger/entries.jsonl)")
+    if signing_key is None:
+        signing_key = configured_signer(run)
     if signing_key is None and not (run / "private" / "ledger.key").is_file():
         raise PenumbraError(
             f"{run}: the run was signed with a key kept outside it; pass the same "

@@ -73,16 +73,28 @@ class LogKey:
     origin: str | None  # None: every log this key signs
 
 
-def init_state(folder: Path, name: str) -> Cosigner:
-    """Create a witness: its key (0600) and verifier key. Refuses a folder that has one."""
-    if (folder / "witness.key").exists():
-        raise WitnessStateError(f"{folder}: already holds a witness (witness.key); use another")
+def init_state(folder: Path, name: str, signer: str | None = None) -> Cosigner:
+    """Create a witness: its key (0600, or `signer`: a PKCS#11 URI, the key stays on its
+    token) and verifier key. Refuses a folder that has one."""
+    if (folder / "witness.key").exists() or (folder / "witness.json").exists():
+        raise WitnessStateError(f"{folder}: already holds a witness; use another folder")
     try:
         cosigner = generate_cosigner(name)
     except NoteError as e:
         raise WitnessStateError(f"--name: {e}") from None
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
+    if signer is not None:
+        from penumbra.ledger.hsm import open_pkcs11_key
+
+        cosigner = Cosigner(name, open_pkcs11_key(signer))
+        atomic_write_bytes(
+            folder / "witness.json", json.dumps({"name": name, "signer": signer}).encode()
+        )
+        atomic_write_bytes(folder / "logs.json", json.dumps({"logs": []}).encode())
+        atomic_write_bytes(folder / "witness.vkey", (cosigner.vkey + "\n").encode())
+        return cosigner
+    assert isinstance(cosigner.private_key, Ed25519PrivateKey)  # generate_cosigner's
     pem = cosigner.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
@@ -100,7 +112,12 @@ def init_state(folder: Path, name: str) -> Cosigner:
 
 def load_cosigner(folder: Path) -> Cosigner:
     try:
-        name = json.loads((folder / "witness.json").read_text(encoding="utf-8"))["name"]
+        identity = json.loads((folder / "witness.json").read_text(encoding="utf-8"))
+        name = identity["name"]
+        if isinstance(identity.get("signer"), str) and isinstance(name, str):
+            from penumbra.ledger.hsm import open_pkcs11_key
+
+            return Cosigner(name, open_pkcs11_key(identity["signer"]))
         key = serialization.load_pem_private_key(
             (folder / "witness.key").read_bytes(), password=None
         )

@@ -22,11 +22,19 @@ def witness_init(
     name: Annotated[
         str, typer.Option("--name", help="The witness's name, e.g. witness.example/w1.")
     ],
+    pkcs11: Annotated[
+        str | None,
+        typer.Option(
+            "--pkcs11",
+            help="Cosign with an Ed25519 key on a PKCS#11 token (an RFC 7512 URI) instead of "
+            "a key file; the PIN from pin-source=file:... or PENUMBRA_PKCS11_PIN.",
+        ),
+    ] = None,
 ) -> None:
     """Make the witness key; print its verifier key (also in STATE_DIR/witness.vkey)."""
     from penumbra.ledger.witness import init_state
 
-    cosigner = init_state(state_dir, name)
+    cosigner = init_state(state_dir, name, pkcs11)
     typer.echo(cosigner.vkey)
 
 

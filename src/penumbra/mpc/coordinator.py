@@ -119,7 +119,7 @@ class MPCVoting:
         time.sleep(max(1.0, 3 * self.c.poll_s))
         self.server.stop()
 
-    def open_ledger(self, out: Path, signing_key: Path | None) -> Ledger:
+    def open_ledger(self, out: Path, signing_key: Path | str | None) -> Ledger:
         ledger = CoSignedLedger.open(out, signing_key=signing_key)
         assert isinstance(ledger, CoSignedLedger)
         ledger.cosigners = self.aggs

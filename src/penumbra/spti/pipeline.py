@@ -303,7 +303,7 @@ def synthesize(
     overrides: Sequence[str] = (),
     resume: bool = False,
     dry_run: bool = False,
-    signing_key: Path | None = None,
+    signing_key: Path | str | None = None,
     console: Console | None = None,
     external: ExternalVoting | None = None,
 ) -> Run | Plan:
@@ -322,6 +322,8 @@ def synthesize(
     remote_private = require_local_private(cfg) if external is None else []
     check_labelled_config(cfg, external is not None)
     check_slot_config(cfg)
+    if signing_key is None:
+        signing_key = cfg.ledger.signer  # a key on a PKCS#11 token, or None
     if resume and external is None:
         stages.witness_before_resume(out, cfg, signing_key)
     labels = read_private_labels(cfg, source) if cfg.data.labels is not None else None
@@ -346,7 +348,7 @@ def _run_stages(
     external: ExternalVoting | None,
     resume: bool,
     dry_run: bool,
-    signing_key: Path | None,
+    signing_key: Path | str | None,
     remote_private: list[str],
     made: tuple[bool, bool],
     labels: Labels | None = None,

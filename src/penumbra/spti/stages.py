@@ -58,7 +58,7 @@ class ExternalVoting(Protocol):
 
     n_private: int
 
-    def open_ledger(self, out: Path, signing_key: Path | None) -> Ledger: ...
+    def open_ledger(self, out: Path, signing_key: Path | str | None) -> Ledger: ...
 
     def noisy_voter(self, settings: EvolveSettings, ledger: Ledger, out: Path) -> NoisyVoter: ...
 
@@ -212,7 +212,7 @@ def open_record(
     sigma: float,
     *,
     external: ExternalVoting | None,
-    signing_key: Path | None,
+    signing_key: Path | str | None,
 ) -> Record:
     """The ledger and the voter; refuses a ledger that lost what the run folder shows."""
     cfg, out = st.cfg, st.out
@@ -235,7 +235,7 @@ def run_witnesses(cfg: RunConfig) -> list[WitnessEndpoint]:
     return endpoints(pairs, cfg.ledger.witness_timeout_s)
 
 
-def witness_before_resume(out: Path, cfg: RunConfig, signing_key: Path | None) -> None:
+def witness_before_resume(out: Path, cfg: RunConfig, signing_key: Path | str | None) -> None:
     """A resumed run's newest checkpoint, cosigned by every witness before any model loads: a
     copied or rolled-back folder stops in seconds, not after the models are up."""
     if cfg.ledger.witnesses:
