@@ -26,7 +26,8 @@ def _run(path: Path) -> None:
 
 def test_vectors_are_present() -> None:
     names = {p.name for p in _vector_files(VECTORS)}
-    for prefix in ("Prio3Count_", "Prio3Sum_", "Prio3SumVec_", "Prio3Histogram_", "Xof"):
+    prefixes = ("Prio3Count_", "Prio3Sum_", "Prio3SumVec_", "Prio3Histogram_", "Xof")
+    for prefix in (*prefixes, "Prio3SumVecWithMultiproof_"):
         assert any(n.startswith(prefix) for n in names), prefix
     assert any("_bad_" in n for n in names)
 
@@ -84,6 +85,20 @@ def _flip(hex_string: str, index: int) -> str:
             lambda d: d["agg_shares"].__setitem__(0, _flip(d["agg_shares"][0], 1)),
             "aggregate",
         ),
+        (  # a bit of the leader's share of the second proof (element 48 + 29 + 3)
+            "Prio3SumVecWithMultiproof_1.json",
+            lambda d: d["reports"][1]["input_shares"].__setitem__(
+                0, _flip(d["reports"][1]["input_shares"][0], 8 * (48 + 29 + 3))
+            ),
+            "shard",
+        ),
+        (
+            "Prio3SumVecWithMultiproof_0.json",  # the third proof's first verifier element
+            lambda d: d["reports"][2]["verifier_shares"][0].__setitem__(
+                1, _flip(d["reports"][2]["verifier_shares"][0][1], 8 * 2 * 20)
+            ),
+            "verify_init",
+        ),
     ],
 )
 def test_mutated_vector_fails(tmp_path: Path, name: str, edit: object, operation: str) -> None:
@@ -101,3 +116,15 @@ def test_negative_vector_that_passes_is_caught(tmp_path: Path) -> None:
 
     with pytest.raises(AssertionError, match="succeeded but the test vector says it fails"):
         _mutate_and_run(tmp_path, "Prio3Histogram_0.json", claim_failure)
+
+
+def test_multiproof_vectors_use_field64_and_three_proofs() -> None:
+    """The files do not name the field or proof count; a wrong guess changes every length."""
+    from penumbra.mpc.conformance import vdaf_from_vector
+    from penumbra.mpc.field import Field64
+
+    name = "Prio3SumVecWithMultiproof_0.json"
+    vdaf = vdaf_from_vector(name, json.loads((VECTORS / name).read_text()))
+    assert vdaf.field is Field64 and vdaf.PROOFS == 3 and vdaf.ID == 0xFFFFFFFF
+    # leader share: 80 measurement elements, 3 proofs of 49, one 32-byte blind (1848 bytes)
+    assert 8 * (vdaf.flp.MEAS_LEN + vdaf.PROOFS * vdaf.flp.PROOF_LEN) + 32 == 1848

@@ -120,6 +120,8 @@ def test_field128_never_takes_the_fast_path() -> None:
 # Field64, 3 proofs, length 10, bits 8, chunk 9, DST version byte 12. That draft still sent
 # gadget polynomials in the monomial basis, so each proof's first and last verifier element
 # (which read the gadget polynomial) differ from ours; everything else is checked.
+# Kept as a regression test; the draft-20 files (vectors/Prio3SumVecWithMultiproof_*.json) are
+# replayed in full by test_conformance.
 MP_CTX = bytes.fromhex("736f6d65206170706c69636174696f6e")
 MP_PUBLIC = (
     "9993eb05b65316bc08a39b732f8392dad96c7e1fd1d25c350ddc356a52f2bd76"

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from penumbra.mpc.field import Field128
+from penumbra.mpc.field import Field64, Field128
 from penumbra.mpc.prio3 import (
     InputShare,
     Prio3,
@@ -19,10 +19,16 @@ from penumbra.mpc.prio3 import (
     Prio3Histogram,
     Prio3Sum,
     Prio3SumVec,
+    Prio3SumVecWithMultiproof,
     VerifierShare,
     VerifyState,
 )
 from penumbra.mpc.xof import Xof, XofFixedKeyAes128, XofTurboShake128
+
+# The draft's reference code generates its Prio3SumVecWithMultiproof vectors with Field64 and
+# three proofs; the files do not record either, so they are fixed here.
+MULTIPROOF_FIELD = Field64
+MULTIPROOF_PROOFS = 3
 
 
 def vdaf_from_vector(name: str, doc: dict[str, Any]) -> Prio3:
@@ -30,6 +36,15 @@ def vdaf_from_vector(name: str, doc: dict[str, Any]) -> Prio3:
     shares = int(doc["shares"])
     if name.startswith("Prio3Count"):
         return Prio3Count(shares=shares)
+    if name.startswith("Prio3SumVecWithMultiproof"):  # before the Prio3SumVec prefix
+        return Prio3SumVecWithMultiproof(
+            MULTIPROOF_FIELD,
+            MULTIPROOF_PROOFS,
+            int(doc["length"]),
+            int(doc["max_measurement"]),
+            int(doc["chunk_length"]),
+            shares=shares,
+        )
     if name.startswith("Prio3SumVec"):
         return Prio3SumVec(
             int(doc["length"]),
@@ -41,7 +56,7 @@ def vdaf_from_vector(name: str, doc: dict[str, Any]) -> Prio3:
         return Prio3Sum(int(doc["max_measurement"]), shares=shares)
     if name.startswith("Prio3Histogram"):
         return Prio3Histogram(int(doc["length"]), int(doc["chunk_length"]), shares=shares)
-    raise ValueError(f"{name}: not a Prio3Count/Sum/SumVec/Histogram vector")
+    raise ValueError(f"{name}: not a Prio3Count/Sum/SumVec/SumVecWithMultiproof/Histogram vector")
 
 
 class _Report:
