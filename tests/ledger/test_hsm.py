@@ -133,3 +133,27 @@ def test_a_pin_in_the_config_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="ledger.signer.*published"):
         load_config(None, ["ledger.signer=pkcs11:object=k?module-path=/m.so&pin-value=1"])
+
+
+def test_an_aggregator_cosigns_with_a_token_key(tmp_path: Path, token: str) -> None:
+    """`note_key: pkcs11:...` in an aggregator's config: its co-signatures come from the token,
+    and `penumbra ledger pubkey` prints the key to publish as its aggregator_vkeys entry."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from penumbra.cli import app
+    from penumbra.ledger.note import Checkpoint
+    from penumbra.mpc.deploy import init_deployment, load_party_config, note_signer
+
+    parties = init_deployment(tmp_path / "dep", holders=3, counts=[5, 3, 2])
+    config_file = parties["leader"]
+    data = json.loads(config_file.read_text())
+    data["note_key"] = token
+    config_file.write_text(json.dumps(data))
+    signer = note_signer(load_party_config(config_file, "aggregator"))
+    printed = CliRunner().invoke(app, ["ledger", "pubkey", token, "--name", "penumbra-mpc-leader"])
+    assert printed.exit_code == 0 and printed.stdout.strip() == signer.vkey
+    body = Checkpoint("penumbra.run/x", 1, b"\x00" * 32).body()
+    note = body + "\n" + signer.sign(body)
+    assert verify_signed_note(note, parse_vkey(signer.vkey)).size == 1

@@ -202,3 +202,27 @@ def ledger_show(
     for index, kind, text in summary_rows(run_dir):
         table.add_row(str(index), kind, text)
     console.print(table)
+
+
+@app.command("pubkey")
+def ledger_pubkey(
+    signing_key: Annotated[
+        str, typer.Argument(help="A PEM key file or a PKCS#11 URI (pkcs11:...?module-path=...).")
+    ],
+    name: Annotated[
+        str,
+        typer.Option("--name", help="The key name: penumbra-run, or penumbra-mpc-leader/helper."),
+    ] = "penumbra-run",
+) -> None:
+    """Print the verifier key of a signing key, to publish before a run (for --pubkey)."""
+    from penumbra.ledger.hsm import open_pkcs11_key
+    from penumbra.ledger.note import NoteError, Signer, load_private_key
+
+    try:
+        if signing_key.startswith("pkcs11:"):
+            signer = Signer(name, open_pkcs11_key(signing_key))
+        else:
+            signer = load_private_key(Path(signing_key), name)
+        typer.echo(signer.vkey)
+    except NoteError as e:
+        raise PenumbraError(f"{signing_key}: {e}") from None

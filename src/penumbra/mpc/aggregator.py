@@ -36,9 +36,9 @@ from fastapi import HTTPException
 from penumbra.durable import atomic_write_bytes
 from penumbra.ledger.log import canonical
 from penumbra.ledger.merkle import leaf_hash, root_from_hashes
-from penumbra.ledger.note import Checkpoint, load_private_key
+from penumbra.ledger.note import Checkpoint
 from penumbra.mpc.aggregator_state import Report, Round, SeenStore
-from penumbra.mpc.deploy import PartyConfig
+from penumbra.mpc.deploy import PartyConfig, note_signer
 from penumbra.mpc.policy import (
     BudgetBook,
     Refused,
@@ -108,9 +108,7 @@ class Aggregator:
             delta=deployment_delta(config),
             k=config.k,
         )
-        self.signer = load_private_key(
-            config.path(config.note_key or ""), f"penumbra-mpc-{config.name}"
-        )
+        self.signer = note_signer(config)
 
     # -- helpers ----------------------------------------------------------------------------
 

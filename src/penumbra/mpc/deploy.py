@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import ConfigError, DataError
-from penumbra.ledger.note import generate_signer, save_private_key
+from penumbra.ledger.note import Signer, generate_signer, load_private_key, save_private_key
 from penumbra.mpc import DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_EPSILON
 
 Role = Literal["aggregator", "holder", "coordinator"]
@@ -98,6 +98,19 @@ class PartyConfig(BaseModel):
 
     def holder(self, name: str) -> HolderInfo | None:
         return next((h for h in self.holders if h.name == name), None)
+
+
+def note_signer(config: PartyConfig) -> Signer:
+    """An aggregator's co-signing key: its note.key, or a PKCS#11 URI in `note_key` (the key
+    signs on its token; publish its key, `penumbra ledger pubkey URI --name
+    penumbra-mpc-leader`, as the coordinator's aggregator_vkeys entry)."""
+    name = f"penumbra-mpc-{config.name}"
+    key = config.note_key or ""
+    if key.startswith("pkcs11:"):
+        from penumbra.ledger.hsm import open_pkcs11_key
+
+        return Signer(name, open_pkcs11_key(key))
+    return load_private_key(config.path(key), name)
 
 
 def load_party_config(path: Path | str, role: Role | None = None) -> PartyConfig:
