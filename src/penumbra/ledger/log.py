@@ -142,6 +142,14 @@ class Ledger:
             witness_checkpoint(before, ledger._hashes, ledger.witnesses)
         return ledger
 
+    def add_witnesses(self, witnesses: list[WitnessEndpoint]) -> None:
+        """Witness this log from now on, starting with its newest checkpoint (a ledger opened
+        by another route than `open`: the multi-holder coordinator's)."""
+        self.witnesses = list(witnesses)
+        newest = self.newest_checkpoint()
+        if self.witnesses and newest is not None:
+            witness_checkpoint(newest, self._hashes, self.witnesses)
+
     def newest_checkpoint(self) -> Path | None:
         files = sorted(p for p in (self.dir / "checkpoints").glob("*") if is_checkpoint_name(p))
         return files[-1] if files else None

@@ -11,6 +11,7 @@ from penumbra.durable import atomic_write_bytes
 from penumbra.ledger.log import Ledger, LedgerError
 from penumbra.ledger.merkle import root_from_hashes
 from penumbra.ledger.note import Checkpoint
+from penumbra.ledger.witness_client import witness_checkpoint
 from penumbra.mpc.deploy import AGGREGATORS
 from penumbra.mpc.protocol import CosignReply, CosignRequest, b64
 from penumbra.mpc.rounds import Aggregators, RoundAborted
@@ -35,6 +36,8 @@ class CoSignedLedger(Ledger):
             signatures += self._cosign(name, cp, lines)
         path = self.dir / "checkpoints" / f"{self.size:08d}"
         atomic_write_bytes(path, (body + "\n" + signatures).encode("utf-8"))
+        if self.witnesses:
+            witness_checkpoint(path, self._hashes, self.witnesses)
         return path
 
     def _cosign(self, name: str, cp: Checkpoint, lines: list[bytes]) -> str:

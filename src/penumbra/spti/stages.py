@@ -221,6 +221,7 @@ def open_record(
         voter: Any = st.engine.voter(private.embeddings, k=cfg.pe.k, metric=cfg.pe.metric)
     else:
         ledger = external.open_ledger(out, signing_key)
+        ledger.add_witnesses(run_witnesses(cfg))
         voter = external.noisy_voter(settings, ledger, out)
         sigma = voter.sigma
     refuse_rolled_back_ledger(out, ledger, cfg)
