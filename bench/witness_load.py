@@ -153,7 +153,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="witness-load-"))
     state = work / "state"
     key = parse_cosigner_key(init_state(state, "witness.bench/w1").vkey)
-    per_log = args.requests * (args.bad_every - 1) // args.bad_every // args.logs
+    per_log = -(-args.requests * (args.bad_every - 1) // (args.bad_every * args.logs))  # ceil
     logs = [grow_log(work / f"log-{i}", per_log) for i in range(args.logs)]
     for ledger, _ in logs:
         add_log(state, (ledger.run_dir / "ledger" / "pubkey").read_text(), ledger.origin)
