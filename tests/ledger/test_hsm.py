@@ -99,7 +99,8 @@ def test_a_witness_cosigns_with_a_token_key(tmp_path: Path, token: str) -> None:
     key = parse_cosigner_key(init_state(tmp_path / "w", "witness.test/hsm", token).vkey)
     assert not (tmp_path / "w" / "witness.key").exists()
     witness = Witness(tmp_path / "w")  # loads the key from the token again, as `serve` does
-    add_log(witness.folder, (run / "ledger" / "pubkey").read_text(), None)
+    origin = (run / "ledger" / "origin").read_text().strip()
+    add_log(witness.folder, (run / "ledger" / "pubkey").read_text(), origin)
     note = (run / "ledger" / "checkpoints" / "00000001").read_text()
     reply = witness.add_checkpoint(request_body(0, [], note))
     assert reply.status == 200
@@ -157,3 +158,14 @@ def test_an_aggregator_cosigns_with_a_token_key(tmp_path: Path, token: str) -> N
     body = Checkpoint("penumbra.run/x", 1, b"\x00" * 32).body()
     note = body + "\n" + signer.sign(body)
     assert verify_signed_note(note, parse_vkey(signer.vkey)).size == 1
+
+
+def test_a_pin_never_shows_in_an_error() -> None:
+    uri = "pkcs11:object=k;slot=1?module-path=/x.so&pin-value=S3CRET"
+    for text in (uri, uri.replace("pin-value", "pin%2Dvalue"), uri.replace(";slot=1", "")):
+        with pytest.raises(HsmError) as info:
+            parse_pkcs11_uri(text)
+        assert "S3CRET" not in str(info.value) and "pin-value" in str(info.value)
+    with pytest.raises(HsmError) as info:
+        parse_pkcs11_uri("pkcs11:object=k;slot=1?module-path=/x.so&pin-source=file:/S3CRET")
+    assert "S3CRET" not in str(info.value)

@@ -45,6 +45,12 @@ def _note(ledger: Ledger) -> str:
     return path.read_text()
 
 
+def _trust(state: Path, run: Path) -> None:
+    """`penumbra ledger witness add-log STATE --key RUN/ledger/pubkey --origin RUN/ledger/origin`"""
+    ledger = run / "ledger"
+    add_log(state, (ledger / "pubkey").read_text(), (ledger / "origin").read_text().strip())
+
+
 @pytest.fixture
 def witness(tmp_path: Path) -> Witness:
     init_state(tmp_path / "w", "witness.test/w1")
@@ -55,7 +61,7 @@ def test_cosigns_a_first_checkpoint_and_the_cosignature_verifies(
     tmp_path: Path, witness: Witness
 ) -> None:
     ledger = _ledger(tmp_path / "run", 3)
-    add_log(witness.folder, (tmp_path / "run" / "ledger" / "pubkey").read_text(), None)
+    _trust(witness.folder, tmp_path / "run")
     note = _note(ledger)
     reply = witness.add_checkpoint(request_body(0, [], note))
     assert reply.status == 200, reply.body
@@ -101,7 +107,7 @@ def test_status_codes_of_the_spec(tmp_path: Path, witness: Witness) -> None:
 
 def test_another_tree_of_the_same_size_is_a_conflict(tmp_path: Path, witness: Witness) -> None:
     ledger = _ledger(tmp_path / "run", 2)
-    add_log(witness.folder, (tmp_path / "run" / "ledger" / "pubkey").read_text(), None)
+    _trust(witness.folder, tmp_path / "run")
     assert witness.add_checkpoint(request_body(0, [], _note(ledger))).status == 200
     shutil.copytree(tmp_path / "run", tmp_path / "copy")
     ledger.append("files", {"stage": "original", "files": [], "removed": []})
@@ -156,7 +162,7 @@ def test_a_copied_ledger_is_refused_before_it_can_go_on(
     url, vkey, state = server
     run = tmp_path / "run"
     _ledger(run, 0)  # make the key, then trust it
-    add_log(state, (run / "ledger" / "pubkey").read_text(), None)
+    _trust(state, run)
     original = Ledger.open(run, witnesses=[_endpoint(url, vkey)])
     original.append("files", {"stage": "a", "files": [], "removed": []})
     shutil.copytree(run, tmp_path / "copy")  # a mid-way copy, key and all
@@ -252,7 +258,7 @@ def test_concurrent_submissions_form_one_chain(tmp_path: Path, witness: Witness)
     from concurrent.futures import ThreadPoolExecutor
 
     ledger = _ledger(tmp_path / "run", 12)
-    add_log(witness.folder, (tmp_path / "run" / "ledger" / "pubkey").read_text(), None)
+    _trust(witness.folder, tmp_path / "run")
     notes = {
         n: (tmp_path / "run" / "ledger" / "checkpoints" / f"{n:08d}").read_text()
         for n in range(1, 13)
@@ -273,3 +279,97 @@ def test_concurrent_submissions_form_one_chain(tmp_path: Path, witness: Witness)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(accepted)), accepted
     stored = stored_checkpoint(witness.folder, ledger.origin)
     assert stored is not None and stored.size == accepted[-1][1]
+
+
+def test_a_copy_under_a_fresh_origin_is_not_a_new_log(
+    tmp_path: Path, server: tuple[str, str, Path]
+) -> None:
+    """Review finding: whoever holds a copied folder holds the key and can re-sign the log
+    under a fresh origin. A witness trusts a key for named origins only, so that copy is an
+    unknown log (404): refused at open, and never cosigned for verify."""
+    from penumbra.errors import PenumbraError
+    from penumbra.ledger.merkle import root_from_hashes
+    from penumbra.ledger.note import Checkpoint, load_private_key, sign_checkpoint
+
+    url, vkey, state = server
+    run = tmp_path / "run"
+    _ledger(run, 0)
+    _trust(state, run)
+    original = Ledger.open(run, witnesses=[_endpoint(url, vkey)])
+    original.append("files", {"stage": "a", "files": [], "removed": []})
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "ledger" / "origin").write_text("penumbra.run/fresh-origin\n")
+    signer = load_private_key(copy / "private" / "ledger.key", "penumbra-run")
+    for path in (copy / "ledger" / "checkpoints").iterdir():
+        size = int(path.name)
+        cp = Checkpoint(
+            "penumbra.run/fresh-origin", size, root_from_hashes(original._hashes[:size])
+        )
+        path.write_text(sign_checkpoint(cp, [signer]))
+    with pytest.raises(WitnessRefused, match="does not witness this run's log"):
+        Ledger.open(copy, witnesses=[_endpoint(url, vkey)])
+    with pytest.raises(PenumbraError, match="origin"):
+        add_log(state, (run / "ledger" / "pubkey").read_text(), "")
+
+
+def test_what_penumbra_adds_to_a_finished_run_is_witnessed(
+    tmp_path: Path, server: tuple[str, str, Path]
+) -> None:
+    """Review finding: `record_published` (the report and evaluation written after a run) must
+    have its checkpoint cosigned too, or an honest run fails verify --witness-key."""
+    import yaml
+
+    from penumbra.ledger.tree import record_published
+
+    url, vkey, state = server
+    run = tmp_path / "run"
+    _ledger(run, 0)
+    _trust(state, run)
+    Ledger.open(run, witnesses=[_endpoint(url, vkey)]).append(
+        "files", {"stage": "a", "files": [], "removed": []}
+    )
+    (run / "run.yaml").write_text(
+        yaml.safe_dump({"ledger": {"witnesses": [{"url": url, "key": vkey}]}})
+    )
+    record_published(run, "evaluation", written=("run.yaml",))
+    newest = Ledger.open(run).newest_checkpoint()
+    assert newest is not None and newest.name == "00000002"
+    assert parse_cosigner_key(vkey).verify(newest.read_text())[0].size == 2
+
+
+def test_a_hostile_witness_gets_one_line_never_a_traceback(tmp_path: Path) -> None:
+    """Review finding: a witness's reply is bounded (size, a 409's size line) and must not
+    crash the run or let it go on."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    replies = {
+        "long-size": Response("9" * 5000 + "\n", 409, media_type="text/x.tlog.size"),
+        "huge": Response("— w " + "A" * 200_000 + "\n", 200),
+        "garbage": Response("not a cosignature\n", 200),
+    }
+
+    async def add_checkpoint(request):  # type: ignore[no-untyped-def]
+        return replies[request.path_params["kind"]]
+
+    app = Starlette(routes=[Route("/{kind}/add-checkpoint", add_checkpoint, methods=["POST"])])
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.02)
+    try:
+        ledger = _ledger(tmp_path / "run", 1)
+        key = init_state(tmp_path / "w", "w").vkey
+        for kind, reason in (("long-size", "without a size"), ("huge", "64 KiB"),
+                             ("garbage", "not a valid cosignature")):  # fmt: skip
+            endpoint = _endpoint(f"http://127.0.0.1:{port}/{kind}", key)
+            with pytest.raises(WitnessRefused, match=reason) as info:
+                ledger.add_witnesses([endpoint])
+            assert len(info.value.problems) == 1
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,7 +37,7 @@ def _pkcs11_uri(value: str | None) -> str | None:
     # the shape only (ledger.hsm parses it when the run starts); the URI is published
     if value is not None and not value.startswith("pkcs11:"):
         raise ValueError("must be a PKCS#11 URI (RFC 7512), pkcs11:token=...;object=...?...")
-    if value is not None and "pin-value=" in value:
+    if value is not None and "pin-value" in unquote(value):
         raise ValueError(
             "holds pin-value: the PIN would be published with run.yaml; use "
             "pin-source=file:/path or the environment variable PENUMBRA_PKCS11_PIN"

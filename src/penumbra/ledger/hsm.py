@@ -45,27 +45,29 @@ class Pkcs11Uri:
 
 
 def parse_pkcs11_uri(text: str) -> Pkcs11Uri:
-    """The parts of an RFC 7512 URI penumbra uses; HsmError naming what is wrong."""
+    """The parts of an RFC 7512 URI penumbra uses; HsmError naming what is wrong. Errors show
+    the path part only: the query may hold a PIN someone put there."""
     if not text.startswith("pkcs11:"):
-        raise HsmError(f"{text[:40]!r}: a PKCS#11 key URI starts with pkcs11:")
+        raise HsmError(f"{text.split('?')[0][:40]!r}: a PKCS#11 key URI starts with pkcs11:")
     path, _, query = text[len("pkcs11:") :].partition("?")
+    shown = f"pkcs11:{path}"
+    if "pin-value" in unquote(query) or "pin-value" in unquote(path):
+        raise HsmError(
+            f"{shown}?…: pin-value puts the PIN in the URI, which run.yaml publishes; use "
+            f"pin-source=file:/path or the environment variable {PIN_ENV}"
+        )
     attrs: dict[str, str] = {}
     for part, allowed, where in ((path, _PATH_ATTRS, "path"), (query, _QUERY_ATTRS, "query")):
         for item in filter(None, part.split(";" if where == "path" else "&")):
             name, sep, value = item.partition("=")
             if not sep or name not in allowed:
-                raise HsmError(f"{text}: unknown {where} attribute {name!r} (RFC 7512)")
+                raise HsmError(f"{shown}: unknown {where} attribute {name[:40]!r} (RFC 7512)")
             attrs[name] = unquote(value)
-    if "pin-value" in attrs:
-        raise HsmError(
-            f"{text.split('?')[0]}?…: pin-value puts the PIN in the URI, which run.yaml "
-            f"publishes; use pin-source=file:/path or the environment variable {PIN_ENV}"
-        )
     module = attrs.get("module-path")
     if not module:
-        raise HsmError(f"{text}: needs module-path=/path/to/the/pkcs11/module.so")
+        raise HsmError(f"{shown}: needs module-path=/path/to/the/pkcs11/module.so")
     if not ("object" in attrs or "id" in attrs):
-        raise HsmError(f"{text}: name the key with object=LABEL or id=%XX%XX")
+        raise HsmError(f"{shown}: name the key with object=LABEL or id=%XX%XX")
     raw_id = attrs.get("id")
     key_id = unquote(raw_id, encoding="latin-1").encode("latin-1") if raw_id else None
     return Pkcs11Uri(module, attrs.get("token"), attrs.get("object"), key_id,
@@ -81,7 +83,9 @@ def _pin(uri: Pkcs11Uri) -> str:
             raise HsmError(f"pin-source {path}: cannot read it ({type(e).__name__})") from None
     pin = os.environ.get(PIN_ENV)
     if not pin:
-        raise HsmError(f"{uri.text}: no PIN: set {PIN_ENV} or add pin-source=file:/path")
+        raise HsmError(
+            f"{uri.text.split('?')[0]}: no PIN: set {PIN_ENV} or add pin-source=file:/path"
+        )
     return pin
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from penumbra.errors import PenumbraError
+from penumbra.ledger.witness_client import WitnessEndpoint, endpoints
 
 UNPUBLISHED = frozenset({"private", "ledger"})  # top-level folders outside the tree
 LOCK_FILE = ".penumbra.lock"  # durable.run_lock: empty, present while or after a run held it
@@ -169,17 +170,31 @@ def unlogged_files(
     )  # fmt: skip
 
 
-def configured_signer(run: Path) -> str | None:
-    """The run's `ledger.signer` (a PKCS#11 URI) from its run.yaml, if it names one."""
+def _ledger_section(run: Path) -> dict[str, Any]:
+    """The `ledger:` section of the run's run.yaml ({} when there is none)."""
     import yaml
 
     try:
         data = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
+        return {}
     ledger = data.get("ledger") if isinstance(data, dict) else None
-    signer = ledger.get("signer") if isinstance(ledger, dict) else None
+    return ledger if isinstance(ledger, dict) else {}
+
+
+def configured_signer(run: Path) -> str | None:
+    """The run's `ledger.signer` (a PKCS#11 URI) from its run.yaml, if it names one."""
+    signer = _ledger_section(run).get("signer")
     return signer if isinstance(signer, str) else None
+
+
+def configured_witnesses(run: Path) -> list[WitnessEndpoint]:
+    """The run's `ledger.witnesses`: what penumbra writes into a finished run is witnessed
+    like every checkpoint before it (else its newest checkpoint would lack a cosignature)."""
+    section = _ledger_section(run)
+    rows = section.get("witnesses") or []
+    pairs = [(str(w.get("url", "")), str(w.get("key", ""))) for w in rows if isinstance(w, dict)]
+    return endpoints(pairs, float(section.get("witness_timeout_s") or 10.0))
 
 
 def record_published(
@@ -206,7 +221,7 @@ def record_published(
             f"{run}: the run was signed with a key kept outside it; pass the same "
             "--signing-key so the files written now can be listed in its ledger"
         )
-    ledger = Ledger.open(run, signing_key=signing_key)
+    ledger = Ledger.open(run, signing_key=signing_key, witnesses=configured_witnesses(run))
     tree = PublishedTree(run)
     mine = tuple(written)  # a name, or a folder ending in "/"
     strangers = [

@@ -12,7 +12,7 @@ State folder (`penumbra ledger witness init`):
     witness.json   {"name": ...}
     witness.key    its Ed25519 key, PEM, mode 0600
     witness.vkey   its verifier key (public): NAME+KEYID+BASE64
-    logs.json      the log keys it witnesses, each for one origin or for every origin
+    logs.json      the logs it witnesses: each an origin and the key that signs it
     logs/<sha256(origin)>       the newest checkpoint it cosigned for that log (the log's note)
     logs/<sha256(origin)>.lock  one writer per log at a time, across threads and processes
 
@@ -70,7 +70,7 @@ class Reply:
 @dataclass(frozen=True)
 class LogKey:
     vkey: str
-    origin: str | None  # None: every log this key signs
+    origin: str  # a log is its origin and its key (C2SP); never "any origin of this key"
 
 
 def init_state(folder: Path, name: str, signer: str | None = None) -> Cosigner:
@@ -134,21 +134,26 @@ def load_cosigner(folder: Path) -> Cosigner:
 def read_logs(folder: Path) -> list[LogKey]:
     try:
         data = json.loads((folder / "logs.json").read_text(encoding="utf-8"))
-        return [LogKey(e["key"], e.get("origin")) for e in data["logs"]]
+        logs = [LogKey(e["key"], e["origin"]) for e in data["logs"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise WitnessStateError(f"{folder}/logs.json: unreadable ({e}); restore it") from None
+    if not all(isinstance(k.origin, str) and k.origin for k in logs):
+        raise WitnessStateError(f"{folder}/logs.json: every log needs its origin; restore it")
+    return logs
 
 
-def add_log(folder: Path, vkey: str, origin: str | None) -> LogKey:
-    """Trust `vkey` for `origin` (or for every origin it signs). Atomic; a running witness
-    reads the file again on its next request."""
+def add_log(folder: Path, vkey: str, origin: str) -> LogKey:
+    """Witness the log `origin`, signed by `vkey`. Atomic; a running witness reads the file
+    again on its next request. The origin is required: whoever holds a run's key chooses the
+    origins it signs, so trusting a key for "any origin" would cosign a copied run under a
+    fresh origin as a new log (and let one key take over another run's origin)."""
     load_cosigner(folder)  # a witness folder, not any folder
     try:
         parse_vkey(vkey)
     except NoteError as e:
         raise WitnessStateError(f"--key: {e}") from None
-    if origin is not None and (not origin or "\n" in origin):
-        raise WitnessStateError("--origin: must be one non-empty line")
+    if not origin or "\n" in origin:
+        raise WitnessStateError("--origin: must be one non-empty line (the run's ledger/origin)")
     entry = LogKey(vkey.strip(), origin)
     with _locked(folder / "logs.json.lock"):
         logs = read_logs(folder)
@@ -250,8 +255,7 @@ class Witness:
             checkpoint, _ = parse_signed_note(request.note)
         except (ValueError, UnicodeDecodeError) as e:  # NoteError is a ValueError
             return Reply(400, f"bad request: {e}\n")
-        keys = [v for k, v in self.trusted() if k.origin in (None, checkpoint.origin)]
-        named = any(k.origin == checkpoint.origin for k, _ in self.trusted())
+        keys = [v for k, v in self.trusted() if k.origin == checkpoint.origin]
         signed = False
         for verifier in keys:
             try:
@@ -261,7 +265,7 @@ class Witness:
             except NoteError:
                 continue
         if not signed:
-            if named:
+            if keys:
                 return Reply(403, f"{checkpoint.origin}: no signature by a key trusted for it\n")
             return Reply(404, f"{checkpoint.origin}: unknown log\n")
         if request.old > checkpoint.size:

@@ -46,20 +46,23 @@ def witness_add_log(
         typer.Option("--key", help="The log's verifier key (a run's ledger/pubkey), or a file."),
     ],
     origin: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--origin",
-            help="Only this log (a run's ledger/origin); default: any log the key signs.",
+            help="The log's origin (a run's ledger/origin), or that file: a log is its origin "
+            "and its key.",
         ),
-    ] = None,
+    ],
 ) -> None:
-    """Witness logs signed by KEY; a running witness picks it up without a restart."""
+    """Witness the log ORIGIN signed by KEY; a running witness picks it up without a restart."""
     from penumbra.ledger.witness import add_log
 
     path = Path(key)
     text = path.read_text(encoding="utf-8").strip() if path.is_file() else key
-    entry = add_log(state_dir, text, origin)
-    typer.echo(f"witnessing {entry.origin or 'every log'} signed by {entry.vkey.split('+')[0]}")
+    where = Path(origin)
+    name = where.read_text(encoding="utf-8").strip() if where.is_file() else origin
+    entry = add_log(state_dir, text, name)
+    typer.echo(f"witnessing {entry.origin} signed by {entry.vkey.split('+')[0]}")
 
 
 @app.command("serve")

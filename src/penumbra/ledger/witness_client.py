@@ -10,6 +10,7 @@ history of this run: the folder was rolled back or copied, and the run must not 
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from penumbra.ledger.merkle import consistency_proof_from_hashes
 from penumbra.ledger.note import SIG_PREFIX, NoteError, parse_signed_note
 
 SIZE_MEDIA_TYPE = "text/x.tlog.size"
+MAX_REPLY_BYTES = 64 * 1024
 
 
 class WitnessRefused(PenumbraError):
@@ -34,6 +36,7 @@ class WitnessEndpoint:
     key: CosignerKey
     cosigned: int = 0  # the size this run last had cosigned by it (a hint, not trusted)
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
+    deadline_s: float = 30.0  # the whole exchange: a witness that trickles bytes is cut off
 
     @property
     def label(self) -> str:
@@ -48,7 +51,10 @@ def endpoints(witnesses: list[tuple[str, str]], timeout_s: float = 10.0) -> list
             parsed = parse_cosigner_key(key)
         except NoteError as e:
             raise PenumbraError(f"ledger.witnesses[{i}].key: {e}") from None
-        out.append(WitnessEndpoint(url.rstrip("/"), parsed, client=httpx.Client(timeout=timeout_s)))
+        client = httpx.Client(timeout=timeout_s)
+        out.append(
+            WitnessEndpoint(url.rstrip("/"), parsed, client=client, deadline_s=3 * timeout_s)
+        )
     return out
 
 
@@ -64,22 +70,12 @@ def cosign(endpoint: WitnessEndpoint, note: str, hashes: list[bytes]) -> str:
     old = min(endpoint.cosigned, checkpoint.size)
     for _ in range(2):  # the second try starts from the size the witness says it holds
         proof = consistency_proof_from_hashes(hashes[: checkpoint.size], old) if old else []
-        try:
-            response = endpoint.client.post(
-                f"{endpoint.url}/add-checkpoint", content=request_body(old, proof, note)
-            )
-        except httpx.HTTPError as e:
-            raise WitnessRefused(
-                f"{endpoint.label}: unreachable ({type(e).__name__}); no release is drawn "
-                "until it cosigns: start it, then --resume"
-            ) from None
-        if response.status_code == 200:
-            return _checked(endpoint, note, response.text)
-        if response.status_code == 409 and response.headers.get("content-type", "").startswith(
-            SIZE_MEDIA_TYPE
-        ):
-            held = response.text.strip()
-            if not (held.isascii() and held.isdigit()):
+        status, media_type, text = _post(endpoint, request_body(old, proof, note))
+        if status == 200:
+            return _checked(endpoint, note, text)
+        if status == 409 and media_type.startswith(SIZE_MEDIA_TYPE):
+            held = text.strip()
+            if not (held.isascii() and held.isdigit() and len(held) <= 20):
                 raise WitnessRefused(f"{endpoint.label}: answered 409 without a size")
             if int(held) > checkpoint.size:
                 raise WitnessRefused(
@@ -94,20 +90,43 @@ def cosign(endpoint: WitnessEndpoint, note: str, hashes: list[bytes]) -> str:
                 )
             old = int(held)
             continue
-        if response.status_code == 422:
+        if status == 422:
             raise WitnessRefused(
                 f"{endpoint.label}: this log is not an extension of the {old} entries it "
                 "cosigned: the run folder was rolled back or is a copy that went another way"
             )
-        if response.status_code in (403, 404):
+        if status in (403, 404):
             raise WitnessRefused(
-                f"{endpoint.label}: does not witness this run's key ({response.status_code}); "
-                'run `penumbra ledger witness add-log STATE --key "$(cat RUN/ledger/pubkey)"`'
+                f"{endpoint.label}: does not witness this run's log ({status}); "
+                "run `penumbra ledger witness add-log STATE --key RUN/ledger/pubkey --origin "
+                "RUN/ledger/origin` there"
             )
-        raise WitnessRefused(
-            f"{endpoint.label}: answered {response.status_code}: {response.text.strip()[:120]}"
-        )
+        raise WitnessRefused(f"{endpoint.label}: answered {status}: {text.strip()[:120]!r}")
     raise WitnessRefused(f"{endpoint.label}: keeps answering 409 (another writer on this log?)")
+
+
+def _post(endpoint: WitnessEndpoint, body: bytes) -> tuple[int, str, str]:
+    """(status, content type, text) of one add-checkpoint call. The reply is read up to 64 KiB
+    and the whole exchange within the endpoint's deadline: a witness cannot stall the run or
+    fill its memory; WitnessRefused (one line) when it tries or cannot be reached."""
+    deadline = time.monotonic() + endpoint.deadline_s
+    data = b""
+    try:
+        with endpoint.client.stream("POST", f"{endpoint.url}/add-checkpoint", content=body) as r:
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > MAX_REPLY_BYTES:
+                    raise WitnessRefused(f"{endpoint.label}: reply larger than 64 KiB")
+                if time.monotonic() > deadline:
+                    raise WitnessRefused(
+                        f"{endpoint.label}: reply took longer than {endpoint.deadline_s:g} s"
+                    )
+            return r.status_code, r.headers.get("content-type", ""), data.decode("utf-8", "replace")
+    except httpx.HTTPError as e:
+        raise WitnessRefused(
+            f"{endpoint.label}: unreachable ({type(e).__name__}); no release is drawn until it "
+            "cosigns: start it, then --resume"
+        ) from None
 
 
 def _checked(endpoint: WitnessEndpoint, note: str, reply: str) -> str:
