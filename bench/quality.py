@@ -256,7 +256,7 @@ def run_image_domain(
     from penumbra.pe.image_domain import ImageFileAPI
     from penumbra.pe.voting import local_voter
     from penumbra.privacy import default_delta, discrete_gaussian_sigma
-    from penumbra.spti.demo import DEMO_CONFIG
+    from penumbra.spti.demo import demo_config
     from penumbra.spti.pipeline import recommended_population
 
     synthetic = out / "synthetic"
@@ -264,8 +264,10 @@ def run_image_domain(
         return synthetic
     shutil.rmtree(out, ignore_errors=True)
     generator = load("builtin:fashion-t2i", role="image-generator")
-    options = DEMO_CONFIG["models"]["options"]["builtin:effnet-lite0"]  # type: ignore[index]
-    embedder = load("builtin:effnet-lite0", role="image-embedder", **options)
+    models = demo_config(eps).models  # the demo's voting embedder
+    embedder = load(
+        models.image_embedder, role="image-embedder", **models.options_for(models.image_embedder)
+    )
     private = embedder.embed([Image.open(ref.private / p) for p in ref.members.relpaths])
     api = ImageFileAPI(generator, out / "candidates", PROMPTS, strength=0.5)  # type: ignore[arg-type]
     n, delta = len(private), default_delta(len(private))

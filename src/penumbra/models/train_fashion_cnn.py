@@ -110,7 +110,7 @@ def train(out: Path, *, epochs: int, renders_per_class: int, seed: int) -> dict[
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
                 progress.update(task, advance=1)
             curve.append(
                 {"epoch": epoch + 1, "loss": total / len(xt),

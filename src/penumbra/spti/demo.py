@@ -27,9 +27,15 @@ DEMO_CONFIG = {
     # where the private data is dense.
     "pe": {"iterations": 5, "population": "auto", "max_population": 300, "k": 1,
            "selection": "proportional", "metric": "l2"},
-    # unit-length EffNet features plus an 8×8 grid of grey levels: ImageNet features alone
-    # barely see how dark an item is (see EffNetImageEmbedder)
-    "models": {"options": {"builtin:effnet-lite0": {"tone_grid": 8, "tone_weight": 2.0}}},
+    # votes in builtin:fashion-cnn's space (trained on public data: a real garment and a
+    # render of its class meet) plus an 8×8 grid of grey levels at weight 4 (how light it
+    # is); chosen with bench/vote_purity.py (bench/RESULTS.md, "Vote purity with
+    # builtin:fashion-cnn"): EfficientNet-Lite0's ImageNet features sent one vote in five to
+    # another class
+    "models": {"image_embedder": "builtin:composite", "options": {"builtin:composite": {
+        "parts": [{"uri": "builtin:fashion-cnn", "weight": 1.0},
+                  {"uri": "builtin:pixels", "weight": 4.0, "options": {"grid": 8},
+                   "normalise": False}]}}},
     # Slot-form captions (spti.slot_api), public words only (the Fashion-MNIST class names,
     # common tone, fit and pattern words, catalogue phrasings; invariant 4): the random API
     # covers them uniformly, a variation changes one slot and the LLM picks its word among
