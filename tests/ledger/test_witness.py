@@ -359,8 +359,10 @@ def test_a_hostile_witness_gets_one_line_never_a_traceback(tmp_path: Path) -> No
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    while not srv.started:
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert srv.started, "the hostile witness did not start"
     try:
         ledger = _ledger(tmp_path / "run", 1)
         key = init_state(tmp_path / "w", "w").vkey
