@@ -17,6 +17,7 @@ from rich.table import Table
 from penumbra.errors import PenumbraError
 from penumbra.ledger.cosignature import CosignerKey
 from penumbra.ledger.witness_cli import app as witness_app
+from penumbra.ledger.witness_cli import given_or_read
 
 app = typer.Typer(help="Inspect a run's audit ledger.", no_args_is_help=True)
 console = Console()
@@ -134,10 +135,8 @@ def witness_key_of(value: str) -> CosignerKey:
     from penumbra.ledger.cosignature import parse_cosigner_key
     from penumbra.ledger.note import NoteError
 
-    path = Path(value)
-    text = path.read_text(encoding="utf-8").strip() if path.is_file() else value
     try:
-        return parse_cosigner_key(text)
+        return parse_cosigner_key(given_or_read(value))
     except NoteError as e:
         raise PenumbraError(f"--witness-key {value}: neither a key file nor a key ({e})") from None
 

@@ -10,22 +10,31 @@ verifier keys travel as `<name>+<hex key id>+<base64(0x04 || public key)>`.
 from __future__ import annotations
 
 import base64
-import hashlib
 import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from penumbra.ledger.note import SIG_PREFIX, Checkpoint, NoteError, SigningKey, parse_signed_note
+from penumbra.ledger.note import (
+    SIG_PREFIX,
+    Checkpoint,
+    NoteError,
+    SigningKey,
+    decode_vkey,
+    format_vkey,
+    generate_signer,
+    key_id,
+    parse_signed_note,
+    raw_public_key,
+)
 
 COSIGNATURE_V1 = b"\x04"
 MAX_TIMESTAMP = 2**63 - 1
 
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + COSIGNATURE_V1 + public_key).digest()[:4]
+    return key_id(name, public_key, COSIGNATURE_V1)
 
 
 def cosigned_message(checkpoint: Checkpoint, timestamp: int) -> bytes:
@@ -41,15 +50,11 @@ class Cosigner:
 
     @property
     def public_key(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return raw_public_key(self.private_key)
 
     @property
     def vkey(self) -> str:
-        pub = self.public_key
-        kid = cosigner_key_id(self.name, pub).hex()
-        return f"{self.name}+{kid}+{base64.b64encode(COSIGNATURE_V1 + pub).decode()}"
+        return format_vkey(self.name, self.public_key, COSIGNATURE_V1)
 
     def cosign(self, checkpoint: Checkpoint, timestamp: int) -> str:
         """One cosignature line (with its newline)."""
@@ -89,21 +94,9 @@ class CosignerKey:
 
 def parse_cosigner_key(text: str) -> CosignerKey:
     """A witness verifier key `NAME+KEYID+BASE64(0x04 || key)`; NoteError naming what is wrong."""
-    clean = text.strip()
-    try:
-        name, hex_id, blob = clean.split("+", 2)
-        raw = base64.b64decode(blob, validate=True)
-        kid = bytes.fromhex(hex_id)
-    except ValueError as e:
-        raise NoteError(f"witness key {clean[:60]!r} is not NAME+KEYID+BASE64") from e
-    if raw[:1] != COSIGNATURE_V1 or len(raw) != 33:
-        raise NoteError(f"witness key {name!r} is not a cosignature/v1 (Ed25519, type 0x04) key")
-    if cosigner_key_id(name, raw[1:]) != kid:
-        raise NoteError(f"witness key {name!r}: key id does not match its name and key")
-    return CosignerKey(name, kid, Ed25519PublicKey.from_public_bytes(raw[1:]), clean)
+    name, kid, public_key = decode_vkey(text, COSIGNATURE_V1, "witness key")
+    return CosignerKey(name, kid, public_key, text.strip())
 
 
 def generate_cosigner(name: str) -> Cosigner:
-    if not name or any(c.isspace() or c == "+" for c in name):
-        raise NoteError(f"witness name {name!r} must be non-empty, without spaces or '+'")
-    return Cosigner(name, Ed25519PrivateKey.generate())
+    return Cosigner(name, generate_signer(name).private_key)  # the same key-name rules

@@ -27,8 +27,38 @@ class NoteError(ValueError):
     """A note or key that cannot be parsed."""
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + ED25519 + public_key).digest()[:4]
+def key_id(name: str, public_key: bytes, algorithm: bytes = ED25519) -> bytes:
+    """SHA-256(name || "\\n" || algorithm || public key)[:4]: 0x01 for a signed-note key,
+    0x04 for a tlog-cosignature/v1 key (ledger.cosignature)."""
+    return hashlib.sha256(name.encode() + b"\n" + algorithm + public_key).digest()[:4]
+
+
+def raw_public_key(key: SigningKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def format_vkey(name: str, public_key: bytes, algorithm: bytes = ED25519) -> str:
+    """`NAME+KEYID+BASE64(algorithm || key)`, the verifier key string (public)."""
+    kid = key_id(name, public_key, algorithm).hex()
+    return f"{name}+{kid}+{base64.b64encode(algorithm + public_key).decode()}"
+
+
+def decode_vkey(
+    text: str, algorithm: bytes = ED25519, what: str = "verifier key"
+) -> tuple[str, bytes, Ed25519PublicKey]:
+    """(name, key id, public key) of a verifier key of `algorithm`; NoteError naming what is
+    wrong (`what`: how to call the key in that message)."""
+    try:
+        name, hex_id, blob = text.strip().split("+", 2)
+        raw = base64.b64decode(blob, validate=True)
+        kid = bytes.fromhex(hex_id)
+    except ValueError as e:
+        raise NoteError(f"{what} {text.strip()[:60]!r} is not NAME+KEYID+BASE64") from e
+    if raw[:1] != algorithm or len(raw) != 33:
+        raise NoteError(f"{what} {name!r} is not an Ed25519 key of type 0x{algorithm.hex()}")
+    if key_id(name, raw[1:], algorithm) != kid:
+        raise NoteError(f"{what} {name!r}: key id does not match its name and key")
+    return name, kid, Ed25519PublicKey.from_public_bytes(raw[1:])
 
 
 def _check_name(name: str) -> None:
@@ -51,17 +81,12 @@ class Signer:
 
     @property
     def public_key(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return raw_public_key(self.private_key)
 
     @property
     def vkey(self) -> str:
         """The verifier key string an auditor needs (public; safe to publish)."""
-        pub = self.public_key
-        return (
-            f"{self.name}+{key_id(self.name, pub).hex()}+{base64.b64encode(ED25519 + pub).decode()}"
-        )
+        return format_vkey(self.name, self.public_key)
 
     def sign(self, body: str) -> str:
         """The signature line for a note body."""
@@ -75,7 +100,14 @@ def generate_signer(name: str) -> Signer:
     return Signer(name, Ed25519PrivateKey.generate())
 
 
-def save_private_key(signer: Signer, path: Path) -> None:
+class HoldsKey(Protocol):
+    """A Signer (a log's key) or a Cosigner (a witness's key)."""
+
+    @property
+    def private_key(self) -> SigningKey: ...
+
+
+def save_private_key(signer: HoldsKey, path: Path) -> None:
     """PEM (PKCS#8) with mode 0600, created that way so it is never world-readable."""
     if not isinstance(signer.private_key, Ed25519PrivateKey):
         raise NoteError("a key held on a token cannot be written to a file")
@@ -111,17 +143,7 @@ class Verifier:
 
 
 def parse_vkey(text: str) -> Verifier:
-    try:
-        name, hex_id, blob = text.strip().split("+", 2)
-        raw = base64.b64decode(blob, validate=True)
-        kid = bytes.fromhex(hex_id)
-    except ValueError as e:
-        raise NoteError(f"verifier key {text.strip()[:60]!r} is not NAME+KEYID+BASE64") from e
-    if raw[:1] != ED25519 or len(raw) != 33:
-        raise NoteError("verifier key is not an Ed25519 key")
-    if key_id(name, raw[1:]) != kid:
-        raise NoteError("verifier key id does not match its name and key")
-    return Verifier(name, kid, Ed25519PublicKey.from_public_bytes(raw[1:]))
+    return Verifier(*decode_vkey(text))
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from penumbra.durable import atomic_write_bytes
 from penumbra.errors import PenumbraError
 from penumbra.ledger.cosignature import Cosigner, generate_cosigner
@@ -44,8 +41,10 @@ from penumbra.ledger.note import (
     Checkpoint,
     NoteError,
     Verifier,
+    load_private_key,
     parse_signed_note,
     parse_vkey,
+    save_private_key,
     verify_signed_note,
 )
 
@@ -84,27 +83,15 @@ def init_state(folder: Path, name: str, signer: str | None = None) -> Cosigner:
         raise WitnessStateError(f"--name: {e}") from None
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
+    identity: dict[str, str] = {"name": name}
     if signer is not None:
         from penumbra.ledger.hsm import open_pkcs11_key
 
         cosigner = Cosigner(name, open_pkcs11_key(signer))
-        atomic_write_bytes(
-            folder / "witness.json", json.dumps({"name": name, "signer": signer}).encode()
-        )
-        atomic_write_bytes(folder / "logs.json", json.dumps({"logs": []}).encode())
-        atomic_write_bytes(folder / "witness.vkey", (cosigner.vkey + "\n").encode())
-        return cosigner
-    assert isinstance(cosigner.private_key, Ed25519PrivateKey)  # generate_cosigner's
-    pem = cosigner.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )  # fmt: skip
-    fd = os.open(folder / "witness.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    atomic_write_bytes(folder / "witness.json", json.dumps({"name": name}).encode())
+        identity["signer"] = signer
+    else:
+        save_private_key(cosigner, folder / "witness.key")
+    atomic_write_bytes(folder / "witness.json", json.dumps(identity).encode())
     atomic_write_bytes(folder / "logs.json", json.dumps({"logs": []}).encode())
     atomic_write_bytes(folder / "witness.vkey", (cosigner.vkey + "\n").encode())
     return cosigner
@@ -114,21 +101,21 @@ def load_cosigner(folder: Path) -> Cosigner:
     try:
         identity = json.loads((folder / "witness.json").read_text(encoding="utf-8"))
         name = identity["name"]
-        if isinstance(identity.get("signer"), str) and isinstance(name, str):
-            from penumbra.ledger.hsm import open_pkcs11_key
-
-            return Cosigner(name, open_pkcs11_key(identity["signer"]))
-        key = serialization.load_pem_private_key(
-            (folder / "witness.key").read_bytes(), password=None
-        )
+        if not isinstance(name, str):
+            raise TypeError("name is not a string")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise WitnessStateError(
             f"{folder}: not a witness state folder ({type(e).__name__}: {e}); run "
             "`penumbra ledger witness init` first"
         ) from None
-    if not isinstance(key, Ed25519PrivateKey) or not isinstance(name, str):
-        raise WitnessStateError(f"{folder}/witness.key: not an Ed25519 key")
-    return Cosigner(name, key)
+    if isinstance(identity.get("signer"), str):
+        from penumbra.ledger.hsm import open_pkcs11_key
+
+        return Cosigner(name, open_pkcs11_key(identity["signer"]))
+    try:
+        return Cosigner(name, load_private_key(folder / "witness.key", name).private_key)
+    except NoteError as e:
+        raise WitnessStateError(str(e)) from None
 
 
 def read_logs(folder: Path) -> list[LogKey]:

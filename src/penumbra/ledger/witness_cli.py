@@ -14,6 +14,12 @@ app = typer.Typer(
 )
 
 
+def given_or_read(value: str) -> str:
+    """An option that takes a value or the file holding it (a key, an origin)."""
+    path = Path(value)
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else value
+
+
 @app.command("init")
 def witness_init(
     state_dir: Annotated[
@@ -57,11 +63,7 @@ def witness_add_log(
     """Witness the log ORIGIN signed by KEY; a running witness picks it up without a restart."""
     from penumbra.ledger.witness import add_log
 
-    path = Path(key)
-    text = path.read_text(encoding="utf-8").strip() if path.is_file() else key
-    where = Path(origin)
-    name = where.read_text(encoding="utf-8").strip() if where.is_file() else origin
-    entry = add_log(state_dir, text, name)
+    entry = add_log(state_dir, given_or_read(key), given_or_read(origin))
     typer.echo(f"witnessing {entry.origin} signed by {entry.vkey.split('+')[0]}")
 
 

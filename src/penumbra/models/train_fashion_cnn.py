@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from penumbra.data.fashion import load_fashion_mnist, make_caption
@@ -154,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     metrics = train(args.out, epochs=args.epochs, renders_per_class=args.renders_per_class,
                     seed=args.seed)  # fmt: skip
-    print(json.dumps({k: v for k, v in metrics.items() if k != "curve"}, indent=2))
+    Console().print_json(json.dumps({k: v for k, v in metrics.items() if k != "curve"}))
 
 
 if __name__ == "__main__":
