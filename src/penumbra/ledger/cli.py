@@ -224,4 +224,4 @@ def ledger_pubkey(
             signer = load_private_key(Path(signing_key), name)
         typer.echo(signer.vkey)
     except NoteError as e:
-        raise PenumbraError(f"{signing_key}: {e}") from None
+        raise PenumbraError(str(e)) from None  # names the file or the key name
