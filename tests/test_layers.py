@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spti",),
     ("report",),  # what the pipelines use
     ("evaluate",),
+    ("provenance",),  # uses the anonymizer's face detector and C2PA labels
     ("anonymize",),
     ("ledger",),
     ("compute",),

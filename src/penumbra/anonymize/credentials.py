@@ -66,25 +66,29 @@ def mime_type(path: Path) -> str:
     return mime
 
 
-def manifest_definition(claim_generator: str) -> dict[str, Any]:
-    """The manifest we sign: one created action, no ingredients, no thumbnail, no title."""
+RUN_ASSERTION = "org.penumbra.run"  # names the run (its watermark id) that made the image
+
+
+def manifest_definition(claim_generator: str, run_mark: str | None = None) -> dict[str, Any]:
+    """The manifest we sign: one created action (and, for a penumbra run's outputs, the run's
+    identifier), no ingredients, no thumbnail, no title."""
     name, _, version = claim_generator.partition("/")
     info: dict[str, str] = {"name": name or "penumbra"}
     if version:
         info["version"] = version
-    return {
-        "claim_generator_info": [info],
-        "assertions": [
-            {
-                "label": "c2pa.actions",
-                "data": {
-                    "actions": [
-                        {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}
-                    ]
-                },
-            }
-        ],
-    }
+    assertions: list[dict[str, Any]] = [
+        {
+            "label": "c2pa.actions",
+            "data": {
+                "actions": [
+                    {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}
+                ]
+            },
+        }
+    ]
+    if run_mark is not None:
+        assertions.append({"label": RUN_ASSERTION, "data": {"mark": run_mark}})
+    return {"claim_generator_info": [info], "assertions": assertions}
 
 
 def _read_file(path: Path, what: str) -> bytes:
@@ -109,8 +113,10 @@ def label_synthetic(
     signer_key: Path,
     tsa_url: str | None = None,
     claim_generator: str = f"penumbra/{__version__}",
+    run_mark: str | None = None,
 ) -> None:
-    """Write `out`: `image` with a signed C2PA manifest saying a trained model created it.
+    """Write `out`: `image` with a signed C2PA manifest saying a trained model created it
+    (and, given `run_mark`, which run: its watermark identifier).
 
     `signer_cert` is a PEM chain (leaf first, then intermediates; the root may be left out) and
     `signer_key` the leaf's PKCS#8 PEM EC P-256 key (ES256). Without `tsa_url` the signature
@@ -137,7 +143,7 @@ def label_synthetic(
         ) from None
     signed = io.BytesIO()
     try:
-        with c2pa.Builder(manifest_definition(claim_generator), context) as builder:
+        with c2pa.Builder(manifest_definition(claim_generator, run_mark), context) as builder:
             builder.sign(signer, mime, io.BytesIO(source), signed)
     except c2pa.C2paError as e:
         message = _one_line(e)
@@ -153,6 +159,8 @@ def label_synthetic(
         signer.close()
     data = signed.getvalue()
     check_label(data, mime, origin=image)
+    if run_mark is not None and manifest_run_mark(read_manifest(data, mime)) != run_mark:
+        raise DataError(f"{image}: signed output does not name run {run_mark}")
     atomic_write_bytes(out, data)
 
 
@@ -193,6 +201,16 @@ def check_label(data: bytes, mime: str, *, origin: Path) -> None:
         problems.append("the created action is missing")
     if problems:
         raise DataError(f"{origin}: signed output rejected: {'; '.join(problems)}")
+
+
+def manifest_run_mark(store: dict[str, Any]) -> str | None:
+    """The run identifier the active manifest names (RUN_ASSERTION), or None."""
+    manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
+    for assertion in manifest.get("assertions", []):
+        if assertion.get("label") == RUN_ASSERTION and isinstance(assertion.get("data"), dict):
+            mark = assertion["data"].get("mark")
+            return mark if isinstance(mark, str) else None
+    return None
 
 
 def digital_source_types(manifest: dict[str, Any]) -> list[str]:

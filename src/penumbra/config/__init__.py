@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from penumbra.config.ledger import LedgerConfig
 from penumbra.config.overrides import apply_overrides, set_path
+from penumbra.config.policy import PolicyConfig
 from penumbra.data.images import DEFAULT_MAX_PIXELS
 from penumbra.errors import ConfigError
 
@@ -372,6 +373,7 @@ class RunConfig(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
 
 def _fields_at(loc: Sequence[Any]) -> list[str] | None:
@@ -460,9 +462,11 @@ def config_hash(config: RunConfig) -> str:
     Unset (None) fields are left out, so a release that adds an optional field does not
     change the hash of runs started before it (their --resume and verify keep working).
     `compute` and `ledger` are left out too: where a run computes, and which witnesses cosign
-    its checkpoints (checked with the keys an auditor brings), do not change what it computes."""
+    its checkpoints (checked with the keys an auditor brings), do not change what it computes.
+    Nor is `policy`: its checks post-process the final renders and the ledger's `policy`
+    entry records exactly what was applied (and a stricter policy may be set on resume)."""
     canonical = json.dumps(
-        config.model_dump(mode="json", exclude_none=True, exclude={"compute", "ledger"}),
+        config.model_dump(mode="json", exclude_none=True, exclude={"compute", "ledger", "policy"}),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -32,8 +32,17 @@ FIELDS: dict[str, frozenset[str]] = {
     "outputs": frozenset({"files"}),
     "files": frozenset({"stage", "files", "removed"}),
     "run_end": frozenset({"epsilon_spent", "delta", "releases", "num_outputs"}),
+    "policy": frozenset({
+        "watermark", "pdq", "blocklist", "faces", "max_attempts", "withheld", "blurred",
+        "unmarked",
+    }),
 }  # fmt: skip
-OUTPUT_ROW = frozenset({"file", "sha256", "candidate_id", "iteration", "lineage", "label"})
+OUTPUT_ROW = frozenset({
+    "file", "sha256", "candidate_id", "iteration", "lineage", "label", "pdq", "faces",
+    "watermark", "attempt",
+})  # fmt: skip
+# a withheld render is named by its output slot, its attempt and its PDQ hash, never pixels
+WITHHELD_ROW = frozenset({"output", "attempt", "reason", "pdq"})
 FILES_ROW = frozenset({"file", "sha256", "size"})
 MPC_PREFIX = "mpc_"
 
@@ -70,6 +79,14 @@ def entry_problem(entry: Any) -> str | None:
                 return f"a {kind} row without a file path"
             if extra:
                 return f"a {kind} row with fields penumbra never writes: {', '.join(extra[:5])}"
+    if kind == "policy":
+        withheld = entry.get("withheld")
+        if not isinstance(withheld, list) or not all(isinstance(r, dict) for r in withheld):
+            return "a policy entry whose withheld is not a list of objects"
+        for row in withheld:
+            extra = sorted(set(row) - WITHHELD_ROW)
+            if extra:
+                return f"a withheld row with fields penumbra never writes: {', '.join(extra[:5])}"
     if kind == "files":
         removed = entry.get("removed")
         if not isinstance(removed, list) or not all(isinstance(n, str) for n in removed):

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from penumbra.config import RunConfig
 from penumbra.errors import ConfigError
 
-EXCLUDED = {"compute", "ledger"}  # not part of what a run computes (config_hash says why)
+EXCLUDED = {"compute", "ledger", "policy"}  # not part of what a run computes (config_hash says why)
 
 
 def _section(annotation: Any) -> type[BaseModel] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from penumbra.compute.engine import Engine, LocalEngine, batched
 from penumbra.config import ContentCredentialsConfig
 from penumbra.data.imagefolder import read_imagefolder_metadata, write_imagefolder
 from penumbra.durable import atomic_write_bytes
+from penumbra.errors import PenumbraError
 from penumbra.models.protocols import ImageGenerator
 from penumbra.pe.evolve import RunStateError
+from penumbra.provenance.policy import OutputPolicy, PolicyLog, check_render
 from penumbra.spti.render import generate_images
 
 
-def label_outputs(out: Path, credentials: ContentCredentialsConfig) -> None:
+def label_outputs(out: Path, credentials: ContentCredentialsConfig, *, mark: str) -> None:
     """C2PA-label every synthetic image before the ledger records its hash. A list of the
     files already labelled (under cache/) makes a resumed run skip them: a second manifest
     would not validate as ours."""
@@ -33,10 +36,13 @@ def label_outputs(out: Path, credentials: ContentCredentialsConfig) -> None:
         if path.suffix == ".jsonl" or path.name in done:
             continue
         label_synthetic(path, path, signer_cert=credentials.cert, signer_key=credentials.key,
-                        tsa_url=credentials.tsa_url)  # fmt: skip
+                        tsa_url=credentials.tsa_url, run_mark=mark)  # fmt: skip
         done.append(path.name)
         done_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(done_path, json.dumps(done).encode())
+
+
+RETRY_STRIDE = 7_919_000_003  # attempt a of output j renders with seed + j + a * stride
 
 
 def final_render(
@@ -51,18 +57,47 @@ def final_render(
     engine: Engine | None = None,
     batch_size: int = 32,
     classes: list[str] | None = None,
+    policy: OutputPolicy | None = None,
 ) -> None:
     """Render the DP captions (one seed per output) into synthetic/, atomically. A labelled
     run's rows carry `label` (the class number) and `class_name`, which `datasets`'
-    imagefolder loader returns as columns."""
+    imagefolder loader returns as columns.
+
+    With a `policy`, each render is marked and checked before it is written; one the policy
+    withholds is rendered again from the same caption with the next seed (post-processing of
+    the same DP release), up to `max_attempts` times, and cache/policy.json records what was
+    withheld before synthetic/ appears."""
     target = out / "synthetic"
+    log_path = out / "cache" / "policy.json"
     if target.exists() and (target / "metadata.jsonl").exists():
         check_rendered(target, outputs)  # rendered before a crash, from these releases?
-        return  # the folder only appears once complete
+        if policy is None or _logged_policy(log_path) == _policy_key(policy):
+            return  # the folder only appears once complete
     engine = engine if engine is not None else LocalEngine()
+    (out / "cache" / "c2pa-labelled.json").unlink(missing_ok=True)  # labels of older files
     captions = outputs["payload"]
-    jobs = [(c, seed * 1_000_003 + j) for j, c in enumerate(captions)]  # output j's own seed
-    batches = batched(jobs, batch_size)
+    base = [seed * 1_000_003 + j for j in range(len(captions))]  # output j's own seed
+    batches = batched(list(zip(captions, base, strict=True)), batch_size)
+    log = PolicyLog()
+
+    def checked(j: int, image: Image.Image) -> tuple[Image.Image, dict[str, Any]]:
+        assert policy is not None
+        for attempt in range(policy.max_attempts):
+            if attempt:
+                job = [(captions[j], base[j] + attempt * RETRY_STRIDE)]
+                image = generate_images(generator, job)[0]
+            result = check_render(image, policy, image_format)
+            log.blurred += result.blurred
+            if result.reason is None:
+                log.unmarked += result.fields["watermark"] is None
+                return result.image, {**result.fields, "attempt": attempt}
+            log.withheld.append({"output": j, "attempt": attempt, "reason": result.reason,
+                                 "pdq": result.fields["pdq"]})  # fmt: skip
+        raise PolicyError(
+            f"output {j}: withheld by policy in all {policy.max_attempts} renders (last: "
+            f"{log.withheld[-1]['reason']}); relax policy: or raise policy.max_attempts, then "
+            "--resume"
+        )
 
     def items() -> Iterator[tuple[Image.Image, dict[str, Any]]]:
         j = 0
@@ -78,11 +113,50 @@ def final_render(
                 if classes is not None:
                     label = outputs["label"][j]
                     row.update({"label": label, "class_name": classes[label]})
+                if policy is not None:
+                    image, fields = checked(j, image)
+                    row.update(fields)
                 yield image, row
                 j += 1
             progress.update(task, advance=len(images))
+        if policy is not None:  # before synthetic/ appears: its presence means both exist
+            record = {"policy": _policy_key(policy), "log": asdict(log)}
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(log_path, json.dumps(record).encode())
 
     write_imagefolder(target, items(), image_format=image_format, overwrite=True)
+
+
+class PolicyError(PenumbraError):
+    """An output the policy withholds however often it is rendered again."""
+
+
+def _policy_key(policy: OutputPolicy) -> dict[str, Any]:
+    """What a kept synthetic/ must have been checked against to be kept on resume."""
+    return {
+        "mark": policy.mark, "faces": policy.face_action, "face_threshold": policy.face_threshold,
+        "blocklist": policy.blocklist.sha256 if policy.blocklist else None,
+        "blocklist_threshold": policy.blocklist_threshold, "max_attempts": policy.max_attempts,
+    }  # fmt: skip
+
+
+def _logged_policy(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())["policy"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_policy_log(out: Path) -> PolicyLog:
+    """What the final render's policy withheld, blurred and left unmarked (cache/policy.json,
+    written before synthetic/ appeared)."""
+    try:
+        return PolicyLog(**json.loads((out / "cache" / "policy.json").read_text())["log"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunStateError(
+            f"{out / 'cache' / 'policy.json'}: missing or damaged ({e.__class__.__name__}) "
+            "while synthetic/ exists; delete synthetic/ and --resume to render it again"
+        ) from None
 
 
 def check_rendered(target: Path, outputs: dict[str, list[Any]]) -> None:

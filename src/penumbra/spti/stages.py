@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from penumbra.compute.engine import Engine, LocalEngine, ModelSpec
 from penumbra.config import RunConfig
+from penumbra.data.imagefolder import read_imagefolder_metadata
 from penumbra.data.images import ReadReport
 from penumbra.durable import run_lock
 from penumbra.errors import PenumbraError
@@ -39,7 +40,9 @@ from penumbra.pe.evolve import EvolveResult, EvolveSettings, evolve
 from penumbra.pe.release import NoisyVoter
 from penumbra.privacy.discrete import ACCOUNTANT
 from penumbra.spti.config_upgrade import recorded_config_hash
-from penumbra.spti.final_set import final_render, label_outputs, write_texts
+from penumbra.provenance.mark import run_mark
+from penumbra.provenance.policy import policy_entry, resolve_policy
+from penumbra.spti.final_set import final_render, label_outputs, read_policy_log, write_texts
 from penumbra.spti.leftovers import clear_unlogged
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
 from penumbra.spti.render import CaptionRenderer
@@ -415,32 +418,45 @@ def evolve_captions(
 def render_outputs(
     st: Stages, models: Models, result: EvolveResult, seed: int, ledger: Ledger
 ) -> list[dict[str, Any]]:
-    """The final set into synthetic/ (images, or texts.jsonl); the rows the ledger lists."""
+    """The final set into synthetic/ (images, or texts.jsonl); the rows the ledger lists. The
+    output policy (mark, blocklist, faces) runs on each render and its `policy` entry goes
+    into the ledger before the outputs entry does."""
     cfg, out = st.cfg, st.out
     if not st.images:
         write_texts(out, result.outputs)
         return [{"file": "synthetic/texts.jsonl"}]
     assert models.final_generator is not None
+    policy = None
+    if not list(ledger.find("policy")):  # once recorded, the policy that ran stands
+        mark = run_mark(ledger.signer.vkey)
+        policy = resolve_policy(cfg.policy, domain=cfg.domain, mark=mark)
     task = st.progress.add_task("final render", total=len(result.outputs["payload"]))
     with st.timed("final render"):
         final_render(
             out, models.final_generator, result.outputs, seed, cfg.output.image_format,
             st.progress, task, engine=st.engine, batch_size=cfg.compute.batch_size,
-            classes=cfg.data.classes if cfg.data.labels is not None else None,
+            classes=cfg.data.classes if cfg.data.labels is not None else None, policy=policy,
         )  # fmt: skip
+    if policy is not None:
+        ledger.append("policy", policy_entry(policy, read_policy_log(out)))
     if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
         with st.timed("content credentials"):
-            label_outputs(out, cfg.output.content_credentials)
+            label_outputs(out, cfg.output.content_credentials, mark=run_mark(ledger.signer.vkey))
     labels = result.outputs.get("label")
-    rows = [
-        {"file": f"synthetic/{i:06d}.{cfg.output.image_format}", "candidate_id": cid,
-         "iteration": it, "lineage": lineage,
-         **({} if labels is None else {"label": labels[i]})}
-        for i, (cid, it, lineage) in enumerate(zip(
+    checked = {row["file_name"]: row for row in read_imagefolder_metadata(out / "synthetic")}
+    rows = []
+    for i, (cid, it, lineage) in enumerate(zip(
             result.outputs["id"], result.outputs["iteration"], result.outputs["lineage"],
-            strict=True))
-    ]  # fmt: skip
+            strict=True)):  # fmt: skip
+        name = f"{i:06d}.{cfg.output.image_format}"
+        row = {"file": f"synthetic/{name}", "candidate_id": cid, "iteration": it,
+               "lineage": lineage, **({} if labels is None else {"label": labels[i]})}  # fmt: skip
+        row.update({k: checked[name][k] for k in POLICY_FIELDS if k in checked.get(name, {})})
+        rows.append(row)
     return [*rows, {"file": "synthetic/metadata.jsonl"}]
+
+
+POLICY_FIELDS = ("pdq", "faces", "watermark", "attempt")
 
 
 def record_end(record: Record, out: Path, rows: list[dict[str, Any]], result: EvolveResult,
