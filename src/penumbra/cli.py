@@ -30,6 +30,7 @@ from penumbra.evaluate import cli as evaluate_cli
 from penumbra.evaluate.cli import evaluation_progress, print_evaluation, print_tstr
 from penumbra.ledger import cli as ledger_cli
 from penumbra.mpc.cli import app as mpc_app
+from penumbra.provenance import cli as provenance_cli
 from penumbra.version import __version__
 
 try:  # typer >= 0.20 vendors click; older releases use click itself
@@ -130,7 +131,15 @@ def show_config(
         sys.stdout.write(config_to_yaml(resolved))
 
 
-ledger_cli.register(app)  # verify
+def output_checks(blocklist: Path | None) -> object:
+    """verify's checks of the outputs (policy, watermark, credentials), loaded on use."""
+    from penumbra.provenance.verify_outputs import output_checks as make
+
+    return make(blocklist)
+
+
+ledger_cli.register(app, output_checks)  # verify, with the checks of the outputs
+provenance_cli.register(app)  # identify
 app.add_typer(ledger_cli.app, name="ledger")
 app.add_typer(anonymize_app, name="anonymize")
 app.add_typer(mpc_app, name="mpc")

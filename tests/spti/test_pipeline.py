@@ -58,6 +58,47 @@ def _files_outside_private(run: Path) -> list[Path]:
     return [p for p in run.rglob("*") if p.is_file() and "private" not in p.relative_to(run).parts]
 
 
+def _check_provenance(out: Path, tmp_path: Path) -> None:
+    """The policy ran and `verify` re-checks it (and the C2PA manifests) from the files;
+    `identify` names the run from a JPEG copy; a face pasted in afterwards fails verify."""
+    import contextlib
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    entries = [json.loads(line) for line in (out / "ledger" / "entries.jsonl").open()]
+    kinds = [e["type"] for e in entries]
+    assert kinds.index("policy") < kinds.index("outputs")
+    assert entries[kinds.index("policy")]["faces"]["action"] == "withhold"  # a clothing domain
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["verify", str(out), "--trust-run-key", "--json"]) == 0
+    receipt = json.loads(stdout.getvalue())["receipt"]
+    assert receipt["policy"]["outputs_rechecked"] == 4
+    assert receipt["content_credentials"].startswith("4 read back, bound and naming run")
+    copy = tmp_path / "copy.jpg"
+    Image.open(out / "synthetic" / "000002.png").convert("RGB").save(copy, quality=85)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["identify", str(copy), str(out / "synthetic" / "000001.png"),
+                     "--ledger", str(out), "--json"]) == 0  # fmt: skip
+    found = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    assert [f["run"] for f in found] == [str(out)] * 2
+    assert [f["output"] for f in found] == [None, "synthetic/000001.png"]
+    face = Image.fromarray(data.astronaut()[20:230, 140:330]).resize((150, 165))
+    target = out / "synthetic" / "000000.png"
+    pasted = Image.open(target).convert("RGB")
+    pasted.paste(face, (50, 40))
+    pasted.save(target)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["verify", str(out), "--trust-run-key", "--json"]) == 1
+    failures = json.loads(stdout.getvalue())["failures"]
+    assert any(f["location"] == "synthetic/000000.png" and f["message"].startswith("faces:")
+               for f in failures), failures  # fmt: skip
+
+
 @pytest.mark.parametrize("voting", ["image", "text"])
 def test_tiny_run_verifies_and_leaks_nothing(
     private_dir: Path, tmp_path: Path, voting: str
@@ -93,6 +134,8 @@ def test_tiny_run_verifies_and_leaks_nothing(
             form.parse(row["caption"], ["coat", "dress", "bag", "pair of trousers"])
     report = verify_run(out)
     assert report.ok, report.failures
+    if voting == "image":
+        _check_provenance(out, tmp_path)
     from datasets import load_dataset
 
     dataset = load_dataset("imagefolder", data_dir=str(out / "synthetic"), split="train")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,8 +25,15 @@ console = Console()
 app.add_typer(witness_app, name="witness")
 
 
-def register(root: typer.Typer) -> None:
-    """Add `penumbra verify` to the root app."""
+# set by `register`: the output checks of the rooms above (provenance), made for a --blocklist
+_output_checks: Callable[[Path | None], Any] | None = None
+
+
+def register(root: typer.Typer, output_checks: Callable[[Path | None], Any] | None = None) -> None:
+    """Add `penumbra verify` to the root app; `output_checks(blocklist)` makes the check
+    verify runs on the outputs after its own (penumbra.provenance.verify_outputs)."""
+    global _output_checks
+    _output_checks = output_checks
     root.command()(verify)
 
 
@@ -71,6 +79,14 @@ def verify(
             "must still extend it. Repeatable.",
         ),
     ] = None,
+    blocklist: Annotated[
+        Path | None,
+        typer.Option(
+            "--blocklist",
+            help="The PDQ blocklist the run's policy names (by digest); every output is "
+            "re-checked against it. Without it, only the recorded hashes are re-checked.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Audit a run without private data: signatures, Merkle proofs, ε, output hashes.
@@ -105,6 +121,7 @@ def verify(
     report = verify_run(
         run_dir, pubkey=key_text, cosigners=cosigners or None, witnesses=witnesses,
         checkpoints=held,
+        output_check=_output_checks(blocklist) if _output_checks is not None else None,
     )  # fmt: skip
     code = 1 if not report.ok else 0 if report.authenticated or trust_run_key else 3
     if as_json:

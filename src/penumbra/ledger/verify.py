@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,7 @@ def verify_run(
     cosigners: Sequence[str] | None = None,
     witnesses: Sequence[CosignerKey] = (),
     checkpoints: Sequence[tuple[str, str]] = (),
+    output_check: Callable[[Path, list[dict[str, Any] | None], VerifyReport], None] | None = None,
 ) -> VerifyReport:
     """Verify a run directory. PenumbraError if it is not a run directory at all.
 
@@ -177,7 +178,9 @@ def verify_run(
     aggregators' keys, likewise. Whatever is not given is checked against the run's own keys
     and reported as not authenticated (`report.unauthenticated`). `witnesses`: keys whose
     cosignature the newest checkpoint must carry; `checkpoints`: (name, signed note) pairs an
-    auditor received earlier, each of which the log must still extend."""
+    auditor received earlier, each of which the log must still extend. `output_check`: what the
+    rooms above add for the outputs (penumbra.provenance.verify_outputs: policy, watermark,
+    content credentials)."""
     run = Path(run_dir)
     if not run.exists():
         raise PenumbraError(f"{run}: no such run directory")
@@ -229,4 +232,6 @@ def verify_run(
     start = entries[0] if entries and entries[0] and entries[0].get("type") == "run_start" else {}
     classes = start.get("classes") if is_labelled(start) else None
     check_output_rows(run, entries, listed, payloads, classes, report)
+    if output_check is not None:
+        output_check(run, entries, report)
     return report

@@ -29,7 +29,7 @@ Entries = list[dict[str, Any] | None]
 _NUMBERED = re.compile(r"(release|population)-(\d+)\.(json|parquet)")
 _CLASS_FOLDER = re.compile(r"class-(\d+)")
 _META_KEYS = frozenset({"file_name", "caption", "iteration", "candidate_id", "parent_chain",
-                        "label", "class_name"})  # fmt: skip
+                        "label", "class_name", "pdq", "faces", "watermark", "attempt"})  # fmt: skip
 _LEDGER_FILES = frozenset({"entries.jsonl", "pubkey", "origin", "cosigners"})
 _RELEASE_FIELDS = ("candidate_hash", "sigma", "threshold", "cumulative_epsilon", "delta",
                    "fixed_noise_seed", "accountant", "noisy_votes")  # fmt: skip
@@ -343,7 +343,8 @@ def _compare_row(
     report: VerifyReport,
 ) -> None:
     pairs = [("candidate_id", "candidate_id"), ("iteration", "iteration"), ("label", "label"),
-             ("parent_chain", "lineage")]  # fmt: skip
+             ("parent_chain", "lineage"), ("pdq", "pdq"), ("faces", "faces"),
+             ("watermark", "watermark"), ("attempt", "attempt")]  # fmt: skip
     differ = [key for key, mine in pairs if row.get(key) != logged.get(mine)]
     label = row.get("label")
     named = classes is not None and isinstance(label, int) and 0 <= label < len(classes)

@@ -79,7 +79,9 @@ def load_blocklist(path: Path, *, field: str = "policy.blocklist.file") -> Block
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{field}: {path}: not text; give one PDQ hash (64 hex) per line") from None
+        raise ConfigError(
+            f"{field}: {path}: not text; give one PDQ hash (64 hex) per line"
+        ) from None
     hashes = []
     for number, line in enumerate(text.splitlines(), start=1):
         content = line.split("#", 1)[0].strip()

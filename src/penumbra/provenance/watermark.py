@@ -99,7 +99,10 @@ def read_mark(image: Image.Image) -> Reading:
     best: tuple[Decoded, str] | None = None
     for how, candidate in candidates:
         bits = read_bits(candidate)
-        for decoded, label in ((decode_mark(bits), how), (decode_mark(1 - bits), f"inverted {how}")):
+        for decoded, label in (
+            (decode_mark(bits), how),
+            (decode_mark(1 - bits), f"inverted {how}"),
+        ):
             if decoded.mark is not None and (best is None or decoded.errors < best[0].errors):
                 best = (decoded, label)
         if best is not None and best[0].errors == 0:

@@ -49,6 +49,7 @@ from penumbra.privacy import (
     discrete_gaussian_epsilon,
     discrete_gaussian_sigma,
 )
+from penumbra.provenance.pdq import load_blocklist
 from penumbra.spti import stages
 from penumbra.spti.labelled import (
     check_labelled_config,
@@ -322,6 +323,8 @@ def synthesize(
     remote_private = require_local_private(cfg) if external is None else []
     check_labelled_config(cfg, external is not None)
     check_slot_config(cfg)
+    if cfg.policy.blocklist is not None:  # a bad list stops the run before any DP step
+        load_blocklist(cfg.policy.blocklist.file)
     if signing_key is None:
         signing_key = cfg.ledger.signer  # a key on a PKCS#11 token, or None
     if resume and external is None:

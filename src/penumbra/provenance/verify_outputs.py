@@ -1,0 +1,188 @@
+"""What `penumbra verify` adds for the outputs: every value the ledger's `policy` entry and
+outputs rows record (PDQ hash, face count, watermark) is recomputed from the published file,
+each output must pass the policy the run stated, and C2PA credentials, where the run made
+them, are read back with the official reader and must bind the file and name the run.
+
+These checks sit above the ledger (they need the face detector, PDQ and the watermark), so
+`ledger.verify.verify_run` takes them as a callable; `penumbra verify` passes them in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image, UnidentifiedImageError
+
+from penumbra.anonymize.detect import centerface_model_path
+from penumbra.errors import PenumbraError
+from penumbra.ledger.verify_report import VerifyReport, entry_label
+from penumbra.models.fingerprint import file_sha256
+from penumbra.provenance import pdq
+from penumbra.provenance.mark import run_mark
+from penumbra.provenance.policy import carried_mark, count_faces
+from penumbra.provenance.watermark import can_carry
+
+Entries = list[dict[str, Any] | None]
+OutputCheck = Callable[[Path, Entries, VerifyReport], None]
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def output_checks(blocklist: Path | None = None) -> OutputCheck:
+    """The check `verify_run` runs after its own; `blocklist`: the PDQ list the auditor holds
+    (the run names its list by digest only: such lists are shared under agreement)."""
+    listed = pdq.load_blocklist(blocklist, field="--blocklist") if blocklist else None
+
+    def check(run: Path, entries: Entries, report: VerifyReport) -> None:
+        check_policy(run, entries, report, blocklist=listed)
+        check_credentials(run, entries, report)
+
+    return check
+
+
+def _image_rows(entries: Entries) -> list[dict[str, Any]]:
+    return [
+        row for entry in entries if entry and entry.get("type") == "outputs"
+        for row in entry.get("files") or [] if isinstance(row, dict)
+        and str(row.get("file", "")).lower().endswith(_IMAGE_SUFFIXES)
+    ]  # fmt: skip
+
+
+def _open(run: Path, name: str, report: VerifyReport) -> Image.Image | None:
+    try:
+        with Image.open(run / name) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None  # missing or damaged: the hash check already names it
+
+
+def check_policy(
+    run: Path, entries: Entries, report: VerifyReport, *, blocklist: pdq.Blocklist | None
+) -> None:
+    """The policy entry and every output against it, recomputed from the files."""
+    found = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "policy"]
+    rows = _image_rows(entries)
+    if not found:
+        stray = [r["file"] for r in rows if {"pdq", "faces", "watermark"} & set(r)]
+        if stray:
+            report.fail(stray[0], "carries policy results, but the ledger holds no policy entry")
+        report.receipt["policy"] = "none recorded (a run made before output policies)"
+        return
+    index, policy = found[0]
+    where = entry_label(index, policy)
+    if len(found) > 1:
+        report.fail(entry_label(*found[1]), "a second policy entry")
+    first_outputs = next((i for i, e in enumerate(entries) if e and e.get("type") == "outputs"),
+                         None)  # fmt: skip
+    if first_outputs is not None and first_outputs < index:
+        report.fail(where, "recorded after the outputs it is about")
+    mark = _expected_mark(policy, report, where)
+    faces = policy.get("faces") if isinstance(policy.get("faces"), dict) else None
+    if faces is not None and faces.get("weights_sha256") != file_sha256(centerface_model_path()):
+        report.fail(where, "the face detector installed here is not the one the run used "
+                           "(weights differ): faces cannot be re-counted")  # fmt: skip
+        faces = None
+    listed = policy.get("blocklist") if isinstance(policy.get("blocklist"), dict) else None
+    if blocklist is not None and (listed is None or listed.get("sha256") != blocklist.sha256):
+        report.fail("--blocklist", "is not the blocklist the run's policy names (digest differs)")
+        blocklist = None
+    checked = 0
+    for row in rows:
+        image = _open(run, row["file"], report)
+        if image is None:
+            continue
+        _check_output(row, image, mark, faces, listed, blocklist, report)
+        checked += 1
+    report.receipt["policy"] = {
+        "watermark": mark or "off", "faces": faces.get("action") if faces else "not checked",
+        "blocklist": (listed or {}).get("sha256", "none")
+        + ("" if blocklist is not None or listed is None else " (not re-checked: no --blocklist)"),
+        "withheld": len(policy.get("withheld") or []), "outputs_rechecked": checked,
+    }  # fmt: skip
+
+
+def _expected_mark(policy: dict[str, Any], report: VerifyReport, where: str) -> str | None:
+    settings = policy.get("watermark")
+    if settings is None:
+        return None
+    vkey = str(report.receipt.get("public_key", ""))
+    mark = run_mark(vkey)
+    if not isinstance(settings, dict) or settings.get("mark") != mark:
+        report.fail(where, f"its watermark identifier is not the run key's ({mark})")
+    return mark
+
+
+def _check_output(
+    row: dict[str, Any],
+    image: Image.Image,
+    mark: str | None,
+    faces: dict[str, Any] | None,
+    listed: dict[str, Any] | None,
+    blocklist: pdq.Blocklist | None,
+    report: VerifyReport,
+) -> None:
+    name = row["file"]
+    hashed = pdq.pdq_hash(image)[0]
+    if row.get("pdq") != hashed:
+        report.fail(name, "pdq: the file's PDQ hash is not the one the ledger records")
+    if faces is not None:
+        counted = count_faces(image, float(faces.get("threshold", 0.5)))
+        if row.get("faces") != counted:
+            report.fail(name, f"faces: {counted} found, the ledger records {row.get('faces')}")
+        if counted and faces.get("action") != "allow":
+            report.fail(name, f"faces: {counted} face(s) in an output the policy says must "
+                              f"have none ({faces.get('action')})")  # fmt: skip
+    if blocklist is not None and listed is not None:
+        distance, line = blocklist.nearest(hashed)
+        if distance <= int(listed.get("threshold", -1)):
+            report.fail(name, f"blocklist: within {distance} of hash {line + 1} of the list")
+    read = carried_mark(image) if mark is not None else None
+    if row.get("watermark") != read:
+        report.fail(name, f"watermark: reads {read or 'none'}, the ledger records "
+                          f"{row.get('watermark') or 'none'}")  # fmt: skip
+    elif mark is not None and read is None and can_carry(*image.size):
+        report.fail(name, "watermark: large enough to carry the run's mark, but carries none")
+
+
+def check_credentials(run: Path, entries: Entries, report: VerifyReport) -> None:
+    """Where run.yaml asks for content credentials, each image's manifest must validate,
+    bind this file (its data hash matches) and name the run's mark."""
+    try:
+        config = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8")) or {}
+        wanted = bool((config.get("output") or {}).get("content_credentials"))
+    except (OSError, yaml.YAMLError, AttributeError):
+        return  # run.yaml's own hash check names a damaged or missing file
+    if not wanted:
+        return
+    from penumbra.anonymize.credentials import manifest_run_mark, mime_type, read_manifest
+
+    mark = run_mark(str(report.receipt.get("public_key", "")))
+    try:
+        import c2pa
+    except ImportError:
+        report.fail("content credentials", "not read back: install penumbra[c2pa]")
+        return
+    read = 0
+    for row in _image_rows(entries):
+        name = row["file"]
+        try:
+            data = (run / name).read_bytes()
+            store = read_manifest(data, mime_type(run / name))
+        except (OSError, PenumbraError):
+            continue  # missing file or unknown type: named by the other checks
+        except c2pa.C2paError as e:
+            report.fail(name, f"content credentials: none that read back ({str(e)[:120]})")
+            continue
+        codes = {s.get("code") for s in
+                 ((store.get("validation_results") or {}).get("activeManifest") or {})
+                 .get("success", [])}  # fmt: skip
+        if store.get("validation_state") not in ("Valid", "Trusted"):
+            report.fail(name, f"content credentials: {store.get('validation_state')}")
+        elif "assertion.dataHash.match" not in codes:
+            report.fail(name, "content credentials: the manifest does not bind this file")
+        elif manifest_run_mark(store) != mark:
+            report.fail(name, f"content credentials: do not name this run ({mark})")
+        else:
+            read += 1
+    report.receipt["content_credentials"] = f"{read} read back, bound and naming run {mark}"
