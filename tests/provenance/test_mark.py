@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from penumbra.provenance.mark import (
-    CODEWORDS, MAX_ERRORS, PAYLOAD_BITS, decode_mark, encode_mark, run_mark,
+    CODEWORDS,
+    MAX_ERRORS,
+    PAYLOAD_BITS,
+    decode_mark,
+    encode_mark,
+    run_mark,
 )  # fmt: skip
 
 

@@ -78,7 +78,8 @@ def test_synthesize_refuses_a_bad_blocklist_before_starting(
 ) -> None:
     private = tmp_path / "private"
     private.mkdir()
-    args = ["synthesize", "--private", str(private), "--epsilon", "1", "--out", str(tmp_path / "run"),
+    args = ["synthesize", "--private", str(private), "--epsilon", "1",
+            "--out", str(tmp_path / "run"),
             "--set", f"policy.blocklist.file={tmp_path / 'missing.pdq'}"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,7 @@ from penumbra.models.fingerprint import file_sha256
 from penumbra.provenance import pdq, watermark
 from penumbra.provenance.mark import decode_mark
 
-FACE_BACKEND = "opencv"  # recorded; `verify` counts with the same one
+FACE_BACKEND: Literal["opencv"] = "opencv"  # recorded; `verify` counts with the same one
 PAYLOAD_CODE = "golay24x3-whitened-v1"
 _SAVE = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 

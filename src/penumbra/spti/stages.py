@@ -39,9 +39,9 @@ from penumbra.models.protocols import (
 from penumbra.pe.evolve import EvolveResult, EvolveSettings, evolve
 from penumbra.pe.release import NoisyVoter
 from penumbra.privacy.discrete import ACCOUNTANT
-from penumbra.spti.config_upgrade import recorded_config_hash
 from penumbra.provenance.mark import run_mark
 from penumbra.provenance.policy import policy_entry, resolve_policy
+from penumbra.spti.config_upgrade import recorded_config_hash
 from penumbra.spti.final_set import final_render, label_outputs, read_policy_log, write_texts
 from penumbra.spti.leftovers import clear_unlogged
 from penumbra.spti.private_embeddings import embed_private_images, embed_private_texts
