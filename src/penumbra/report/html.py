@@ -113,6 +113,42 @@ def _run_start(run_dir: Path) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) and entry.get("type") == "run_start" else None
 
 
+def _policy_paragraph(run_dir: Path, meta: list[dict[str, Any]]) -> str:
+    """What each output carries and passed (README "What each output carries"): never a mark
+    claimed where the file does not read back one."""
+    policy: dict[str, Any] | None = None
+    path = run_dir / "ledger" / "entries.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("type") == "policy":
+            policy = entry
+    if policy is None:
+        return "<p>Output policy: none recorded (not watermarked, not checked).</p>"
+    marked = sum(1 for m in meta if m.get("watermark"))
+    mark = (policy.get("watermark") or {}).get("mark")
+    if mark is None:
+        carried = "not watermarked (watermark off)"
+    elif marked == len(meta):
+        carried = f"every output watermarked with run identifier {mark}"
+    else:
+        carried = (f"{marked} of {len(meta)} outputs watermarked with run identifier {mark}; "
+                   f"{len(meta) - marked} not watermarked (smaller than 256×256 pixels)")  # fmt: skip
+    faces = policy.get("faces") or {}
+    blocklist = policy.get("blocklist") or {}
+    checks = [f"faces: {faces['action']}" if faces else "faces: not checked",
+              f"PDQ blocklist {str(blocklist['sha256'])[:16]}… (threshold "
+              f"{blocklist['threshold']})" if blocklist else "no blocklist"]  # fmt: skip
+    withheld = len(policy.get("withheld") or [])
+    return (
+        f"<p>Output policy: {html.escape(carried)}; {html.escape('; '.join(checks))}; "
+        f"{withheld} render(s) withheld and replaced by another seed of the same caption. "
+        "Find a copy's run with <code>penumbra identify FILE --ledger RUN</code>.</p>"
+    )
+
+
 def _pe_folders(run_dir: Path, start: dict[str, Any] | None) -> list[tuple[str, Path]]:
     """(title, folder) of each PE the run made: one, or one per class in a labelled run."""
     folder = run_dir / "candidates"
@@ -260,6 +296,7 @@ def write_report(run_dir: Path, *, renderer: Renderer | None = None) -> Path:
             f"<h2>Synthetic images ({len(meta)}, {distinct} distinct captions)</h2>"
             "<div class='grid'>"
         )
+        parts.append(_policy_paragraph(run_dir, meta))
         shown = _by_class(meta, 96)
         parts.extend(_cell(synthetic / m["file_name"], m["caption"], _class_note(m)) for m in shown)
         parts.append("</div><h2>Lineage of a few outputs</h2><ul>")

@@ -426,8 +426,8 @@ def render_outputs(
         write_texts(out, result.outputs)
         return [{"file": "synthetic/texts.jsonl"}]
     assert models.final_generator is not None
-    policy = None
-    if not list(ledger.find("policy")):  # once recorded, the policy that ran stands
+    policy = None  # outputs logged: synthetic/ is kept as the ledger lists it
+    if not list(ledger.find("outputs")):
         mark = run_mark(ledger.signer.vkey)
         policy = resolve_policy(cfg.policy, domain=cfg.domain, mark=mark)
     task = st.progress.add_task("final render", total=len(result.outputs["payload"]))
@@ -438,7 +438,7 @@ def render_outputs(
             classes=cfg.data.classes if cfg.data.labels is not None else None, policy=policy,
         )  # fmt: skip
     if policy is not None:
-        ledger.append("policy", policy_entry(policy, read_policy_log(out)))
+        record_policy(ledger, policy_entry(policy, read_policy_log(out)))
     if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
         with st.timed("content credentials"):
             label_outputs(out, cfg.output.content_credentials, mark=run_mark(ledger.signer.vkey))
@@ -457,6 +457,21 @@ def render_outputs(
 
 
 POLICY_FIELDS = ("pdq", "faces", "watermark", "attempt")
+
+
+def record_policy(ledger: Ledger, entry: dict[str, Any]) -> None:
+    """The policy entry, once. A resumed run that renders again (its outputs were not yet
+    logged) must have applied the policy the ledger already states, with the same result."""
+    recorded = [e for _, e in ledger.find("policy")]
+    if not recorded:
+        ledger.append("policy", entry)
+        return
+    stated = {k: v for k, v in recorded[0].items() if k not in ("schema", "type", "index")}
+    if json.loads(json.dumps(entry)) != stated:
+        raise PenumbraError(
+            f"{ledger.entries_path}: the policy entry differs from the policy this resume "
+            "applied; resume with the run's own policy: settings (see the policy entry)"
+        )
 
 
 def record_end(record: Record, out: Path, rows: list[dict[str, Any]], result: EvolveResult,
