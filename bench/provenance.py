@@ -169,7 +169,7 @@ def false_positives(n: int, workers: int) -> dict:  # type: ignore[type-arg]
     images, _ = load_fashion_mnist("test")
     fashion = images[: int(n * 0.8)]
     photos = []
-    for name in PHOTOS + ("cat", "immunohistochemistry", "retina", "astronaut"):
+    for name in (*PHOTOS, "cat", "immunohistochemistry", "retina", "astronaut"):
         array = getattr(data, name)()
         photos.append(np.stack([array] * 3, -1) if array.ndim == 2 else array[..., :3])
     start = time.perf_counter()
@@ -186,12 +186,43 @@ def main() -> None:
     parser.add_argument("--fp", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--out", type=Path, default=Path("bench/provenance.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/provenance.json"))
     args = parser.parse_args()
     result = {"robustness": robustness(args.seeds)}
     result["false_positives"] = false_positives(args.fp, args.workers)
     print(json.dumps(result["false_positives"]))
     args.out.write_text(json.dumps(result, indent=1))
+    plot(result["robustness"], args.out.with_suffix(".png"))
+
+
+def plot(robust: dict, path: Path) -> None:  # type: ignore[type-arg]
+    """Detection rate and bit accuracy per edit and size, with the SDXL-setting baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edits = list(EDITS)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    width = 0.8 / (len(robust) + 1)
+    for k, (size, res) in enumerate(robust.items()):
+        x = np.arange(len(edits)) + k * width
+        det = [res["edits"][e]["detected"] for e in edits]
+        bits = [res["edits"][e]["bits"] for e in edits]
+        axes[0].bar(x, [d[0] for d in det], width, label=f"{size} px")
+        axes[1].bar(x, [b[0] for b in bits], width, yerr=[b[1] for b in bits], label=f"{size} px")
+    base = [np.mean([r["edits"][e]["baseline_bits"][0] for r in robust.values()]) for e in edits]
+    axes[1].bar(np.arange(len(edits)) + len(robust) * width, base, width, color="grey",
+                label="baseline: dwtDct, SDXL settings")  # fmt: skip
+    for ax, title in zip(axes, ("identify: right run found", "payload bit accuracy"), strict=True):
+        ax.set_xticks(np.arange(len(edits)) + width * len(robust) / 2, edits, rotation=35,
+                      ha="right")  # fmt: skip
+        ax.set_title(title)
+        ax.axhline(0.5, color="k", lw=0.5, ls=":")
+    axes[0].legend()
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 _FASHION: np.ndarray = np.zeros((0, 28, 28), np.uint8)

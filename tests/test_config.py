@@ -114,6 +114,7 @@ def test_config_hash_ignores_unset_optional_fields() -> None:
     del old["output"]["content_credentials"]
     del old["compute"]  # nor compute (where work runs is not what a run computes)
     del old["ledger"]  # nor the witnesses (the auditor checks them with keys of their own)
+    del old["policy"]  # nor the output policy (post-processing; the ledger's policy entry)
     old = {k: v for k, v in old.items() if v is not None}
     for section in old.values():
         if isinstance(section, dict):

@@ -85,3 +85,25 @@ def test_synthesize_refuses_a_bad_blocklist_before_starting(
     err = capsys.readouterr().err.strip()
     assert "policy.blocklist.file" in err and "missing.pdq" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run" / "ledger").exists()
+
+
+def test_face_actions_on_a_photo_of_a_person(skimage_data: Path) -> None:
+    """withhold names the faces; blur hides them (none left to count) and keeps the mark;
+    allow counts them."""
+    from PIL import Image
+
+    from penumbra.config.policy import FacesConfig
+    from penumbra.provenance.policy import check_render
+
+    photo = Image.open(skimage_data / "astronaut.png").convert("RGB").resize((256, 256))
+    outcomes = {}
+    for action in ("withhold", "blur", "allow"):
+        config = PolicyConfig(faces=FacesConfig(action=action))  # type: ignore[arg-type]
+        policy = resolve_policy(config, domain="x", mark="0badcafe")
+        outcomes[action] = check_render(photo, policy, "png")
+    assert outcomes["withhold"].reason == f"faces: {outcomes['withhold'].fields['faces']}"
+    assert outcomes["withhold"].fields["faces"] >= 1
+    assert outcomes["blur"].blurred >= 1 and outcomes["blur"].reason is None
+    assert outcomes["blur"].fields == {**outcomes["blur"].fields, "faces": 0,
+                                       "watermark": "0badcafe"}  # fmt: skip
+    assert outcomes["allow"].reason is None and outcomes["allow"].fields["faces"] >= 1

@@ -134,8 +134,10 @@ def _policy_paragraph(run_dir: Path, meta: list[dict[str, Any]]) -> str:
     elif marked == len(meta):
         carried = f"every output watermarked with run identifier {mark}"
     else:
-        carried = (f"{marked} of {len(meta)} outputs watermarked with run identifier {mark}; "
-                   f"{len(meta) - marked} not watermarked (smaller than 256×256 pixels)")  # fmt: skip
+        carried = (
+            f"{marked} of {len(meta)} outputs watermarked with run identifier {mark}; "
+            f"{len(meta) - marked} not watermarked (smaller than 256×256 pixels)"
+        )
     faces = policy.get("faces") or {}
     blocklist = policy.get("blocklist") or {}
     checks = [f"faces: {faces['action']}" if faces else "faces: not checked",
