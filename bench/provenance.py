@@ -34,7 +34,7 @@ from penumbra.provenance.mark import encode_mark
 from penumbra.provenance.watermark import embed_mark, read_bits, read_mark
 
 SIZES = (256, 512, 1024)
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "hubble_deep_field")
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "camera")
 CAPTIONS = ("a photo of a coat", "a dark slim dress", "a bag", "a light pair of trousers",
             "a photo of a sneaker", "a shirt")  # fmt: skip
 
@@ -169,7 +169,18 @@ def false_positives(n: int, workers: int) -> dict:  # type: ignore[type-arg]
     images, _ = load_fashion_mnist("test")
     fashion = images[: int(n * 0.8)]
     photos = []
-    for name in (*PHOTOS, "cat", "immunohistochemistry", "retina", "astronaut"):
+    for name in (
+        *PHOTOS,
+        "cat",
+        "hubble_deep_field",
+        "retina",
+        "colorwheel",
+        "brick",
+        "grass",
+        "gravel",
+        "moon",
+        "coins",
+    ):
         array = getattr(data, name)()
         photos.append(np.stack([array] * 3, -1) if array.ndim == 2 else array[..., :3])
     start = time.perf_counter()

@@ -4,10 +4,12 @@ refused in one line before a run starts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from rich.progress import Progress
 
 from penumbra.cli import main
@@ -47,11 +49,13 @@ def test_planted_pdq_hash_is_withheld_logged_and_replaced(tmp_path: Path) -> Non
     assert second[1]["attempt"] >= 1 and second[1]["pdq"] != planted
     assert second[1]["caption"] == first[1]["caption"]  # the same DP caption, another seed
     log = read_policy_log(tmp_path / "b")
-    assert log.withheld[0] == {"output": 1, "attempt": 0, "pdq": planted,
-                               "reason": "blocklist: distance 0 to hash 2"}  # fmt: skip
+    pixels = hashlib.sha256(Image.open(tmp_path / "a" / "synthetic" / "000001.png")
+                            .convert("RGB").tobytes()).hexdigest()  # fmt: skip
+    assert log.withheld[0] == {"output": 1, "attempt": 0, "reason": "blocklist", "sha256": pixels}
     entry = policy_entry(resolve_policy(config, domain="x", mark="0badcafe"), log)
     assert entry["blocklist"]["sha256"] == load_blocklist(listed).sha256
     assert "planted" not in json.dumps(entry) and entry["withheld"] == log.withheld
+    assert planted not in json.dumps(entry)  # no near-copy of the list is published
 
 
 def test_face_action_follows_the_domain() -> None:
@@ -90,7 +94,6 @@ def test_synthesize_refuses_a_bad_blocklist_before_starting(
 def test_face_actions_on_a_photo_of_a_person(skimage_data: Path) -> None:
     """withhold names the faces; blur hides them (none left to count) and keeps the mark;
     allow counts them."""
-    from PIL import Image
 
     from penumbra.config.policy import FacesConfig
     from penumbra.provenance.policy import check_render

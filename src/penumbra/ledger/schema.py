@@ -41,8 +41,8 @@ OUTPUT_ROW = frozenset({
     "file", "sha256", "candidate_id", "iteration", "lineage", "label", "pdq", "faces",
     "watermark", "attempt",
 })  # fmt: skip
-# a withheld render is named by its output slot, its attempt and its PDQ hash, never pixels
-WITHHELD_ROW = frozenset({"output", "attempt", "reason", "pdq"})
+# a withheld render is named by its output slot, its attempt and the SHA-256 of its pixels
+WITHHELD_ROW = frozenset({"output", "attempt", "reason", "sha256"})
 FILES_ROW = frozenset({"file", "sha256", "size"})
 MPC_PREFIX = "mpc_"
 

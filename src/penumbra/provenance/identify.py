@@ -3,7 +3,9 @@ of that run's outputs byte for byte?
 
 The mark names a run by 32 bits of its verifier key, so naming the run needs its folder
 (`--ledger RUN`): the folder's ledger/pubkey gives the identifier and its outputs entries the
-hashes. identify names; it does not prove: `penumbra verify --pubkey` proves a folder."""
+hashes. Runs signed with one key (`--signing-key`, a token) share the identifier; the folder
+holding the file's bytes is named first. identify names; it does not prove: `penumbra verify
+--pubkey` proves a folder."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from penumbra.errors import ConfigError
 from penumbra.provenance.mark import run_mark
@@ -58,21 +60,26 @@ def identify_file(path: Path, runs: list[KnownRun]) -> dict[str, Any]:
     result: dict[str, Any] = {"file": str(path), "marked": False, "mark": None, "run": None,
                               "output": None}  # fmt: skip
     try:
-        data = path.read_bytes()
+        if not path.is_file():
+            raise OSError(2, "not a file")
         with Image.open(path) as opened:
             image = opened.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        reason = getattr(e, "strerror", None) or str(e).split("\n")[0][:120]
+        reading = read_mark(image)
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except Exception as e:  # PIL and the decoders raise many kinds; each file gets its line
+        reason = getattr(e, "strerror", None) or str(e).split("\n")[0][:120] or type(e).__name__
         return {**result, "error": f"not a readable image ({reason})"}
-    reading = read_mark(image)
     if reading.mark is None:
         return result
     result.update({"marked": True, "mark": reading.mark})
-    digest = hashlib.sha256(data).hexdigest()
-    for run in runs:
-        if run.mark == reading.mark:
-            result.update({"run": str(run.folder), "output": run.outputs.get(digest)})
-            break
+    # runs signed with one key share its mark: name the one holding these bytes, if any
+    named = [run for run in runs if run.mark == reading.mark]
+    holding = [run for run in named if digest in run.outputs]
+    if holding:
+        result.update({"run": str(holding[0].folder), "output": holding[0].outputs[digest]})
+    elif named:
+        result["run"] = str(named[0].folder)
     return result
 
 

@@ -9,6 +9,7 @@ encoding), so `verify` can recompute every recorded value from the published fil
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -82,6 +83,13 @@ class Checked:
     reason: str | None = None  # why it is withheld, or None
     blurred: int = 0
 
+    def withheld_row(self, output: int, attempt: int) -> dict[str, Any]:
+        """How the ledger names a withheld render: its slot, attempt, reason and the SHA-256
+        of its pixels. Never its PDQ hash: one within the threshold of a listed hash would
+        publish a near-copy of the list, which is shared under agreement."""
+        pixels = hashlib.sha256(self.image.convert("RGB").tobytes()).hexdigest()
+        return {"output": output, "attempt": attempt, "reason": self.reason, "sha256": pixels}
+
 
 def check_render(image: Image.Image, policy: OutputPolicy, image_format: str) -> Checked:
     """One render through the policy: what to store and what the ledger records of it."""
@@ -104,9 +112,9 @@ def check_render(image: Image.Image, policy: OutputPolicy, image_format: str) ->
             after = " after blurring" if policy.face_action == "blur" else ""
             reasons.append(f"faces: {fields['faces']}{after}")
     if policy.blocklist is not None:
-        dist, line = policy.blocklist.nearest(fields["pdq"])
-        if dist <= policy.blocklist_threshold:
-            reasons.append(f"blocklist: distance {dist} to hash {line + 1}")
+        dist, _ = policy.blocklist.nearest(fields["pdq"])
+        if dist <= policy.blocklist_threshold:  # which hash, and how near, stay unpublished
+            reasons.append("blocklist")
     return Checked(rgb, fields, "; ".join(reasons) or None, blurred)
 
 
@@ -122,7 +130,7 @@ class PolicyLog:
 def policy_entry(policy: OutputPolicy, log: PolicyLog) -> dict[str, Any]:
     """The ledger's `policy` entry: each check with its version or weights fingerprint and
     thresholds, the blocklist by digest (never its hashes), and what was withheld (slot,
-    attempt, reason, PDQ hash)."""
+    attempt, reason, SHA-256 of the pixels)."""
     return {
         "watermark": None if policy.mark is None else {
             "library": "invisible-watermark", "version": watermark.library_version(),

@@ -8,12 +8,13 @@ These checks sit above the ledger (they need the face detector, PDQ and the wate
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from penumbra.anonymize.detect import centerface_model_path
 from penumbra.errors import PenumbraError
@@ -22,7 +23,6 @@ from penumbra.models.fingerprint import file_sha256
 from penumbra.provenance import pdq
 from penumbra.provenance.mark import run_mark
 from penumbra.provenance.policy import carried_mark, count_faces
-from penumbra.provenance.watermark import can_carry
 
 Entries = list[dict[str, Any] | None]
 OutputCheck = Callable[[Path, Entries, VerifyReport], None]
@@ -41,20 +41,80 @@ def output_checks(blocklist: Path | None = None) -> OutputCheck:
     return check
 
 
+_OUTPUT_PATH = re.compile(r"synthetic/[^/\\]+")
+
+
 def _image_rows(entries: Entries) -> list[dict[str, Any]]:
+    """The outputs rows of synthetic images (a text run's texts.jsonl has no candidate)."""
     return [
         row for entry in entries if entry and entry.get("type") == "outputs"
-        for row in entry.get("files") or [] if isinstance(row, dict)
-        and str(row.get("file", "")).lower().endswith(_IMAGE_SUFFIXES)
+        for row in entry.get("files") or [] if isinstance(row, dict) and "candidate_id" in row
+        and not str(row.get("file", "")).endswith(".jsonl")
     ]  # fmt: skip
 
 
-def _open(run: Path, name: str, report: VerifyReport) -> Image.Image | None:
+def _open(run: Path, name: str) -> Image.Image | str:
+    """The output's single frame as RGB, or why it cannot be re-checked."""
+    if not _OUTPUT_PATH.fullmatch(name) or ".." in name:
+        return "not a file directly under synthetic/"
+    if not name.lower().endswith(_IMAGE_SUFFIXES):
+        return "not an image format penumbra writes (png, jpg, webp)"
     try:
         with Image.open(run / name) as image:
+            if getattr(image, "n_frames", 1) != 1:
+                return "more than one frame: only a still image can be re-checked"
             return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None  # missing or damaged: the hash check already names it
+    except Exception as e:  # PIL raises many kinds (OSError, bombs, SyntaxError, ValueError)
+        return f"cannot be decoded as an image ({e.__class__.__name__})"
+
+
+def _settings_problem(policy: dict[str, Any]) -> str | None:
+    """Why a policy entry's settings are not ones penumbra writes (wrong types or ranges:
+    a face threshold of 5 would pass every face), or None."""
+    mark, faces, listed = policy.get("watermark"), policy.get("faces"), policy.get("blocklist")
+    if mark is not None and not (isinstance(mark, dict) and isinstance(mark.get("mark"), str)):
+        return "watermark is neither off (null) nor settings naming a mark"
+    if faces is not None:
+        threshold = faces.get("threshold") if isinstance(faces, dict) else None
+        if not (
+            isinstance(faces, dict)
+            and faces.get("action") in ("withhold", "blur", "allow")
+            and isinstance(threshold, int | float)
+            and not isinstance(threshold, bool)
+            and 0 < threshold < 1
+            and isinstance(faces.get("weights_sha256"), str)
+        ):
+            return "faces settings are not an action, a threshold in (0, 1) and weights"
+    if listed is not None:
+        limit = listed.get("threshold") if isinstance(listed, dict) else None
+        if not (
+            isinstance(listed, dict)
+            and isinstance(listed.get("sha256"), str)
+            and isinstance(limit, int)
+            and not isinstance(limit, bool)
+            and 0 <= limit <= 128
+        ):
+            return "blocklist settings are not a digest and a threshold in [0, 128]"
+    withheld = policy.get("withheld")
+    if not isinstance(withheld, list) or not all(
+        isinstance(w, dict)
+        and isinstance(w.get("output"), int)
+        and isinstance(w.get("attempt"), int)
+        for w in withheld
+    ):
+        return "withheld is not a list of (output, attempt) rows"
+    if not isinstance(policy.get("unmarked"), int):
+        return "unmarked is not a count"
+    return None  # fmt: skip
+
+
+def _policy_expected(run: Path) -> bool:
+    """Whether run.yaml (hash-checked by verify) was written by a penumbra with policies."""
+    try:
+        config = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(config, dict) and "policy" in config
 
 
 def check_policy(
@@ -67,6 +127,8 @@ def check_policy(
         stray = [r["file"] for r in rows if {"pdq", "faces", "watermark"} & set(r)]
         if stray:
             report.fail(stray[0], "carries policy results, but the ledger holds no policy entry")
+        elif rows and _policy_expected(run):
+            report.fail("ledger", "no policy entry, though run.yaml has a policy: section")
         report.receipt["policy"] = "none recorded (a run made before output policies)"
         return
     index, policy = found[0]
@@ -77,29 +139,57 @@ def check_policy(
                          None)  # fmt: skip
     if first_outputs is not None and first_outputs < index:
         report.fail(where, "recorded after the outputs it is about")
+    problem = _settings_problem(policy)
+    if problem is not None:
+        report.fail(where, problem)
+        return
     mark = _expected_mark(policy, report, where)
-    faces = policy.get("faces") if isinstance(policy.get("faces"), dict) else None
-    if faces is not None and faces.get("weights_sha256") != file_sha256(centerface_model_path()):
+    faces = policy.get("faces")
+    if faces is not None and faces["weights_sha256"] != file_sha256(centerface_model_path()):
         report.fail(where, "the face detector installed here is not the one the run used "
                            "(weights differ): faces cannot be re-counted")  # fmt: skip
         faces = None
-    listed = policy.get("blocklist") if isinstance(policy.get("blocklist"), dict) else None
-    if blocklist is not None and (listed is None or listed.get("sha256") != blocklist.sha256):
+    listed = policy.get("blocklist")
+    if blocklist is not None and (listed is None or listed["sha256"] != blocklist.sha256):
         report.fail("--blocklist", "is not the blocklist the run's policy names (digest differs)")
         blocklist = None
     checked = 0
     for row in rows:
-        image = _open(run, row["file"], report)
-        if image is None:
+        image = _open(run, str(row.get("file")))
+        if isinstance(image, str):
+            report.fail(str(row.get("file")), f"cannot re-check the policy: {image}")
             continue
         _check_output(row, image, mark, faces, listed, blocklist, report)
         checked += 1
+    _check_counts(policy, rows, report, where)
     report.receipt["policy"] = {
-        "watermark": mark or "off", "faces": faces.get("action") if faces else "not checked",
-        "blocklist": (listed or {}).get("sha256", "none")
-        + ("" if blocklist is not None or listed is None else " (not re-checked: no --blocklist)"),
-        "withheld": len(policy.get("withheld") or []), "outputs_rechecked": checked,
+        "watermark": mark or "off", "faces": faces["action"] if faces else "not checked",
+        "blocklist": listed["sha256"] if listed else "none",
+        "blocklist_rechecked": blocklist is not None,
+        "withheld": len(policy["withheld"]), "outputs_rechecked": checked,
     }  # fmt: skip
+
+
+def _check_counts(
+    policy: dict[str, Any], rows: list[dict[str, Any]], report: VerifyReport, where: str
+) -> None:
+    """`withheld` must be exactly the renders before each output's `attempt`, and `unmarked`
+    the outputs that carry no mark: the entry may not hide a withheld render or a missing
+    mark."""
+    expected = set()
+    for row in rows:
+        stem = Path(str(row.get("file"))).stem
+        attempt = row.get("attempt", 0)
+        if stem.isdigit() and isinstance(attempt, int):
+            expected |= {(int(stem), a) for a in range(attempt)}
+    stated = {(w["output"], w["attempt"]) for w in policy["withheld"]}
+    if stated != expected or len(stated) != len(policy["withheld"]):
+        report.fail(where, "withheld does not list exactly the renders before each output's "
+                           "attempt")  # fmt: skip
+    unmarked = sum(1 for row in rows if row.get("watermark") is None)
+    if policy["unmarked"] != unmarked:
+        report.fail(where, f"unmarked is {policy['unmarked']}, but {unmarked} outputs carry no "
+                           "mark")  # fmt: skip
 
 
 def _expected_mark(policy: dict[str, Any], report: VerifyReport, where: str) -> str | None:
@@ -108,7 +198,7 @@ def _expected_mark(policy: dict[str, Any], report: VerifyReport, where: str) -> 
         return None
     vkey = str(report.receipt.get("public_key", ""))
     mark = run_mark(vkey)
-    if not isinstance(settings, dict) or settings.get("mark") != mark:
+    if settings.get("mark") != mark:
         report.fail(where, f"its watermark identifier is not the run key's ({mark})")
     return mark
 
@@ -127,22 +217,22 @@ def _check_output(
     if row.get("pdq") != hashed:
         report.fail(name, "pdq: the file's PDQ hash is not the one the ledger records")
     if faces is not None:
-        counted = count_faces(image, float(faces.get("threshold", 0.5)))
+        counted = count_faces(image, float(faces["threshold"]))
         if row.get("faces") != counted:
             report.fail(name, f"faces: {counted} found, the ledger records {row.get('faces')}")
-        if counted and faces.get("action") != "allow":
+        if counted and faces["action"] != "allow":
             report.fail(name, f"faces: {counted} face(s) in an output the policy says must "
-                              f"have none ({faces.get('action')})")  # fmt: skip
+                              f"have none ({faces['action']})")  # fmt: skip
     if blocklist is not None and listed is not None:
         distance, line = blocklist.nearest(hashed)
-        if distance <= int(listed.get("threshold", -1)):
+        if distance <= int(listed["threshold"]):
             report.fail(name, f"blocklist: within {distance} of hash {line + 1} of the list")
-    read = carried_mark(image) if mark is not None else None
-    if row.get("watermark") != read:
+    read = carried_mark(image)
+    if read is not None and read != mark:
+        report.fail(name, f"watermark: carries mark {read}, not this run's ({mark or 'off'})")
+    elif row.get("watermark") != read:
         report.fail(name, f"watermark: reads {read or 'none'}, the ledger records "
                           f"{row.get('watermark') or 'none'}")  # fmt: skip
-    elif mark is not None and read is None and can_carry(*image.size):
-        report.fail(name, "watermark: large enough to carry the run's mark, but carries none")
 
 
 def check_credentials(run: Path, entries: Entries, report: VerifyReport) -> None:
@@ -165,7 +255,10 @@ def check_credentials(run: Path, entries: Entries, report: VerifyReport) -> None
         return
     read = 0
     for row in _image_rows(entries):
-        name = row["file"]
+        name = str(row.get("file"))
+        if not _OUTPUT_PATH.fullmatch(name) or ".." in name:
+            report.fail(name, "content credentials: not a file directly under synthetic/")
+            continue
         try:
             data = (run / name).read_bytes()
             store = read_manifest(data, mime_type(run / name))

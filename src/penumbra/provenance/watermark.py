@@ -63,6 +63,8 @@ def read_bits(image: Image.Image, length: int = PAYLOAD_BITS) -> Bits:
     """The bits the library's dwtDctSvd decoder reads from `image` (no size check)."""
     bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])
     rows, cols = bgr.shape[0] // 4 * 4, bgr.shape[1] // 4 * 4
+    if rows < 8 or cols < 8:  # not one 4x4 block of the half-size approximation
+        return np.zeros(length, np.uint8)
     u = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[:rows, :cols, 1]
     approx, _ = pywt.dwt2(u, "haar")
     h, w = approx.shape[0] // 4, approx.shape[1] // 4

@@ -136,7 +136,8 @@ def _policy_paragraph(run_dir: Path, meta: list[dict[str, Any]]) -> str:
     else:
         carried = (
             f"{marked} of {len(meta)} outputs watermarked with run identifier {mark}; "
-            f"{len(meta) - marked} not watermarked (smaller than 256×256 pixels)"
+            f"{len(meta) - marked} not watermarked (smaller than 256×256 pixels, or the mark "
+            "did not survive the lossy format)"
         )
     faces = policy.get("faces") or {}
     blocklist = policy.get("blocklist") or {}

@@ -87,12 +87,11 @@ def final_render(
                 job = [(captions[j], base[j] + attempt * RETRY_STRIDE)]
                 image = generate_images(generator, job)[0]
             result = check_render(image, policy, image_format)
-            log.blurred += result.blurred
             if result.reason is None:
+                log.blurred += result.blurred
                 log.unmarked += result.fields["watermark"] is None
                 return result.image, {**result.fields, "attempt": attempt}
-            log.withheld.append({"output": j, "attempt": attempt, "reason": result.reason,
-                                 "pdq": result.fields["pdq"]})  # fmt: skip
+            log.withheld.append(result.withheld_row(j, attempt))
         raise PolicyError(
             f"output {j}: withheld by policy in all {policy.max_attempts} renders (last: "
             f"{log.withheld[-1]['reason']}); relax policy: or raise policy.max_attempts, then "

@@ -96,6 +96,12 @@ def _progress(console: Console | None) -> Progress:
     )
 
 
+def _policy_recorded(out: Path) -> bool:
+    path = out / "ledger" / "entries.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return any('"type":"policy"' in line.replace(" ", "") for line in lines)
+
+
 def resolve_run_config(
     out: Path,
     *,
@@ -121,7 +127,12 @@ def resolve_run_config(
             if config_hash(updated) != config_hash(resolved):
                 raise ConfigError(
                     f"--resume: {' '.join(overrides)} would change the run's {run_yaml}; "
-                    "only compute.* (and --ray) may change on resume"
+                    "only compute.*, ledger.* and policy.* (and --ray) may change on resume"
+                )
+            if updated.policy != resolved.policy and _policy_recorded(out):
+                raise ConfigError(
+                    f"--resume: the run's ledger already holds the policy its outputs passed; "
+                    "policy.* may change only before the final render is recorded"
                 )
             resolved = updated
         asked = {"privacy.epsilon": epsilon, "privacy.delta": delta}
@@ -372,6 +383,8 @@ def _run_stages(
                 out.rmdir()
             return plan
         held.enter_context(run_lock(out))  # one process per run: noise is drawn once
+        if resume and load_config(out / "run.yaml").policy != cfg.policy:
+            write_config(cfg, out / "run.yaml")  # a resume may set a policy not yet applied
         if not resume:
             write_config(cfg, out / "run.yaml")
             if external is None:

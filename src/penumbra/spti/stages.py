@@ -426,8 +426,8 @@ def render_outputs(
         write_texts(out, result.outputs)
         return [{"file": "synthetic/texts.jsonl"}]
     assert models.final_generator is not None
-    policy = None  # outputs logged: synthetic/ is kept as the ledger lists it
-    if not list(ledger.find("outputs")):
+    policy = None  # a run made before output policies: synthetic/ as the ledger lists it
+    if list(ledger.find("policy")) or not list(ledger.find("outputs")):
         mark = run_mark(ledger.signer.vkey)
         policy = resolve_policy(cfg.policy, domain=cfg.domain, mark=mark)
     task = st.progress.add_task("final render", total=len(result.outputs["payload"]))
