@@ -125,10 +125,12 @@ def _policy_paragraph(run_dir: Path, meta: list[dict[str, Any]]) -> str:
             continue
         if isinstance(entry, dict) and entry.get("type") == "policy":
             policy = entry
+            break  # the first, as verify reads it
     if policy is None:
         return "<p>Output policy: none recorded (not watermarked, not checked).</p>"
     marked = sum(1 for m in meta if m.get("watermark"))
-    mark = (policy.get("watermark") or {}).get("mark")
+    settings = {k: v if isinstance(v, dict) else {} for k, v in policy.items()}
+    mark = settings.get("watermark", {}).get("mark")
     if mark is None:
         carried = "not watermarked (watermark off)"
     elif marked == len(meta):
@@ -139,12 +141,11 @@ def _policy_paragraph(run_dir: Path, meta: list[dict[str, Any]]) -> str:
             f"{len(meta) - marked} not watermarked (smaller than 256×256 pixels, or the mark "
             "did not survive the lossy format)"
         )
-    faces = policy.get("faces") or {}
-    blocklist = policy.get("blocklist") or {}
-    checks = [f"faces: {faces['action']}" if faces else "faces: not checked",
-              f"PDQ blocklist {str(blocklist['sha256'])[:16]}… (threshold "
-              f"{blocklist['threshold']})" if blocklist else "no blocklist"]  # fmt: skip
-    withheld = len(policy.get("withheld") or [])
+    faces, blocklist = settings.get("faces", {}), settings.get("blocklist", {})
+    checks = [f"faces: {faces.get('action')}" if faces else "faces: not checked",
+              f"PDQ blocklist {str(blocklist.get('sha256'))[:16]}… (threshold "
+              f"{blocklist.get('threshold')})" if blocklist else "no blocklist"]  # fmt: skip
+    withheld = len(policy["withheld"]) if isinstance(policy.get("withheld"), list) else 0
     return (
         f"<p>Output policy: {html.escape(carried)}; {html.escape('; '.join(checks))}; "
         f"{withheld} render(s) withheld and replaced by another seed of the same caption. "
