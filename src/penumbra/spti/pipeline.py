@@ -131,7 +131,7 @@ def resolve_run_config(
                 )
             if updated.policy != resolved.policy and _policy_recorded(out):
                 raise ConfigError(
-                    f"--resume: the run's ledger already holds the policy its outputs passed; "
+                    "--resume: the run's ledger already holds the policy its outputs passed; "
                     "policy.* may change only before the final render is recorded"
                 )
             resolved = updated
