@@ -135,6 +135,9 @@ def _policy_paragraph(run_dir: Path, meta: list[dict[str, Any]]) -> str:
         carried = "not watermarked (watermark off)"
     elif marked == len(meta):
         carried = f"every output watermarked with run identifier {mark}"
+    elif marked == 0:
+        carried = ("not watermarked: no output carries the mark (under 256×256 pixels, or "
+                   "lost to a lossy format)")  # fmt: skip
     else:
         carried = (
             f"{marked} of {len(meta)} outputs watermarked with run identifier {mark}; "
