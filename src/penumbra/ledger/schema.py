@@ -37,10 +37,11 @@ FIELDS: dict[str, frozenset[str]] = {
         "unmarked",
     }),
 }  # fmt: skip
-OUTPUT_ROW = frozenset({
-    "file", "sha256", "candidate_id", "iteration", "lineage", "label", "pdq", "faces",
-    "watermark", "attempt",
-})  # fmt: skip
+# what the output policy records of each output (outputs rows and metadata.jsonl alike)
+POLICY_ROW_FIELDS = ("pdq", "faces", "watermark", "attempt")
+OUTPUT_ROW = frozenset(
+    {"file", "sha256", "candidate_id", "iteration", "lineage", "label", *POLICY_ROW_FIELDS}
+)
 # a withheld render is named by its output slot, its attempt and the SHA-256 of its pixels
 WITHHELD_ROW = frozenset({"output", "attempt", "reason", "sha256"})
 FILES_ROW = frozenset({"file", "sha256", "size"})

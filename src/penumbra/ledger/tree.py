@@ -170,16 +170,21 @@ def unlogged_files(
     )  # fmt: skip
 
 
-def _ledger_section(run: Path) -> dict[str, Any]:
-    """The `ledger:` section of the run's run.yaml ({} when there is none)."""
+def run_config_section(run: Path, name: str) -> dict[str, Any]:
+    """A section of the run's run.yaml ({} when there is none, or no readable run.yaml:
+    verify's hash checks name a damaged one)."""
     import yaml
 
     try:
         data = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
-    ledger = data.get("ledger") if isinstance(data, dict) else None
-    return ledger if isinstance(ledger, dict) else {}
+    section = data.get(name) if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def _ledger_section(run: Path) -> dict[str, Any]:
+    return run_config_section(run, "ledger")
 
 
 def configured_signer(run: Path) -> str | None:

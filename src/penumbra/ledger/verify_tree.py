@@ -20,6 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from penumbra.ledger.schema import POLICY_ROW_FIELDS
 from penumbra.ledger.tree import Scan, logged_tree, scan_tree, sha256_file
 from penumbra.ledger.verify_report import VerifyReport
 from penumbra.pe.release import candidate_hash
@@ -29,7 +30,7 @@ Entries = list[dict[str, Any] | None]
 _NUMBERED = re.compile(r"(release|population)-(\d+)\.(json|parquet)")
 _CLASS_FOLDER = re.compile(r"class-(\d+)")
 _META_KEYS = frozenset({"file_name", "caption", "iteration", "candidate_id", "parent_chain",
-                        "label", "class_name", "pdq", "faces", "watermark", "attempt"})  # fmt: skip
+                        "label", "class_name", *POLICY_ROW_FIELDS})  # fmt: skip
 _LEDGER_FILES = frozenset({"entries.jsonl", "pubkey", "origin", "cosigners"})
 _RELEASE_FIELDS = ("candidate_hash", "sigma", "threshold", "cumulative_epsilon", "delta",
                    "fixed_noise_seed", "accountant", "noisy_votes")  # fmt: skip
@@ -343,8 +344,7 @@ def _compare_row(
     report: VerifyReport,
 ) -> None:
     pairs = [("candidate_id", "candidate_id"), ("iteration", "iteration"), ("label", "label"),
-             ("parent_chain", "lineage"), ("pdq", "pdq"), ("faces", "faces"),
-             ("watermark", "watermark"), ("attempt", "attempt")]  # fmt: skip
+             ("parent_chain", "lineage"), *((k, k) for k in POLICY_ROW_FIELDS)]  # fmt: skip
     differ = [key for key, mine in pairs if row.get(key) != logged.get(mine)]
     label = row.get("label")
     named = classes is not None and isinstance(label, int) and 0 <= label < len(classes)

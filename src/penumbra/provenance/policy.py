@@ -128,9 +128,15 @@ class PolicyLog:
 
 
 def policy_entry(policy: OutputPolicy, log: PolicyLog) -> dict[str, Any]:
-    """The ledger's `policy` entry: each check with its version or weights fingerprint and
-    thresholds, the blocklist by digest (never its hashes), and what was withheld (slot,
-    attempt, reason, SHA-256 of the pixels)."""
+    """The ledger's `policy` entry: the settings, and what was withheld (slot, attempt,
+    reason, SHA-256 of the pixels)."""
+    return {**policy_settings(policy), "withheld": log.withheld, "blurred": log.blurred,
+            "unmarked": log.unmarked}  # fmt: skip
+
+
+def policy_settings(policy: OutputPolicy) -> dict[str, Any]:
+    """Each check with its version or weights fingerprint and thresholds, the blocklist by
+    digest (never its hashes): what a kept render must have been checked with."""
     return {
         "watermark": None if policy.mark is None else {
             "library": "invisible-watermark", "version": watermark.library_version(),
@@ -148,7 +154,4 @@ def policy_entry(policy: OutputPolicy, log: PolicyLog) -> dict[str, Any]:
             "action": policy.face_action,
         },
         "max_attempts": policy.max_attempts,
-        "withheld": log.withheld,
-        "blurred": log.blurred,
-        "unmarked": log.unmarked,
     }  # fmt: skip

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from PIL import Image
 
 from penumbra.anonymize.detect import centerface_model_path
 from penumbra.errors import PenumbraError
+from penumbra.ledger.schema import POLICY_ROW_FIELDS
+from penumbra.ledger.tree import run_config_section
 from penumbra.ledger.verify_report import VerifyReport, entry_label
 from penumbra.models.fingerprint import file_sha256
 from penumbra.provenance import pdq
@@ -108,15 +109,6 @@ def _settings_problem(policy: dict[str, Any]) -> str | None:
     return None  # fmt: skip
 
 
-def _policy_expected(run: Path) -> bool:
-    """Whether run.yaml (hash-checked by verify) was written by a penumbra with policies."""
-    try:
-        config = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(config, dict) and "policy" in config
-
-
 def check_policy(
     run: Path, entries: Entries, report: VerifyReport, *, blocklist: pdq.Blocklist | None
 ) -> None:
@@ -124,10 +116,10 @@ def check_policy(
     found = [(i, e) for i, e in enumerate(entries) if e and e.get("type") == "policy"]
     rows = _image_rows(entries)
     if not found:
-        stray = [r["file"] for r in rows if {"pdq", "faces", "watermark"} & set(r)]
+        stray = [r["file"] for r in rows if set(POLICY_ROW_FIELDS) & set(r)]
         if stray:
             report.fail(stray[0], "carries policy results, but the ledger holds no policy entry")
-        elif rows and _policy_expected(run):
+        elif rows and run_config_section(run, "policy"):  # run.yaml of a penumbra with policies
             report.fail("ledger", "no policy entry, though run.yaml has a policy: section")
         report.receipt["policy"] = "none recorded (a run made before output policies)"
         return
@@ -238,12 +230,7 @@ def _check_output(
 def check_credentials(run: Path, entries: Entries, report: VerifyReport) -> None:
     """Where run.yaml asks for content credentials, each image's manifest must validate,
     bind this file (its data hash matches) and name the run's mark."""
-    try:
-        config = yaml.safe_load((run / "run.yaml").read_text(encoding="utf-8")) or {}
-        wanted = bool((config.get("output") or {}).get("content_credentials"))
-    except (OSError, yaml.YAMLError, AttributeError):
-        return  # run.yaml's own hash check names a damaged or missing file
-    if not wanted:
+    if not run_config_section(run, "output").get("content_credentials"):
         return
     from penumbra.anonymize.credentials import manifest_run_mark, mime_type, read_manifest
 

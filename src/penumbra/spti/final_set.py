@@ -20,7 +20,7 @@ from penumbra.durable import atomic_write_bytes
 from penumbra.errors import PenumbraError
 from penumbra.models.protocols import ImageGenerator
 from penumbra.pe.evolve import RunStateError
-from penumbra.provenance.policy import OutputPolicy, PolicyLog, check_render
+from penumbra.provenance.policy import OutputPolicy, PolicyLog, check_render, policy_settings
 from penumbra.spti.render import generate_images
 
 
@@ -71,7 +71,7 @@ def final_render(
     log_path = out / "cache" / "policy.json"
     if target.exists() and (target / "metadata.jsonl").exists():
         check_rendered(target, outputs)  # rendered before a crash, from these releases?
-        if policy is None or _logged_policy(log_path) == _policy_key(policy):
+        if policy is None or _logged_policy(log_path) == policy_settings(policy):
             return  # the folder only appears once complete
     engine = engine if engine is not None else LocalEngine()
     (out / "cache" / "c2pa-labelled.json").unlink(missing_ok=True)  # labels of older files
@@ -119,7 +119,7 @@ def final_render(
                 j += 1
             progress.update(task, advance=len(images))
         if policy is not None:  # before synthetic/ appears: its presence means both exist
-            record = {"policy": _policy_key(policy), "log": asdict(log)}
+            record = {"policy": policy_settings(policy), "log": asdict(log)}
             log_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(log_path, json.dumps(record).encode())
 
@@ -128,15 +128,6 @@ def final_render(
 
 class PolicyError(PenumbraError):
     """An output the policy withholds however often it is rendered again."""
-
-
-def _policy_key(policy: OutputPolicy) -> dict[str, Any]:
-    """What a kept synthetic/ must have been checked against to be kept on resume."""
-    return {
-        "mark": policy.mark, "faces": policy.face_action, "face_threshold": policy.face_threshold,
-        "blocklist": policy.blocklist.sha256 if policy.blocklist else None,
-        "blocklist_threshold": policy.blocklist_threshold, "max_attempts": policy.max_attempts,
-    }  # fmt: skip
 
 
 def _logged_policy(path: Path) -> Any:

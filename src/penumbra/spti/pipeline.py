@@ -383,14 +383,12 @@ def _run_stages(
                 out.rmdir()
             return plan
         held.enter_context(run_lock(out))  # one process per run: noise is drawn once
-        if resume and load_config(out / "run.yaml").policy != cfg.policy:
+        if not resume or load_config(out / "run.yaml").policy != cfg.policy:
             write_config(cfg, out / "run.yaml")  # a resume may set a policy not yet applied
-        if not resume:
-            write_config(cfg, out / "run.yaml")
-            if external is None:
-                _remember_source(out, source)
-                if cfg.modality == "image":
-                    _warn_identical_copies(out, source, console)
+        if not resume and external is None:
+            _remember_source(out, source)
+            if cfg.modality == "image":
+                _warn_identical_copies(out, source, console)
         stages.load_generators(st, models)
         record = stages.open_record(
             st, private_set, settings, plan.sigma, external=external, signing_key=signing_key

@@ -27,6 +27,7 @@ from penumbra.durable import run_lock
 from penumbra.errors import PenumbraError
 from penumbra.ledger.log import Ledger
 from penumbra.ledger.records import LedgerJournal, record_outputs, record_run_end, record_run_start
+from penumbra.ledger.schema import POLICY_ROW_FIELDS
 from penumbra.ledger.tree import PublishedTree
 from penumbra.ledger.witness_client import WitnessEndpoint, endpoints
 from penumbra.models.protocols import (
@@ -426,9 +427,9 @@ def render_outputs(
         write_texts(out, result.outputs)
         return [{"file": "synthetic/texts.jsonl"}]
     assert models.final_generator is not None
+    mark = run_mark(ledger.signer.vkey)
     policy = None  # a run made before output policies: synthetic/ as the ledger lists it
     if list(ledger.find("policy")) or not list(ledger.find("outputs")):
-        mark = run_mark(ledger.signer.vkey)
         policy = resolve_policy(cfg.policy, domain=cfg.domain, mark=mark)
     task = st.progress.add_task("final render", total=len(result.outputs["payload"]))
     with st.timed("final render"):
@@ -441,7 +442,7 @@ def render_outputs(
         record_policy(ledger, policy_entry(policy, read_policy_log(out)))
     if cfg.output.content_credentials is not None and not list(ledger.find("outputs")):
         with st.timed("content credentials"):
-            label_outputs(out, cfg.output.content_credentials, mark=run_mark(ledger.signer.vkey))
+            label_outputs(out, cfg.output.content_credentials, mark=mark)
     labels = result.outputs.get("label")
     checked = {row["file_name"]: row for row in read_imagefolder_metadata(out / "synthetic")}
     rows = []
@@ -451,12 +452,9 @@ def render_outputs(
         name = f"{i:06d}.{cfg.output.image_format}"
         row = {"file": f"synthetic/{name}", "candidate_id": cid, "iteration": it,
                "lineage": lineage, **({} if labels is None else {"label": labels[i]})}  # fmt: skip
-        row.update({k: checked[name][k] for k in POLICY_FIELDS if k in checked.get(name, {})})
+        row.update({k: checked[name][k] for k in POLICY_ROW_FIELDS if k in checked.get(name, {})})
         rows.append(row)
     return [*rows, {"file": "synthetic/metadata.jsonl"}]
-
-
-POLICY_FIELDS = ("pdq", "faces", "watermark", "attempt")
 
 
 def record_policy(ledger: Ledger, entry: dict[str, Any]) -> None:
