@@ -112,7 +112,17 @@ def test_tiny_run_verifies_and_leaks_nothing(
         extra = [f"output.content_credentials.cert={cert}", f"output.content_credentials.key={key}"]
         extra += SLOTS  # slot-form captions (the demo's); text voting keeps free-form captions
         extra += COMPOSITE  # votes in a composite space: EffNet features beside grey levels
-    run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}", *extra])
+    key = None
+    if voting == "image":  # a fixed key, so a fixed mark: the JPEG copy below reads the same
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = tmp_path / "signing.pem"
+        key.write_bytes(Ed25519PrivateKey.from_private_bytes(bytes(range(32))).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))  # fmt: skip
+    run = synthesize(private_dir, 8.0, out=out, overrides=[*TINY, f"voting={voting}", *extra],
+                     signing_key=key)  # fmt: skip
     assert isinstance(run, Run) and run.iterations == 2 and run.num_images == 4
     if voting == "image":
         from penumbra.anonymize.credentials import read_manifest
