@@ -217,3 +217,16 @@ def test_synthetic_before_its_outputs_are_logged_is_rendered_again(copy: Path) -
     assert (copy / "synthetic" / "000000.png").read_bytes() == original
     report = verify_run(copy)
     assert report.ok, report.failures
+
+
+def test_deleted_synthetic_of_a_finished_run_is_rendered_again_under_its_policy(
+    copy: Path,
+) -> None:
+    """Attack review of issue 28, finding 10: with the outputs logged and synthetic/ gone, a
+    resume rendered again without the policy (no mark, no face check), so the files no longer
+    matched the ledger. It applies the recorded policy again and gets the same bytes."""
+    before = {p.name: p.read_bytes() for p in (copy / "synthetic").iterdir()}
+    shutil.rmtree(copy / "synthetic")
+    assert main(["synthesize", "--resume", str(copy)]) == 0
+    assert {p.name: p.read_bytes() for p in (copy / "synthetic").iterdir()} == before
+    assert verify_run(copy).ok
